@@ -1,0 +1,44 @@
+//! The command line. Kept apart from `main` so that the man page generator sees the same
+//! definition.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Keeps Proxmox VE guest NICs on the Open vSwitch bridge their configuration names, with their
+/// VLAN settings, and mirrors them into /etc/nmstate/nmstate-dynamic.yaml and a managed block of
+/// /etc/network/interfaces.
+#[derive(Debug, Parser)]
+#[command(name = "ovs-autoattach", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file [default: /etc/ovs-autoattach/config.yaml]
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Log every decision (debug level)
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Log warnings and errors only
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Full pass: rescan links, reconcile every guest NIC, prune stale ports of ours
+    Apply {
+        /// Print the planned changes, one per line, and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Fast additive path for one interface (called by hooks)
+    Plug {
+        /// The host interface, e.g. tap100i0 or veth200i1
+        #[arg(value_name = "IFACE", value_parser = clap::builder::OsStringValueParser::new())]
+        iface: OsString,
+    },
+    /// Remove every port this tool created, the managed block and the nmstate file
+    Clear,
+}

@@ -1,0 +1,43 @@
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ovs_autoattach::cli::Cli;
+use ovs_autoattach::config::UsageError;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    match ovs_autoattach::run(&cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            log::error!("{e:#}");
+            ExitCode::from(if e.is::<UsageError>() { 2 } else { 1 })
+        }
+    }
+}
+
+/// Plain lines on stderr, `ovs-autoattach: [level: ]message`: journald adds the time, and the
+/// Proxmox task log shows hookscript output as it is.
+fn init_logging(cli: &Cli) {
+    let level = match (cli.verbose, cli.quiet) {
+        (true, _) => log::LevelFilter::Debug,
+        (_, true) => log::LevelFilter::Warn,
+        _ => log::LevelFilter::Info,
+    };
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_env(env_logger::Env::new().filter("OVS_AUTOATTACH_LOG"))
+        .format(|f, record| {
+            let level = match record.level() {
+                log::Level::Error => "error: ",
+                log::Level::Warn => "warning: ",
+                log::Level::Info => "",
+                log::Level::Debug => "debug: ",
+                log::Level::Trace => "trace: ",
+            };
+            writeln!(f, "ovs-autoattach: {level}{}", record.args())
+        })
+        .init();
+}

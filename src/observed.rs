@@ -1,0 +1,34 @@
+//! What Open vSwitch holds right now, reduced to what the reconciler compares. Plain data: the
+//! OVSDB adapter ([`crate::vswitch`]) fills it, the pure planner reads it.
+
+use std::collections::BTreeMap;
+
+use crate::vlan::Vlan;
+
+/// An OVSDB row UUID, as the server prints it.
+pub type Uuid = String;
+
+/// `Port.external_ids` key and value that mark a port as created by this tool. Only marked ports
+/// are ever deleted; the mark lives in OVSDB itself, so ownership survives reboots, killed runs
+/// and reinstalls without any state file of ours.
+pub const OWNER_KEY: &str = "owner";
+pub const OWNER_VALUE: &str = "ovs-autoattach";
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Every OVS bridge by name.
+    pub bridges: BTreeMap<String, Uuid>,
+    /// Ports by name: all of them after a full read, or just the one asked for.
+    pub ports: BTreeMap<String, PortState>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortState {
+    pub uuid: Uuid,
+    /// The bridge holding the port. `None` only for a row no bridge references, which OVSDB
+    /// garbage-collects at the next commit.
+    pub bridge: Option<String>,
+    pub vlan: Vlan,
+    /// Carries the ownership mark.
+    pub owned: bool,
+}

@@ -1,0 +1,497 @@
+//! The plan: the changes that turn what OVS holds into the desired state.
+//!
+//! Pure: [`build`] compares [`Desired`] with [`Observed`] and returns a list of changes that the
+//! OVSDB adapter turns into one transaction. The ownership rule is enforced here and nowhere
+//! else: only ports carrying the mark are pruned, with one exception, rows named like a Proxmox
+//! guest NIC whose link is gone (the stale "could not open network device" ports that a guest
+//! leaves behind when its NIC vanished while off the hook's watch).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::config::Config;
+use crate::desired::{Decision, Desired, Target};
+use crate::guest::NicId;
+use crate::observed::{Observed, PortState, Uuid};
+use crate::vlan::Vlan;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Create the port (and its interface) on `bridge`, marked as ours.
+    Attach {
+        port: String,
+        bridge: String,
+        vlan: Vlan,
+    },
+    /// Rewrite the VLAN columns of a port that is on the right bridge.
+    Update {
+        port: String,
+        uuid: Uuid,
+        bridge: String,
+        from: Vlan,
+        to: Vlan,
+    },
+    /// Take the port row off `from` and put it on `to`, with `vlan`.
+    Move {
+        port: String,
+        uuid: Uuid,
+        from: String,
+        to: String,
+        vlan: Vlan,
+    },
+    /// Remove the port from `bridge`.
+    Prune {
+        port: String,
+        uuid: Uuid,
+        bridge: String,
+        reason: String,
+    },
+}
+
+impl Change {
+    pub fn port(&self) -> &str {
+        match self {
+            Change::Attach { port, .. }
+            | Change::Update { port, .. }
+            | Change::Move { port, .. }
+            | Change::Prune { port, .. } => port,
+        }
+    }
+}
+
+impl Change {
+    /// One line per change, in the present tense for plans (`attach ...`) and the past tense for
+    /// what was done (`attached ...`).
+    pub fn describe(&self, done: bool) -> String {
+        let verb = |present: &str, past: &str| {
+            if done {
+                past.to_string()
+            } else {
+                present.to_string()
+            }
+        };
+        match self {
+            Change::Attach { port, bridge, vlan } => {
+                format!("{} {port} to {bridge} {vlan}", verb("attach", "attached"))
+            }
+            Change::Update {
+                port,
+                bridge,
+                from,
+                to,
+                ..
+            } => {
+                format!(
+                    "{} {port} on {bridge}: {from} -> {to}",
+                    verb("update", "updated")
+                )
+            }
+            Change::Move {
+                port,
+                from,
+                to,
+                vlan,
+                ..
+            } => {
+                format!(
+                    "{} {port} from {from} to {to} {vlan}",
+                    verb("move", "moved")
+                )
+            }
+            Change::Prune {
+                port,
+                bridge,
+                reason,
+                ..
+            } => {
+                format!(
+                    "{} {port} from {bridge} ({reason})",
+                    verb("prune", "pruned")
+                )
+            }
+        }
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe(false))
+    }
+}
+
+/// Which ports a plan may touch.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope<'a> {
+    /// A full pass: every port is in view; `live` names every link on the host.
+    Full { live: &'a BTreeSet<String> },
+    /// The additive `plug` path: only attach, update or move the NICs decided; never prune.
+    Additive,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Counts of (attach, update, move, prune).
+    pub fn counts(&self) -> [usize; 4] {
+        let mut c = [0; 4];
+        for change in &self.changes {
+            c[match change {
+                Change::Attach { .. } => 0,
+                Change::Update { .. } => 1,
+                Change::Move { .. } => 2,
+                Change::Prune { .. } => 3,
+            }] += 1;
+        }
+        c
+    }
+}
+
+pub fn build(config: &Config, desired: &Desired, observed: &Observed, scope: Scope<'_>) -> Plan {
+    let mut changes = Vec::new();
+    for (name, decision) in &desired.nics {
+        let port = observed.ports.get(name);
+        match (decision, port) {
+            (Decision::Attach(target), None) => changes.push(Change::Attach {
+                port: name.clone(),
+                bridge: target.bridge.clone(),
+                vlan: target.vlan.clone(),
+            }),
+            (Decision::Attach(target), Some(state)) => changes.extend(correct(name, target, state)),
+            (Decision::Detach(reason), Some(state)) if state.owned => {
+                if let Scope::Full { .. } = scope {
+                    changes.push(prune(name, state, reason));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Scope::Full { live } = scope {
+        for (name, state) in &observed.ports {
+            if desired.nics.contains_key(name) || live.contains(name) || config.is_excluded(name) {
+                continue;
+            }
+            let stale_guest_row = config.is_candidate(name) && NicId::parse(name).is_some();
+            if state.owned || stale_guest_row {
+                changes.push(prune(name, state, "its link is gone"));
+            }
+        }
+    }
+    Plan { changes }
+}
+
+fn correct(name: &str, target: &Target, state: &PortState) -> Option<Change> {
+    match &state.bridge {
+        Some(bridge) if *bridge == target.bridge => {
+            (state.vlan != target.vlan).then(|| Change::Update {
+                port: name.into(),
+                uuid: state.uuid.clone(),
+                bridge: bridge.clone(),
+                from: state.vlan.clone(),
+                to: target.vlan.clone(),
+            })
+        }
+        Some(bridge) => Some(Change::Move {
+            port: name.into(),
+            uuid: state.uuid.clone(),
+            from: bridge.clone(),
+            to: target.bridge.clone(),
+            vlan: target.vlan.clone(),
+        }),
+        // A row no bridge holds is garbage OVSDB is about to collect; a fresh port replaces it.
+        None => Some(Change::Attach {
+            port: name.into(),
+            bridge: target.bridge.clone(),
+            vlan: target.vlan.clone(),
+        }),
+    }
+}
+
+fn prune(name: &str, state: &PortState, reason: &str) -> Change {
+    Change::Prune {
+        port: name.into(),
+        uuid: state.uuid.clone(),
+        bridge: state.bridge.clone().unwrap_or_else(|| "no bridge".into()),
+        reason: reason.into(),
+    }
+}
+
+/// The plan of `clear`: every port carrying the mark, and nothing else.
+pub fn clear(observed: &Observed) -> Plan {
+    let changes = observed
+        .ports
+        .iter()
+        .filter(|(_, s)| s.owned)
+        .map(|(name, s)| prune(name, s, "clear"))
+        .collect();
+    Plan { changes }
+}
+
+/// A port as it is once a plan is committed: what the host files mirror.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PortAfter {
+    pub bridge: String,
+    pub vlan: Vlan,
+    pub owned: bool,
+}
+
+/// The ports that `observed` holds once `plan` is committed, by name.
+pub fn after(observed: &Observed, plan: &Plan) -> BTreeMap<String, PortAfter> {
+    let mut ports: BTreeMap<String, PortAfter> = observed
+        .ports
+        .iter()
+        .filter_map(|(name, s)| {
+            let bridge = s.bridge.clone()?;
+            Some((
+                name.clone(),
+                PortAfter {
+                    bridge,
+                    vlan: s.vlan.clone(),
+                    owned: s.owned,
+                },
+            ))
+        })
+        .collect();
+    for change in &plan.changes {
+        match change {
+            Change::Attach { port, bridge, vlan } => {
+                ports.insert(
+                    port.clone(),
+                    PortAfter {
+                        bridge: bridge.clone(),
+                        vlan: vlan.clone(),
+                        owned: true,
+                    },
+                );
+            }
+            Change::Update { port, to, .. } => {
+                if let Some(p) = ports.get_mut(port) {
+                    p.vlan = to.clone();
+                }
+            }
+            Change::Move { port, to, vlan, .. } => {
+                if let Some(p) = ports.get_mut(port) {
+                    p.bridge = to.clone();
+                    p.vlan = vlan.clone();
+                }
+            }
+            Change::Prune { port, .. } => {
+                ports.remove(port);
+            }
+        }
+    }
+    ports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::Target;
+
+    fn state(bridge: &str, vlan: Vlan, owned: bool) -> PortState {
+        PortState {
+            uuid: format!("u-{bridge}"),
+            bridge: Some(bridge.into()),
+            vlan,
+            owned,
+        }
+    }
+
+    fn attach(bridge: &str, vlan: Vlan) -> Decision {
+        Decision::Attach(Target {
+            bridge: bridge.into(),
+            vlan,
+        })
+    }
+
+    fn observed(ports: &[(&str, PortState)]) -> Observed {
+        Observed {
+            bridges: [
+                ("ovsbr0".to_string(), "b0".to_string()),
+                ("vmbr1".into(), "b1".into()),
+            ]
+            .into(),
+            ports: ports
+                .iter()
+                .map(|(n, s)| (n.to_string(), s.clone()))
+                .collect(),
+        }
+    }
+
+    fn desired(nics: &[(&str, Decision)]) -> Desired {
+        Desired {
+            nics: nics
+                .iter()
+                .map(|(n, d)| (n.to_string(), d.clone()))
+                .collect(),
+        }
+    }
+
+    fn live(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn attaches_missing_and_leaves_correct_ports() {
+        let tag10 = Vlan::proxmox(Some(10), vec![]);
+        let d = desired(&[
+            ("tap100i0", attach("vmbr1", tag10.clone())),
+            ("tap101i0", attach("vmbr1", tag10.clone())),
+        ]);
+        let o = observed(&[("tap101i0", state("vmbr1", tag10.clone(), false))]);
+        let l = live(&["tap100i0", "tap101i0"]);
+        let p = build(&Config::default(), &d, &o, Scope::Full { live: &l });
+        assert_eq!(
+            p.changes,
+            vec![Change::Attach {
+                port: "tap100i0".into(),
+                bridge: "vmbr1".into(),
+                vlan: tag10
+            }]
+        );
+        assert_eq!(p.changes[0].to_string(), "attach tap100i0 to vmbr1 tag=10");
+    }
+
+    #[test]
+    fn corrects_vlan_and_moves_foreign_ports_too() {
+        let tag10 = Vlan::proxmox(Some(10), vec![]);
+        let d = desired(&[
+            ("tap100i0", attach("vmbr1", tag10.clone())),
+            ("tap101i0", attach("vmbr1", tag10.clone())),
+        ]);
+        let o = observed(&[
+            ("tap100i0", state("vmbr1", Vlan::default(), false)),
+            ("tap101i0", state("ovsbr0", Vlan::default(), false)),
+        ]);
+        let p = build(&Config::default(), &d, &o, Scope::Additive);
+        assert_eq!(p.counts(), [0, 1, 1, 0]);
+        assert_eq!(
+            p.changes[0].to_string(),
+            "update tap100i0 on vmbr1: untagged -> tag=10"
+        );
+        assert_eq!(
+            p.changes[1].to_string(),
+            "move tap101i0 from ovsbr0 to vmbr1 tag=10"
+        );
+    }
+
+    #[test]
+    fn prunes_only_owned_or_stale_guest_rows() {
+        let d = desired(&[]);
+        let o = observed(&[
+            ("veth200i0", state("ovsbr0", Vlan::default(), true)), // owned, link gone
+            ("vethAbC", state("ovsbr0", Vlan::default(), true)),   // owned raw, link gone
+            ("tap300i0", state("ovsbr0", Vlan::default(), false)), // stale Proxmox row
+            ("vethForeign", state("ovsbr0", Vlan::default(), false)), // foreign, not Proxmox-named
+            ("eno1", state("ovsbr0", Vlan::default(), false)),     // uplink
+            ("tap400i0", state("ovsbr0", Vlan::default(), true)),  // owned but link alive
+        ]);
+        let l = live(&["eno1", "tap400i0"]);
+        let p = build(&Config::default(), &d, &o, Scope::Full { live: &l });
+        let pruned: Vec<&str> = p.changes.iter().map(Change::port).collect();
+        assert_eq!(pruned, vec!["tap300i0", "veth200i0", "vethAbC"]);
+    }
+
+    #[test]
+    fn excluded_ports_are_never_pruned() {
+        let mut cfg = Config::default();
+        cfg.exclude = vec!["veth2*".into()];
+        let o = observed(&[("veth200i0", state("ovsbr0", Vlan::default(), true))]);
+        let p = build(&cfg, &desired(&[]), &o, Scope::Full { live: &live(&[]) });
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn detach_removes_owned_only_and_only_in_full_scope() {
+        let d = desired(&[
+            ("veth200i0", Decision::Detach("link_down=1".into())),
+            ("veth201i0", Decision::Detach("link_down=1".into())),
+            ("veth202i0", Decision::Invalid("bad".into())),
+            ("veth203i0", Decision::Ignore("fw".into())),
+        ]);
+        let o = observed(&[
+            ("veth200i0", state("ovsbr0", Vlan::default(), true)),
+            ("veth201i0", state("ovsbr0", Vlan::default(), false)),
+            ("veth202i0", state("ovsbr0", Vlan::default(), true)),
+            ("veth203i0", state("ovsbr0", Vlan::default(), true)),
+        ]);
+        let l = live(&["veth200i0", "veth201i0", "veth202i0", "veth203i0"]);
+        let p = build(&Config::default(), &d, &o, Scope::Full { live: &l });
+        assert_eq!(p.changes.len(), 1);
+        assert_eq!(
+            p.changes[0].to_string(),
+            "prune veth200i0 from ovsbr0 (link_down=1)"
+        );
+        assert!(build(&Config::default(), &d, &o, Scope::Additive).is_empty());
+    }
+
+    #[test]
+    fn clear_takes_owned_ports_only() {
+        let o = observed(&[
+            ("tap1", state("ovsbr0", Vlan::default(), true)),
+            ("tap2", state("ovsbr0", Vlan::default(), false)),
+        ]);
+        let p = clear(&o);
+        assert_eq!(
+            p.changes.iter().map(Change::port).collect::<Vec<_>>(),
+            vec!["tap1"]
+        );
+        assert_eq!(
+            p.changes[0].describe(true),
+            "pruned tap1 from ovsbr0 (clear)"
+        );
+    }
+
+    #[test]
+    fn after_applies_the_plan() {
+        let tag5 = Vlan::proxmox(Some(5), vec![]);
+        let o = observed(&[
+            ("tap1", state("ovsbr0", Vlan::default(), false)),
+            ("tap2", state("ovsbr0", Vlan::default(), true)),
+            ("tap3", state("ovsbr0", Vlan::default(), false)),
+        ]);
+        let plan = Plan {
+            changes: vec![
+                Change::Update {
+                    port: "tap1".into(),
+                    uuid: "u".into(),
+                    bridge: "ovsbr0".into(),
+                    from: Vlan::default(),
+                    to: tag5.clone(),
+                },
+                Change::Prune {
+                    port: "tap2".into(),
+                    uuid: "u".into(),
+                    bridge: "ovsbr0".into(),
+                    reason: "x".into(),
+                },
+                Change::Move {
+                    port: "tap3".into(),
+                    uuid: "u".into(),
+                    from: "ovsbr0".into(),
+                    to: "vmbr1".into(),
+                    vlan: tag5.clone(),
+                },
+                Change::Attach {
+                    port: "tap4".into(),
+                    bridge: "vmbr1".into(),
+                    vlan: Vlan::default(),
+                },
+            ],
+        };
+        let a = after(&o, &plan);
+        assert_eq!(a.keys().collect::<Vec<_>>(), vec!["tap1", "tap3", "tap4"]);
+        assert_eq!(a["tap1"].vlan, tag5);
+        assert_eq!(
+            (a["tap3"].bridge.as_str(), a["tap3"].owned),
+            ("vmbr1", false)
+        );
+        assert!(a["tap4"].owned);
+    }
+}

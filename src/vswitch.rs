@@ -1,0 +1,499 @@
+//! The Open_vSwitch database, as this tool reads and writes it.
+//!
+//! Reads are narrow on the `plug` path (the bridge names and one port, never the whole
+//! database), and every write is one transaction: the changes, guarded by `wait` preconditions
+//! on the bridges they touch, plus `next_cfg += 1` so that [`Vswitch::wait_applied`] can tell when
+//! ovs-vswitchd has acted on it, as `ovs-vsctl` does. [`transaction`] builds the operations and
+//! is pure.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::observed::{OWNER_KEY, OWNER_VALUE, Observed, PortState};
+use crate::ovsdb::{Client, datum};
+use crate::plan::{Change, Plan};
+use crate::vlan::{Vlan, VlanMode};
+
+const DB: &str = "Open_vSwitch";
+const PORT_COLUMNS: [&str; 6] = [
+    "_uuid",
+    "name",
+    "tag",
+    "trunks",
+    "vlan_mode",
+    "external_ids",
+];
+
+/// ovs-vswitchd did not confirm a committed change within the timeout. The change is in the
+/// database and ovs-vswitchd will act on it when it comes back.
+#[derive(Debug)]
+pub struct Unconfirmed {
+    pub ports: Vec<String>,
+    pub secs: u64,
+}
+
+impl std::fmt::Display for Unconfirmed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ovs-vswitchd did not apply the change within {} s (is ovs-vswitchd running?); unconfirmed: {}",
+            self.secs,
+            self.ports.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for Unconfirmed {}
+
+pub struct Vswitch {
+    client: Client,
+    timeout: Duration,
+}
+
+impl Vswitch {
+    pub fn connect(config: &Config) -> anyhow::Result<Vswitch> {
+        let endpoint = config.endpoint().map_err(|e| anyhow!(e))?;
+        let client = Client::connect(&endpoint, config.timeout())?;
+        Ok(Vswitch {
+            client,
+            timeout: config.timeout(),
+        })
+    }
+
+    /// Every bridge and every port, in one consistent snapshot.
+    pub fn observe_all(&mut self) -> anyhow::Result<Observed> {
+        let results = self.client.transact(
+            DB,
+            vec![
+                select("Bridge", json!([]), &["_uuid", "name", "ports"]),
+                select("Port", json!([]), &PORT_COLUMNS),
+            ],
+        )?;
+        let bridges = rows(&results, 0)?;
+        let mut owner_of: BTreeMap<&str, &str> = BTreeMap::new();
+        for b in bridges {
+            let name = b["name"].as_str().unwrap_or_default();
+            for p in datum::uuids(&b["ports"]) {
+                owner_of.insert(p, name);
+            }
+        }
+        let mut observed = Observed {
+            bridges: bridge_map(bridges),
+            ..Observed::default()
+        };
+        for p in rows(&results, 1)? {
+            let (name, mut state) = port_state(p)?;
+            state.bridge = owner_of.get(state.uuid.as_str()).map(|b| b.to_string());
+            observed.ports.insert(name, state);
+        }
+        Ok(observed)
+    }
+
+    /// The bridge names and the one port `name`, if it exists: what `plug` needs, and no more.
+    pub fn observe_port(&mut self, name: &str) -> anyhow::Result<Observed> {
+        let results = self.client.transact(
+            DB,
+            vec![
+                select("Bridge", json!([]), &["_uuid", "name"]),
+                select("Port", json!([["name", "==", name]]), &PORT_COLUMNS),
+            ],
+        )?;
+        let mut observed = Observed {
+            bridges: bridge_map(rows(&results, 0)?),
+            ..Observed::default()
+        };
+        if let Some(p) = rows(&results, 1)?.first() {
+            let (name, mut state) = port_state(p)?;
+            let holder = self.client.transact(
+                DB,
+                vec![select(
+                    "Bridge",
+                    json!([["ports", "includes", datum::uuid(&state.uuid)]]),
+                    &["name"],
+                )],
+            )?;
+            state.bridge = rows(&holder, 0)?
+                .first()
+                .and_then(|b| b["name"].as_str())
+                .map(String::from);
+            observed.ports.insert(name, state);
+        }
+        Ok(observed)
+    }
+
+    /// Commits `plan` in one transaction and returns the `next_cfg` that ovs-vswitchd must reach
+    /// for it to be in effect. A [`crate::ovsdb::TxnError`] means nothing was committed.
+    pub fn commit(
+        &mut self,
+        observed: &Observed,
+        plan: &Plan,
+        mtus: &BTreeMap<String, u32>,
+    ) -> anyhow::Result<i64> {
+        let mut ops = transaction(observed, plan, mtus)?;
+        ops.push(
+            json!({"op": "mutate", "table": DB, "where": [], "mutations": [["next_cfg", "+=", 1]]}),
+        );
+        ops.push(select(DB, json!([]), &["next_cfg"]));
+        let results = self.client.transact(DB, ops)?;
+        let last = results
+            .len()
+            .checked_sub(1)
+            .ok_or_else(|| anyhow!("OVSDB returned no results"))?;
+        rows(&results, last)?
+            .first()
+            .and_then(|r| r["next_cfg"].as_i64())
+            .ok_or_else(|| anyhow!("OVSDB did not return next_cfg"))
+    }
+
+    /// Waits, bounded by the timeout, until ovs-vswitchd has applied configuration `next_cfg`,
+    /// then returns the ports among `ports` whose interface failed (with the reason).
+    pub fn wait_applied(
+        &mut self,
+        next_cfg: i64,
+        ports: &[String],
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let deadline = Instant::now() + self.timeout;
+        let initial = self
+            .client
+            .monitor(DB, "cfg", json!({DB: {"columns": ["cur_cfg"]}}))?;
+        let mut cur = max_cur_cfg(&initial);
+        while cur < next_cfg {
+            match self.client.next_update("cfg", deadline)? {
+                Some(update) => cur = cur.max(max_cur_cfg(&update)),
+                None => {
+                    return Err(Unconfirmed {
+                        ports: ports.to_vec(),
+                        secs: self.timeout.as_secs(),
+                    }
+                    .into());
+                }
+            }
+        }
+        if ports.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ops = ports
+            .iter()
+            .map(|p| {
+                select(
+                    "Interface",
+                    json!([["name", "==", p]]),
+                    &["name", "ofport", "error"],
+                )
+            })
+            .collect();
+        let results = self.client.transact(DB, ops)?;
+        let mut failed = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let Some(row) = rows(&results, i)?.first() else {
+                failed.push((port.clone(), "its interface row vanished".to_string()));
+                continue;
+            };
+            if let Some(err) = datum::opt_str(&row["error"]) {
+                failed.push((port.clone(), err.to_string()));
+            } else if datum::opt_int(&row["ofport"]) == Some(-1) {
+                failed.push((
+                    port.clone(),
+                    "ovs-vswitchd could not add it (ofport -1)".to_string(),
+                ));
+            }
+        }
+        Ok(failed)
+    }
+}
+
+/// The operations that carry out `plan`: inserts for attached ports (marked as ours), updates of
+/// VLAN columns, and one `mutate` of `ports` per bridge touched, each bridge guarded by a `wait`
+/// so that a bridge deleted since it was observed fails the whole transaction instead of having
+/// new rows silently garbage-collected.
+pub fn transaction(
+    observed: &Observed,
+    plan: &Plan,
+    mtus: &BTreeMap<String, u32>,
+) -> anyhow::Result<Vec<Value>> {
+    let mut ops = Vec::new();
+    let mut inserts: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    let mut deletes: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    for (i, change) in plan.changes.iter().enumerate() {
+        match change {
+            Change::Attach { port, bridge, vlan } => {
+                let (iface, row) = (format!("iface{i}"), format!("port{i}"));
+                let mut irow = json!({"name": port});
+                if let Some(mtu) = mtus.get(bridge) {
+                    irow["mtu_request"] = json!(mtu);
+                }
+                ops.push(
+                    json!({"op": "insert", "table": "Interface", "row": irow, "uuid-name": iface}),
+                );
+                let mut prow = vlan_columns(vlan);
+                prow["name"] = json!(port);
+                prow["interfaces"] = datum::named_uuid(&iface);
+                prow["external_ids"] = datum::map([(OWNER_KEY, OWNER_VALUE)]);
+                ops.push(json!({"op": "insert", "table": "Port", "row": prow, "uuid-name": row}));
+                inserts
+                    .entry(bridge)
+                    .or_default()
+                    .push(datum::named_uuid(&row));
+            }
+            Change::Update { uuid, to, .. } => ops.push(update_vlan(uuid, to)),
+            Change::Move {
+                uuid,
+                from,
+                to,
+                vlan,
+                ..
+            } => {
+                ops.push(update_vlan(uuid, vlan));
+                deletes.entry(from).or_default().push(datum::uuid(uuid));
+                inserts.entry(to).or_default().push(datum::uuid(uuid));
+            }
+            Change::Prune { uuid, bridge, .. } => {
+                deletes.entry(bridge).or_default().push(datum::uuid(uuid))
+            }
+        }
+    }
+    let touched: BTreeSet<&str> = inserts.keys().chain(deletes.keys()).copied().collect();
+    for bridge in touched {
+        let uuid = observed
+            .bridges
+            .get(bridge)
+            .ok_or_else(|| anyhow!("bridge {bridge} is not in the observed state"))?;
+        let here = json!([["_uuid", "==", datum::uuid(uuid)]]);
+        ops.push(
+            json!({"op": "wait", "table": "Bridge", "where": here, "columns": ["name"],
+                        "until": "==", "rows": [{"name": bridge}], "timeout": 0}),
+        );
+        let mut mutations = Vec::new();
+        if let Some(d) = deletes.remove(bridge) {
+            mutations.push(json!(["ports", "delete", datum::set(d)]));
+        }
+        if let Some(i) = inserts.remove(bridge) {
+            mutations.push(json!(["ports", "insert", datum::set(i)]));
+        }
+        ops.push(json!({"op": "mutate", "table": "Bridge", "where": here, "mutations": mutations}));
+    }
+    Ok(ops)
+}
+
+/// The three VLAN columns, written explicitly (an empty set clears a column), so that a stale tag
+/// or mode never survives.
+fn vlan_columns(vlan: &Vlan) -> Value {
+    json!({
+        "tag": datum::set(vlan.tag.map(|t| json!(t))),
+        "trunks": datum::set(vlan.trunks.iter().map(|t| json!(t))),
+        "vlan_mode": datum::set(vlan.mode.map(|m| json!(m.as_str()))),
+    })
+}
+
+fn update_vlan(uuid: &str, vlan: &Vlan) -> Value {
+    json!({"op": "update", "table": "Port", "where": [["_uuid", "==", datum::uuid(uuid)]],
+           "row": vlan_columns(vlan)})
+}
+
+fn select(table: &str, conditions: Value, columns: &[&str]) -> Value {
+    json!({"op": "select", "table": table, "where": conditions, "columns": columns})
+}
+
+fn rows(results: &[Value], i: usize) -> anyhow::Result<&Vec<Value>> {
+    results
+        .get(i)
+        .and_then(|r| r.get("rows"))
+        .and_then(Value::as_array)
+        .with_context(|| format!("OVSDB result {i} has no rows"))
+}
+
+fn bridge_map(rows: &[Value]) -> BTreeMap<String, String> {
+    rows.iter()
+        .filter_map(|b| {
+            Some((
+                b["name"].as_str()?.to_string(),
+                datum::as_uuid(&b["_uuid"])?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn port_state(row: &Value) -> anyhow::Result<(String, PortState)> {
+    let name = row["name"]
+        .as_str()
+        .context("a Port row has no name")?
+        .to_string();
+    let uuid = datum::as_uuid(&row["_uuid"]).with_context(|| format!("port {name} has no uuid"))?;
+    let tag = datum::opt_int(&row["tag"]).and_then(|t| u16::try_from(t).ok());
+    let mut trunks: Vec<u16> = datum::ints(&row["trunks"])
+        .into_iter()
+        .filter_map(|t| u16::try_from(t).ok())
+        .collect();
+    trunks.sort_unstable();
+    let mode = datum::opt_str(&row["vlan_mode"]).and_then(VlanMode::parse);
+    let owned = datum::map_get(&row["external_ids"], OWNER_KEY) == Some(OWNER_VALUE);
+    Ok((
+        name,
+        PortState {
+            uuid: uuid.to_string(),
+            bridge: None,
+            vlan: Vlan { tag, trunks, mode },
+            owned,
+        },
+    ))
+}
+
+/// The highest `cur_cfg` in a monitor reply or update (`{table: {uuid: {"new": {...}}}}`).
+fn max_cur_cfg(tables: &Value) -> i64 {
+    tables
+        .get(DB)
+        .and_then(Value::as_object)
+        .map(|rows| {
+            rows.values()
+                .filter_map(|r| {
+                    r.get("new")
+                        .and_then(|n| n.get("cur_cfg"))
+                        .and_then(Value::as_i64)
+                })
+                .max()
+                .unwrap_or(i64::MIN)
+        })
+        .unwrap_or(i64::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observed() -> Observed {
+        Observed {
+            bridges: [
+                ("ovsbr0".to_string(), "B0".to_string()),
+                ("vmbr1".into(), "B1".into()),
+            ]
+            .into(),
+            ports: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn attach_inserts_marked_rows_and_one_guarded_mutate() {
+        let plan = Plan {
+            changes: vec![
+                Change::Attach {
+                    port: "tap100i0".into(),
+                    bridge: "vmbr1".into(),
+                    vlan: Vlan::proxmox(Some(10), vec![20]),
+                },
+                Change::Attach {
+                    port: "tap101i0".into(),
+                    bridge: "vmbr1".into(),
+                    vlan: Vlan::default(),
+                },
+            ],
+        };
+        let ops = transaction(&observed(), &plan, &[("vmbr1".to_string(), 9000)].into()).unwrap();
+        assert_eq!(ops.len(), 6);
+        assert_eq!(
+            ops[0],
+            json!({"op": "insert", "table": "Interface", "row": {"name": "tap100i0", "mtu_request": 9000}, "uuid-name": "iface0"})
+        );
+        assert_eq!(
+            ops[1]["row"],
+            json!({"name": "tap100i0", "interfaces": ["named-uuid", "iface0"],
+                   "external_ids": ["map", [["owner", "ovs-autoattach"]]],
+                   "tag": ["set", [10]], "trunks": ["set", [20]], "vlan_mode": ["set", ["native-untagged"]]})
+        );
+        assert_eq!(ops[3]["row"]["tag"], json!(["set", []]));
+        assert_eq!(ops[4]["op"], "wait");
+        assert_eq!(ops[4]["where"], json!([["_uuid", "==", ["uuid", "B1"]]]));
+        assert_eq!(
+            ops[5]["mutations"],
+            json!([[
+                "ports",
+                "insert",
+                ["set", [["named-uuid", "port0"], ["named-uuid", "port1"]]]
+            ]])
+        );
+    }
+
+    #[test]
+    fn move_update_prune() {
+        let plan = Plan {
+            changes: vec![
+                Change::Move {
+                    port: "tap1".into(),
+                    uuid: "P1".into(),
+                    from: "ovsbr0".into(),
+                    to: "vmbr1".into(),
+                    vlan: Vlan::proxmox(Some(5), vec![]),
+                },
+                Change::Update {
+                    port: "tap2".into(),
+                    uuid: "P2".into(),
+                    bridge: "vmbr1".into(),
+                    from: Vlan::default(),
+                    to: Vlan::proxmox(None, vec![7, 8]),
+                },
+                Change::Prune {
+                    port: "tap3".into(),
+                    uuid: "P3".into(),
+                    bridge: "ovsbr0".into(),
+                    reason: "gone".into(),
+                },
+            ],
+        };
+        let ops = transaction(&observed(), &plan, &BTreeMap::new()).unwrap();
+        let ops_s: Vec<String> = ops
+            .iter()
+            .map(|o| o["op"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            ops_s,
+            ["update", "update", "wait", "mutate", "wait", "mutate"]
+        );
+        assert_eq!(ops[1]["row"]["trunks"], json!(["set", [7, 8]]));
+        assert_eq!(
+            ops[3]["mutations"],
+            json!([["ports", "delete", ["set", [["uuid", "P1"], ["uuid", "P3"]]]]])
+        );
+        assert_eq!(
+            ops[5]["mutations"],
+            json!([["ports", "insert", ["set", [["uuid", "P1"]]]]])
+        );
+    }
+
+    #[test]
+    fn unknown_bridge_is_an_error() {
+        let plan = Plan {
+            changes: vec![Change::Attach {
+                port: "t".into(),
+                bridge: "nope".into(),
+                vlan: Vlan::default(),
+            }],
+        };
+        assert!(transaction(&observed(), &plan, &BTreeMap::new()).is_err());
+    }
+
+    #[test]
+    fn port_rows_decode() {
+        let row = json!({"_uuid": ["uuid", "U"], "name": "tap1", "tag": 10, "trunks": ["set", [30, 20]],
+                         "vlan_mode": "native-untagged", "external_ids": ["map", [["owner", "ovs-autoattach"]]]});
+        let (name, s) = port_state(&row).unwrap();
+        assert_eq!(name, "tap1");
+        assert_eq!(s.vlan, Vlan::proxmox(Some(10), vec![20, 30]));
+        assert!(s.owned);
+        let row = json!({"_uuid": ["uuid", "U"], "name": "tap1", "tag": ["set", []], "trunks": ["set", []],
+                         "vlan_mode": ["set", []], "external_ids": ["map", [["owner", "someone"]]]});
+        let (_, s) = port_state(&row).unwrap();
+        assert!(s.vlan.is_untagged() && !s.owned);
+    }
+
+    #[test]
+    fn cur_cfg_from_monitor_updates() {
+        assert_eq!(
+            max_cur_cfg(&json!({"Open_vSwitch": {"u": {"new": {"cur_cfg": 7}}}})),
+            7
+        );
+        assert_eq!(max_cur_cfg(&json!({})), i64::MIN);
+    }
+}
