@@ -13,7 +13,12 @@ use clap::{Parser, Subcommand};
 #[command(name = "ovs-autoattach", version, about, long_about = None)]
 pub struct Cli {
     /// Configuration file [default: /etc/ovs-autoattach/config.yaml]
-    #[arg(long, value_name = "FILE", global = true)]
+    #[arg(
+        long,
+        value_name = "FILE",
+        global = true,
+        env = "OVS_AUTOATTACH_CONFIG"
+    )]
     pub config: Option<PathBuf>,
     /// Log every decision (debug level)
     #[arg(short, long, global = true, conflicts_with = "quiet")]

@@ -1,0 +1,321 @@
+//! Test harness: a real Open vSwitch (Debian's ovsdb-server and ovs-vswitchd, userspace
+//! datapath) in a fresh network namespace with a private run directory, fake Proxmox guests
+//! (veth pairs and taps named like Proxmox's, configuration files in a private pve directory),
+//! and the tool run inside the namespace. `ovs-vsctl` is the independent oracle.
+//!
+//! Everything is torn down on drop (daemons by pid file, the namespaces, the directory), also
+//! when a test panics.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ovs-autoattach");
+
+pub struct Ovs {
+    pub ns: String,
+    pub dir: PathBuf,
+    _tmp: tempfile::TempDir,
+    extra_ns: std::cell::RefCell<Vec<String>>,
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+pub fn check(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl Ovs {
+    /// Starts ovsdb-server and ovs-vswitchd in a new namespace, with bridge `ovsbr0`.
+    pub fn start() -> Ovs {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let ns = format!("oaa{}x{n}", std::process::id());
+        let tmp = tempfile::Builder::new()
+            .prefix("oaa-")
+            .tempdir()
+            .expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let ovs = Ovs {
+            ns,
+            dir,
+            _tmp: tmp,
+            extra_ns: Default::default(),
+        };
+        check(Command::new("ip").args(["netns", "add", &ovs.ns]));
+        check(Command::new("ip").args(["netns", "exec", &ovs.ns, "ip", "link", "set", "lo", "up"]));
+        let d = ovs.dir.display().to_string();
+        check(Command::new("ovsdb-tool").args([
+            "create",
+            &format!("{d}/conf.db"),
+            "/usr/share/openvswitch/vswitch.ovsschema",
+        ]));
+        ovs.daemon(&[
+            "ovsdb-server",
+            &format!("{d}/conf.db"),
+            &format!("--remote=punix:{d}/db.sock"),
+            &format!("--pidfile={d}/ovsdb.pid"),
+            "--detach",
+            &format!("--log-file={d}/ovsdb.log"),
+        ]);
+        ovs.vsctl(&["--no-wait", "init"]);
+        ovs.start_vswitchd();
+        for dir in ["pve/qemu-server", "pve/lxc", "etc", "run"] {
+            std::fs::create_dir_all(ovs.dir.join(dir)).unwrap();
+        }
+        ovs.write_config("");
+        ovs.add_bridge("ovsbr0");
+        ovs
+    }
+
+    fn daemon(&self, argv: &[&str]) {
+        let d = self.dir.display().to_string();
+        check(
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.ns,
+                    "env",
+                    &format!("OVS_RUNDIR={d}"),
+                    &format!("OVS_LOGDIR={d}"),
+                ])
+                .args(argv),
+        );
+    }
+
+    pub fn start_vswitchd(&self) {
+        let d = self.dir.display().to_string();
+        self.daemon(&[
+            "ovs-vswitchd",
+            &format!("unix:{d}/db.sock"),
+            &format!("--pidfile={d}/vswitchd.pid"),
+            "--detach",
+            &format!("--log-file={d}/vswitchd.log"),
+        ]);
+    }
+
+    pub fn db(&self) -> String {
+        format!("unix:{}/db.sock", self.dir.display())
+    }
+
+    /// Stops a daemon by its pid file ("ovsdb" or "vswitchd").
+    pub fn stop(&self, which: &str) {
+        let pidfile = self.dir.join(format!("{which}.pid"));
+        let Ok(pid) = std::fs::read_to_string(&pidfile) else {
+            return;
+        };
+        let Ok(pid) = pid.trim().parse::<i32>() else {
+            return;
+        };
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_file(pidfile);
+    }
+
+    /// `ovs-vsctl` against this OVS; panics on failure.
+    pub fn vsctl(&self, args: &[&str]) -> String {
+        check(&mut self.vsctl_cmd(args)).trim().to_string()
+    }
+
+    pub fn try_vsctl(&self, args: &[&str]) -> Output {
+        run(&mut self.vsctl_cmd(args))
+    }
+
+    fn vsctl_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            &self.ns,
+            "ovs-vsctl",
+            &format!("--db={}", self.db()),
+            "--timeout=20",
+        ])
+        .args(args);
+        c
+    }
+
+    pub fn add_bridge(&self, name: &str) {
+        self.vsctl(&[
+            "add-br",
+            name,
+            "--",
+            "set",
+            "bridge",
+            name,
+            "datapath_type=netdev",
+        ]);
+    }
+
+    /// A shell command inside the namespace; panics on failure.
+    pub fn sh(&self, script: &str) -> String {
+        check(Command::new("ip").args(["netns", "exec", &self.ns, "bash", "-ec", script]))
+    }
+
+    pub fn try_sh(&self, script: &str) -> Output {
+        run(Command::new("ip").args(["netns", "exec", &self.ns, "bash", "-ec", script]))
+    }
+
+    /// A veth pair: `name` stays in the namespace, its peer `p<n>` too (so traffic tests can move it).
+    pub fn veth(&self, name: &str) -> String {
+        let peer = format!("p{}", COUNTER.fetch_add(1, Ordering::SeqCst));
+        self.sh(&format!("ip link add {name} type veth peer name {peer}; ip link set {name} up; ip link set {peer} up"));
+        peer
+    }
+
+    pub fn tap(&self, name: &str) {
+        self.sh(&format!(
+            "ip tuntap add {name} mode tap; ip link set {name} up"
+        ));
+    }
+
+    pub fn del_link(&self, name: &str) {
+        self.sh(&format!("ip link del {name}"));
+    }
+
+    pub fn guest(&self, kind: &str, vmid: u32, text: &str) {
+        std::fs::write(self.dir.join(format!("pve/{kind}/{vmid}.conf")), text).unwrap();
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.yaml")
+    }
+
+    pub fn interfaces_path(&self) -> PathBuf {
+        self.dir.join("etc/interfaces")
+    }
+
+    pub fn nmstate_path(&self) -> PathBuf {
+        self.dir.join("etc/nmstate-dynamic.yaml")
+    }
+
+    /// Writes the tool's configuration for this OVS; `extra` lines are appended.
+    pub fn write_config(&self, extra: &str) {
+        let d = self.dir.display();
+        let mut cfg = format!(
+            "ovsdb: {}\npve_config_dir: {d}/pve\nrun_dir: {d}/run\nnmstate_file: {d}/etc/nmstate-dynamic.yaml\ninterfaces_file: {d}/etc/interfaces\ntimeout_secs: 10\n",
+            self.db()
+        );
+        for line in extra.lines() {
+            let key = line.split(':').next().unwrap_or_default();
+            cfg = cfg
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{key}:")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+        }
+        cfg.push_str(extra);
+        std::fs::write(self.config_path(), cfg).unwrap();
+    }
+
+    /// Runs the tool inside the namespace with this OVS's configuration.
+    pub fn tool(&self, args: &[&str]) -> Output {
+        run(&mut self.tool_cmd(args))
+    }
+
+    pub fn tool_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns, BIN, "--config"])
+            .arg(self.config_path())
+            .args(args);
+        c
+    }
+
+    /// Runs the tool and asserts its exit code; returns stdout + stderr.
+    pub fn tool_ok(&self, args: &[&str]) -> String {
+        self.tool_code(args, 0)
+    }
+
+    pub fn tool_code(&self, args: &[&str], code: i32) -> String {
+        let out = self.tool(args);
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "ovs-autoattach {args:?}:\n{all}"
+        );
+        all
+    }
+
+    // --- the oracle ---
+
+    pub fn bridge_of(&self, port: &str) -> Option<String> {
+        let out = self.try_vsctl(&["port-to-br", port]);
+        out.status
+            .success()
+            .then(|| text(&out.stdout).trim().to_string())
+    }
+
+    pub fn ports(&self, bridge: &str) -> Vec<String> {
+        self.vsctl(&["list-ports", bridge])
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    /// `tag`, `trunks`, `vlan_mode` as ovs-vsctl prints them, e.g. `10 [] []`.
+    pub fn vlan(&self, port: &str) -> String {
+        let col = |c: &str| self.vsctl(&["get", "Port", port, c]);
+        format!("{} {} {}", col("tag"), col("trunks"), col("vlan_mode"))
+    }
+
+    pub fn owner(&self, port: &str) -> Option<String> {
+        let out = self.try_vsctl(&["get", "Port", port, "external_ids:owner"]);
+        out.status
+            .success()
+            .then(|| text(&out.stdout).trim().trim_matches('"').to_string())
+    }
+
+    /// A second namespace for traffic tests, torn down with this one.
+    pub fn guest_ns(&self, peer: &str, addr: &str) -> String {
+        let g = format!("{}g{}", self.ns, COUNTER.fetch_add(1, Ordering::SeqCst));
+        check(Command::new("ip").args(["netns", "add", &g]));
+        self.extra_ns.borrow_mut().push(g.clone());
+        self.sh(&format!("ip link set {peer} netns {g}"));
+        check(Command::new("ip").args([
+            "netns",
+            "exec",
+            &g,
+            "bash",
+            "-ec",
+            &format!("ip link set lo up; ip link set {peer} up; ip addr add {addr} dev {peer}"),
+        ]));
+        g
+    }
+}
+
+impl Drop for Ovs {
+    fn drop(&mut self) {
+        self.stop("vswitchd");
+        self.stop("ovsdb");
+        for g in self.extra_ns.borrow().iter() {
+            let _ = Command::new("ip").args(["netns", "del", g]).output();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
