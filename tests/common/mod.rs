@@ -309,6 +309,65 @@ impl Ovs {
     }
 }
 
+impl Ovs {
+    /// Runs `script` (e.g. `ifreload -a`) with Debian's ifupdown2 inside this namespace and a
+    /// private mount namespace: `/etc/network` is a test copy whose `interfaces` is this OVS's
+    /// interfaces file and whose `if-up.d` holds only `hooks` (name, content); ifupdown2's state
+    /// and lock directories are private; `/run/openvswitch` is this OVS's run directory, so
+    /// ifupdown2's own `ovs-vsctl` calls reach it. The tool's configuration is passed through
+    /// `OVS_AUTOATTACH_CONFIG`.
+    pub fn ifupdown(&self, hooks: &[(&str, &str)], script: &str) -> Output {
+        let d = self.dir.display().to_string();
+        let net = self.dir.join("net");
+        let _ = std::fs::remove_dir_all(&net);
+        for sub in [
+            "etc",
+            "etc/if-up.d",
+            "etc/if-down.d",
+            "etc/if-pre-up.d",
+            "etc/if-post-down.d",
+            "etc/interfaces.d",
+            "run",
+            "tmp",
+            "lib",
+        ] {
+            std::fs::create_dir_all(net.join(sub)).unwrap();
+        }
+        check(
+            Command::new("cp")
+                .args(["-a", "/etc/network/ifupdown2"])
+                .arg(net.join("etc")),
+        );
+        std::fs::write(net.join("etc/interfaces"), "").unwrap();
+        if !self.interfaces_path().exists() {
+            std::fs::write(self.interfaces_path(), "").unwrap();
+        }
+        for (name, content) in hooks {
+            let p = net.join("etc/if-up.d").join(name);
+            std::fs::write(&p, content).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let mounts = format!(
+            "mkdir -p /run/openvswitch /run/network /var/tmp/network /var/lib/ifupdown2
+             mount --make-rprivate /
+             mount --bind {d}/net/etc /etc/network
+             mount --bind {iface} /etc/network/interfaces
+             mount --bind {d}/net/run /run/network
+             mount --bind {d}/net/tmp /var/tmp/network
+             mount --bind {d}/net/lib /var/lib/ifupdown2
+             mount --bind {d} /run/openvswitch
+             export OVS_AUTOATTACH_CONFIG={cfg} PATH=/usr/sbin:/usr/bin:/sbin:/bin
+             {script}",
+            iface = self.interfaces_path().display(),
+            cfg = self.config_path().display(),
+        );
+        run(Command::new("ip").args([
+            "netns", "exec", &self.ns, "unshare", "-m", "bash", "-ec", &mounts,
+        ]))
+    }
+}
+
 impl Drop for Ovs {
     fn drop(&mut self) {
         self.stop("vswitchd");
