@@ -1,0 +1,356 @@
+//! Files generated from the code and committed: the man page and the bash completion (from the
+//! clap definition in `src/cli.rs`), and the shipped configuration file's documented defaults
+//! (against `src/config.rs`). Each test fails when the committed copy is stale.
+//!
+//! Refresh the generated files with `UPDATE_GENERATED=1 cargo test --test generated`.
+
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+use clap_mangen::roff::{Roff, bold, italic, roman};
+use ovs_autoattach::cli::Cli;
+use ovs_autoattach::config::Config;
+
+const MAN: &str = "debian/ovs-autoattach.8";
+const COMPLETION: &str = "debian/ovs-autoattach.bash-completion";
+const SHIPPED_CONFIG: &str = "debian/config.yaml";
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Compares `fresh` with the committed file, or rewrites it when `UPDATE_GENERATED` is set.
+fn check_generated(path: &str, fresh: &[u8]) {
+    let file = repo(path);
+    if std::env::var_os("UPDATE_GENERATED").is_some() {
+        std::fs::write(&file, fresh).unwrap();
+        return;
+    }
+    let committed = std::fs::read(&file).unwrap_or_default();
+    assert!(
+        committed == fresh,
+        "{path} is stale: it no longer matches src/cli.rs. Refresh it with\n    UPDATE_GENERATED=1 cargo test --test generated\nand commit the result."
+    );
+}
+
+/// Sections the clap definition cannot express.
+fn extra_sections() -> Roff {
+    let mut r = Roff::new();
+    let para = |r: &mut Roff, tag: &str, text: &str| {
+        r.control("TP", []);
+        r.text([bold(tag)]);
+        r.text([roman(text)]);
+    };
+    r.control("SH", ["EXIT STATUS"]);
+    para(
+        &mut r,
+        "0",
+        "Done: every guest NIC that should be attached is.",
+    );
+    para(
+        &mut r,
+        "1",
+        "Runtime failure: OVS unreachable, a NIC not attached (bad guest configuration, ovs-vswitchd refused it or did not confirm in time), a host file not updated. Everything else was still done.",
+    );
+    para(
+        &mut r,
+        "2",
+        "Usage or configuration error; nothing was touched.",
+    );
+
+    r.control("SH", ["ENVIRONMENT"]);
+    para(
+        &mut r,
+        "OVS_AUTOATTACH_CONFIG",
+        "The configuration file, as --config.",
+    );
+    para(
+        &mut r,
+        "OVS_AUTOATTACH_LOG",
+        "Log filter in env_logger syntax (e.g. debug), overriding -v and -q.",
+    );
+    para(
+        &mut r,
+        "OVS_AUTOATTACH_BIN",
+        "Read by the hooks, not by the tool: the path of the tool they run (default /usr/sbin/ovs-autoattach).",
+    );
+
+    r.control("SH", ["FILES"]);
+    for (path, what) in [
+        (
+            "/etc/ovs-autoattach/config.yaml",
+            "The configuration; every key is optional and documented in the shipped file.",
+        ),
+        (
+            "/etc/network/interfaces",
+            "Gets a block between # BEGIN ovs-autoattach and # END ovs-autoattach with one stanza per guest port, so that ifreload -a keeps the ports with their VLAN settings.",
+        ),
+        (
+            "/etc/nmstate/nmstate-dynamic.yaml",
+            "The guest ports in nmstate's format.",
+        ),
+        (
+            "/run/ovs-autoattach/",
+            "Lock files serializing concurrent runs.",
+        ),
+        (
+            "/usr/share/ovs-autoattach/ovs-autoattach-hookscript",
+            "The Proxmox VE guest hookscript (post-start: plug the guest's NICs; post-stop: apply); /usr/share/ovs-autoattach/install-hookscript attaches it to the guests.",
+        ),
+        (
+            "/etc/network/if-up.d/ovs-autoattach",
+            "The ifupdown2 hook: apply when an OVS bridge comes up, plug for a guest port stanza.",
+        ),
+        (
+            "ovs-autoattach.service",
+            "Runs apply at boot, after Open vSwitch and before networking.service and pve-guests.service.",
+        ),
+    ] {
+        para(&mut r, path, what);
+    }
+
+    r.control("SH", ["SEE ALSO"]);
+    r.text([
+        bold("ovs-vsctl"),
+        roman("(8), "),
+        bold("ifreload"),
+        roman("(8), "),
+        bold("interfaces"),
+        roman("(5), "),
+        bold("qm"),
+        roman("(1), "),
+        bold("pct"),
+        roman("(1); "),
+        italic("/usr/share/doc/ovs-autoattach/"),
+    ]);
+    r
+}
+
+/// The page: clap_mangen's sections for what the clap definition says, ours for the rest. Each
+/// rendered piece starts with the same apostrophe preamble; only the first keeps it.
+fn man_page() -> Vec<u8> {
+    type Render = fn(&clap_mangen::Man, &mut dyn std::io::Write) -> std::io::Result<()>;
+    let man = clap_mangen::Man::new(Cli::command()).section("8");
+    let preamble = Roff::new().render();
+    let generated = |render: Render| {
+        let mut out = Vec::new();
+        render(&man, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        text.strip_prefix(&preamble).unwrap().to_string()
+    };
+    let mut page = preamble.clone();
+    // clap_mangen leaves an empty date unquoted, which shifts the footer fields; write the title
+    // line here.
+    page += &format!(
+        ".TH ovs-autoattach 8 \"\" \"ovs-autoattach {}\" \"System Administration\"\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    page += &generated(clap_mangen::Man::render_name_section);
+    page += &generated(clap_mangen::Man::render_synopsis_section);
+    page += description().render().strip_prefix(&preamble).unwrap();
+    page += &generated(clap_mangen::Man::render_options_section);
+    page += commands().render().strip_prefix(&preamble).unwrap();
+    page += extra_sections().render().strip_prefix(&preamble).unwrap();
+    page += &generated(clap_mangen::Man::render_version_section);
+    page.into_bytes()
+}
+
+/// The subcommands with their arguments, all on this page (clap_mangen would point at a page per
+/// subcommand).
+fn commands() -> Roff {
+    let mut r = Roff::new();
+    r.control("SH", ["COMMANDS"]);
+    let cmd = Cli::command();
+    for sub in cmd.get_subcommands() {
+        let args: Vec<&clap::Arg> = sub
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && a.get_id() != "help")
+            .filter(|a| !a.is_global_set())
+            .collect();
+        let mut head = vec![bold(sub.get_name())];
+        for a in &args {
+            head.push(roman(" "));
+            match a.get_long() {
+                Some(long) => {
+                    head.push(roman("["));
+                    head.push(bold(format!("--{long}")));
+                    head.push(roman("]"));
+                }
+                None => {
+                    let name = a
+                        .get_value_names()
+                        .and_then(|v| v.first())
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| a.get_id().to_string());
+                    head.push(italic(name));
+                }
+            }
+        }
+        r.control("TP", []);
+        r.text(head);
+        r.text([roman(
+            sub.get_about().map(|a| a.to_string()).unwrap_or_default(),
+        )]);
+        if !args.is_empty() {
+            r.control("RS", []);
+            for a in &args {
+                let tag = match a.get_long() {
+                    Some(long) => bold(format!("--{long}")),
+                    None => italic(
+                        a.get_value_names()
+                            .and_then(|v| v.first())
+                            .map(|v| v.to_string())
+                            .unwrap_or_default(),
+                    ),
+                };
+                r.control("TP", []);
+                r.text([tag]);
+                r.text([roman(
+                    a.get_help().map(|h| h.to_string()).unwrap_or_default(),
+                )]);
+            }
+            r.control("RE", []);
+        }
+    }
+    r
+}
+
+fn description() -> Roff {
+    let mut r = Roff::new();
+    r.control("SH", ["DESCRIPTION"]);
+    for text in [
+        "ovs-autoattach keeps every guest NIC of a Proxmox VE host (QEMU tap<vmid>i<n>, LXC veth<vmid>i<n>, raw LXC veth...) on the Open vSwitch bridge its guest configuration names, with the VLAN settings Proxmox would give it: tag alone is an access port, trunks alone a trunk, both a trunk whose native VLAN is tag, untagged.",
+        "It is a stateless one-shot command: it reads the host's links, the guest configurations and the OVS database, decides, commits all changes in one OVSDB transaction, and mirrors the guest ports into a managed block of /etc/network/interfaces and into /etc/nmstate/nmstate-dynamic.yaml. It runs when something calls it: the Proxmox guest hookscript, the ifupdown2 hook, the boot unit and the package's maintainer scripts.",
+        "Ports it creates carry external_ids:owner=ovs-autoattach. Only such ports are ever pruned or cleared, plus rows named like a Proxmox guest NIC whose link is gone. A port someone else created for a guest NIC is corrected but never marked or deleted.",
+    ] {
+        r.control("PP", []);
+        r.text([roman(text)]);
+    }
+    r
+}
+
+fn bash_completion() -> Vec<u8> {
+    let mut cmd = Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(
+        clap_complete::Shell::Bash,
+        &mut cmd,
+        "ovs-autoattach",
+        &mut out,
+    );
+    out
+}
+
+#[test]
+fn man_page_is_current() {
+    let page = man_page();
+    let text = String::from_utf8(page.clone()).unwrap();
+    check_generated(MAN, &page);
+    assert!(text.contains("\n.TH ovs-autoattach 8 "), "{text}");
+    for needle in [
+        "apply",
+        "plug",
+        "clear",
+        "\\-\\-dry\\-run",
+        "EXIT STATUS",
+        "OVS_AUTOATTACH_CONFIG",
+    ] {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
+    }
+}
+
+#[test]
+fn man_page_renders_without_warnings() {
+    // groff's own check, as lintian runs it.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "LC_ALL=C.UTF-8 MANROFFSEQ='' MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z {} 2>&1 >/dev/null",
+            repo(MAN).display()
+        ))
+        .output()
+        .expect("man");
+    let warnings = String::from_utf8_lossy(&out.stdout);
+    assert!(warnings.trim().is_empty(), "groff warnings:\n{warnings}");
+}
+
+#[test]
+fn bash_completion_is_current() {
+    let script = bash_completion();
+    let text = String::from_utf8(script.clone()).unwrap();
+    assert!(text.contains("ovs-autoattach"), "{text}");
+    check_generated(COMPLETION, &script);
+    // And bash accepts it.
+    let out = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(repo(COMPLETION))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The shipped `/etc/ovs-autoattach/config.yaml` documents every key of `Config` with its real
+/// default: as shipped (all commented) it is the defaults, and with every key uncommented it
+/// still is.
+#[test]
+fn shipped_config_documents_every_default() {
+    let shipped = std::fs::read_to_string(repo(SHIPPED_CONFIG)).unwrap();
+    assert_eq!(Config::parse(&shipped).unwrap(), Config::default());
+
+    let uncommented: String = shipped
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .filter(|l| l.split_once(':').is_some_and(|(k, _)| is_key(k)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        Config::parse(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}")),
+        Config::default(),
+        "a documented default differs from src/config.rs:\n{uncommented}"
+    );
+
+    let documented: Vec<&str> = uncommented
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(k, _)| k))
+        .collect();
+    let fields = config_fields();
+    assert!(!fields.is_empty());
+    assert_eq!(
+        documented, fields,
+        "{SHIPPED_CONFIG} must document every key of Config, in order"
+    );
+    // Each key has a one-line explanation right above it.
+    let lines: Vec<&str> = shipped.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        if l.strip_prefix('#')
+            .and_then(|l| l.split_once(':'))
+            .is_some_and(|(k, _)| is_key(k))
+        {
+            assert!(
+                i > 0 && lines[i - 1].starts_with("# ") && lines[i - 1].len() > 10,
+                "{l}: no explanation above it"
+            );
+        }
+    }
+}
+
+fn is_key(k: &str) -> bool {
+    !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+}
+
+/// The field names of `pub struct Config` in src/config.rs, in order.
+fn config_fields() -> Vec<&'static str> {
+    let src = include_str!("../src/config.rs");
+    let start = src.find("pub struct Config {").expect("struct Config");
+    let body = &src[start..];
+    let body = &body[..body.find("\n}").unwrap()];
+    body.lines()
+        .filter_map(|l| l.trim().strip_prefix("pub "))
+        .filter_map(|l| l.split_once(':').map(|(k, _)| k))
+        .filter(|k| is_key(k))
+        .collect()
+}

@@ -1,0 +1,357 @@
+//! The Debian package, for real: built with cargo-deb from the release build, its contents
+//! listed, checked by lintian, installed on this machine, upgraded in place with Open vSwitch up
+//! (inside a test namespace), removed with Open vSwitch down, and purged without a trace. And the
+//! boot unit checked by `systemd-analyze verify`.
+//!
+//! Installing touches the real system, so everything is one test function that restores the
+//! state on the way out, also when it fails. The maintainer scripts run the tool with
+//! `OVS_AUTOATTACH_CONFIG` pointing at the test OVS's configuration (dpkg passes its environment
+//! to them), so they never touch the host's /etc/network/interfaces; nothing is started, and the
+//! system /run/openvswitch is never mounted over outside a private mount namespace.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{Ovs, text};
+
+const PKG: &str = "ovs-autoattach";
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn all(out: &Output) -> String {
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = common::run(cmd);
+    assert!(out.status.success(), "{cmd:?}:\n{}", all(&out));
+    all(&out)
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+/// dpkg's two-letter state of the package (`ii` installed, `rc` removed with conffiles), if
+/// dpkg knows it at all.
+fn dpkg_state() -> Option<String> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${db:Status-Abbrev}", PKG])
+        .output()
+        .ok()?;
+    let s = text(&out.stdout);
+    (out.status.success() && s.len() >= 2).then(|| s[..2].to_string())
+}
+
+fn installed() -> bool {
+    dpkg_state().is_some_and(|s| s == "ii")
+}
+
+/// Anything of the package on the system: installed, half-installed or conffiles left.
+fn present() -> bool {
+    dpkg_state().is_some_and(|s| !s.ends_with('n'))
+}
+
+/// Purges the package on the way out, whatever happened.
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if present() {
+            // A configuration that does not exist: a prerm still to run fails with a usage
+            // error and touches nothing of the host's.
+            let _ = Command::new("dpkg")
+                .env("OVS_AUTOATTACH_CONFIG", "/nonexistent/ovs-autoattach.yaml")
+                .args(["--purge", PKG])
+                .status();
+        }
+    }
+}
+
+/// The files (not directories) the package ships, from `dpkg-deb -c`.
+fn shipped_files(deb: &Path) -> Vec<String> {
+    run_ok(Command::new("dpkg-deb").arg("-c").arg(deb))
+        .lines()
+        .filter(|l| l.starts_with('-') || l.starts_with('l'))
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .map(|p| p.trim_start_matches('.').to_string())
+        .collect()
+}
+
+fn build_deb() -> PathBuf {
+    run_ok(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "ovs-autoattach",
+        "-p",
+        "ovs-autoattach-preload",
+    ]));
+    let has_cargo_deb = cargo()
+        .args(["deb", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        has_cargo_deb,
+        "cargo-deb is missing: run scripts/deps --with-cargo-deb"
+    );
+    let out = run_ok(cargo().args(["deb", "--no-build"]));
+    let deb = out
+        .lines()
+        .map(str::trim)
+        .rfind(|l| l.ends_with(".deb"))
+        .unwrap_or_else(|| panic!("no .deb in cargo deb output:\n{out}"));
+    PathBuf::from(deb)
+}
+
+#[test]
+fn package_builds_installs_and_purges_cleanly() {
+    assert!(
+        !present(),
+        "{PKG} is installed on this machine; this test installs and purges it, so it refuses to run"
+    );
+    let _restore = Restore;
+
+    // --- build and contents ---
+    let deb = build_deb();
+    let size = std::fs::metadata(&deb).unwrap().len();
+    let files = shipped_files(&deb);
+    println!(
+        "{} ({size} bytes):\n  {}",
+        deb.display(),
+        files.join("\n  ")
+    );
+    for expected in [
+        "/usr/sbin/ovs-autoattach",
+        "/usr/lib/ovs-autoattach/libovs_autoattach_preload.so",
+        "/etc/network/if-up.d/ovs-autoattach",
+        "/usr/share/ovs-autoattach/ovs-autoattach-hookscript",
+        "/usr/share/ovs-autoattach/install-hookscript",
+        "/usr/lib/systemd/system/ovs-autoattach.service",
+        "/etc/ovs-autoattach/config.yaml",
+        "/usr/share/man/man8/ovs-autoattach.8.gz",
+        "/usr/share/bash-completion/completions/ovs-autoattach",
+        "/usr/share/doc/ovs-autoattach/copyright",
+        "/usr/share/doc/ovs-autoattach/changelog.Debian.gz",
+        "/usr/share/doc/ovs-autoattach/design.md",
+        "/usr/share/doc/ovs-autoattach/install-proxmox.md",
+        "/usr/share/lintian/overrides/ovs-autoattach",
+    ] {
+        assert!(files.iter().any(|f| f == expected), "{expected} missing");
+    }
+    let control = run_ok(Command::new("dpkg-deb").args(["-f"]).arg(&deb));
+    println!("{control}");
+    assert!(control.contains("openvswitch-switch"), "{control}");
+    let conffiles = run_ok(
+        Command::new("dpkg-deb")
+            .arg("-I")
+            .arg(&deb)
+            .arg("conffiles"),
+    );
+    assert_eq!(
+        conffiles,
+        "/etc/network/if-up.d/ovs-autoattach\n/etc/ovs-autoattach/config.yaml\n"
+    );
+
+    // --- lintian ---
+    let out = common::run(
+        Command::new("lintian")
+            .args(["--display-info", "--pedantic", "--fail-on", "error"])
+            .arg(&deb),
+    );
+    let report = all(&out);
+    println!("lintian:\n{report}");
+    let errors: Vec<&str> = report.lines().filter(|l| l.starts_with("E:")).collect();
+    assert!(
+        errors.is_empty() && out.status.success(),
+        "lintian errors:\n{report}"
+    );
+
+    // --- install with Open vSwitch down ---
+    // The test OVS exists but the system socket does not: the postinst must say so and succeed.
+    let ovs = Ovs::start();
+    ovs.guest("qemu-server", 100, "net0: virtio,bridge=ovsbr0,tag=10\n");
+    ovs.tap("tap100i0");
+    std::fs::write(ovs.interfaces_path(), "auto lo\niface lo inet loopback\n").unwrap();
+    let cfg = ovs.config_path();
+    assert!(
+        !Path::new("/run/openvswitch/db.sock").exists(),
+        "a system ovsdb-server is running; this test needs it down"
+    );
+    let out = run_ok(
+        Command::new("dpkg")
+            .env("OVS_AUTOATTACH_CONFIG", &cfg)
+            .arg("-i")
+            .arg(&deb),
+    );
+    println!("dpkg -i (OVS down):\n{out}");
+    assert!(out.contains("Open vSwitch is not running"), "{out}");
+    assert!(installed());
+    for f in &files {
+        assert!(Path::new(f).exists(), "{f} not installed");
+    }
+    let version = run_ok(Command::new("ovs-autoattach").arg("--version"));
+    assert!(version.contains(env!("CARGO_PKG_VERSION")), "{version}");
+    // The unit is enabled the Debian way, without a running systemd.
+    assert!(
+        Path::new("/etc/systemd/system/multi-user.target.wants/ovs-autoattach.service").exists()
+    );
+    // The installed unit, binary and man page together pass systemd's own check.
+    let out = common::run(
+        Command::new("systemd-analyze")
+            .args(["verify", "/usr/lib/systemd/system/ovs-autoattach.service"]),
+    );
+    assert!(
+        out.status.success() && all(&out).trim().is_empty(),
+        "systemd-analyze verify:\n{}",
+        all(&out)
+    );
+
+    // --- upgrade in place with Open vSwitch up ---
+    // Inside the test namespace, with the test OVS at the system socket path (private mount
+    // namespace): prerm upgrade leaves everything alone, postinst runs apply.
+    let d = ovs.dir.display();
+    let out = common::run(Command::new("ip").args([
+        "netns",
+        "exec",
+        &ovs.ns,
+        "unshare",
+        "-m",
+        "bash",
+        "-ec",
+        &format!(
+            "mount --make-rprivate /; mount --bind {d} /run/openvswitch; OVS_AUTOATTACH_CONFIG={cfg} dpkg -i {deb}",
+            cfg = cfg.display(),
+            deb = deb.display()
+        ),
+    ]));
+    println!("dpkg -i (upgrade, OVS up):\n{}", all(&out));
+    assert!(out.status.success(), "{}", all(&out));
+    assert!(all(&out).contains("attached tap100i0"), "{}", all(&out));
+    assert_eq!(ovs.bridge_of("tap100i0").as_deref(), Some("ovsbr0"));
+    assert_eq!(ovs.vlan("tap100i0"), "10 [] []");
+    let block = std::fs::read_to_string(ovs.interfaces_path()).unwrap();
+    assert!(block.contains("iface tap100i0 inet manual"), "{block}");
+    assert!(ovs.nmstate_path().exists());
+    assert!(
+        !Path::new("/run/openvswitch/db.sock").exists(),
+        "the system /run/openvswitch was touched"
+    );
+
+    // --- remove with Open vSwitch down ---
+    // prerm remove runs clear: it empties the host files even so, exits 1, and the removal goes
+    // on.
+    ovs.stop("vswitchd");
+    ovs.stop("ovsdb");
+    let out = run_ok(
+        Command::new("dpkg")
+            .env("OVS_AUTOATTACH_CONFIG", &cfg)
+            .args(["--remove", PKG]),
+    );
+    println!("dpkg --remove (OVS down):\n{out}");
+    assert!(out.contains("'ovs-autoattach clear' exited 1"), "{out}");
+    let block = std::fs::read_to_string(ovs.interfaces_path()).unwrap();
+    assert_eq!(
+        block, "auto lo\niface lo inet loopback\n",
+        "the managed block is gone"
+    );
+    assert!(!ovs.nmstate_path().exists());
+    assert!(!Path::new("/usr/sbin/ovs-autoattach").exists());
+    // Conffiles stay until purge; the hook left behind does nothing and succeeds.
+    let hook = Path::new("/etc/network/if-up.d/ovs-autoattach");
+    assert!(hook.exists());
+    let out = common::run(
+        Command::new(hook)
+            .env("IFACE", "ovsbr0")
+            .env("MODE", "start")
+            .env("PHASE", "post-up"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+
+    // --- purge ---
+    std::fs::create_dir_all("/run/ovs-autoattach").unwrap();
+    std::fs::write("/run/ovs-autoattach/lock", "").unwrap();
+    let out = run_ok(
+        Command::new("dpkg")
+            .env("OVS_AUTOATTACH_CONFIG", &cfg)
+            .args(["--purge", PKG]),
+    );
+    println!("dpkg --purge:\n{out}");
+    assert!(!present());
+    let mut left: Vec<String> = files
+        .iter()
+        .filter(|f| Path::new(f).exists())
+        .cloned()
+        .collect();
+    for p in [
+        "/etc/ovs-autoattach",
+        "/run/ovs-autoattach",
+        "/usr/lib/ovs-autoattach",
+        "/usr/share/ovs-autoattach",
+        "/usr/share/doc/ovs-autoattach",
+        "/etc/systemd/system/multi-user.target.wants/ovs-autoattach.service",
+        "/etc/systemd/system/ovs-autoattach.service",
+        "/var/lib/systemd/deb-systemd-helper-enabled/ovs-autoattach.service.dsh-also",
+        "/var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/ovs-autoattach.service",
+        "/var/lib/systemd/deb-systemd-helper-masked/ovs-autoattach.service",
+    ] {
+        if Path::new(p).symlink_metadata().is_ok() {
+            left.push(p.to_string());
+        }
+    }
+    assert!(left.is_empty(), "left behind after purge: {left:?}");
+}
+
+/// The shipped unit passes `systemd-analyze verify` (no running systemd needed), with ExecStart
+/// pointed at the test build and the man page from the source tree, so that every reference in
+/// the unit is checked.
+#[test]
+fn boot_unit_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(repo("debian/ovs-autoattach.service")).unwrap();
+    assert!(unit.contains("\nExecStart=/usr/sbin/ovs-autoattach apply\n"));
+    for line in [
+        "Type=oneshot",
+        "DefaultDependencies=no",
+        "Wants=ovsdb-server.service ovs-vswitchd.service",
+        "Before=networking.service pve-guests.service shutdown.target",
+        "WantedBy=multi-user.target",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line} missing");
+    }
+    let after = unit.lines().find(|l| l.starts_with("After=")).unwrap();
+    for dep in ["ovsdb-server.service", "ovs-vswitchd.service"] {
+        assert!(after.contains(dep), "{after}");
+    }
+    let copy = unit.replace(
+        "ExecStart=/usr/sbin/ovs-autoattach",
+        &format!("ExecStart={}", common::BIN),
+    );
+    let path = tmp.path().join("ovs-autoattach.service");
+    std::fs::write(&path, copy).unwrap();
+    let man = tmp.path().join("man/man8");
+    std::fs::create_dir_all(&man).unwrap();
+    std::fs::copy(
+        repo("debian/ovs-autoattach.8"),
+        man.join("ovs-autoattach.8"),
+    )
+    .unwrap();
+    let out = common::run(
+        Command::new("systemd-analyze")
+            .env("MANPATH", tmp.path().join("man"))
+            .arg("verify")
+            .arg(&path),
+    );
+    println!("systemd-analyze verify: {:?} {}", out.status, all(&out));
+    assert!(
+        out.status.success() && all(&out).trim().is_empty(),
+        "systemd-analyze verify:\n{}",
+        all(&out)
+    );
+}
