@@ -31,25 +31,26 @@ fn library() -> &'static str {
     LIBRARY
 }
 
-/// The probe, compiled once per test run.
+/// The probe, compiled once per test run into cargo's scratch directory for tests (built under
+/// a private name, then renamed into place, so that concurrent runs never see half a binary).
 fn probe() -> &'static Path {
     static PROBE: OnceLock<PathBuf> = OnceLock::new();
     PROBE.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("oaa-probe-")
-            .tempdir()
-            .expect("tempdir")
-            .keep();
-        let src = dir.join("probe.c");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let pid = std::process::id();
+        let src = dir.join(format!("preload-probe.{pid}.c"));
+        let tmp = dir.join(format!("preload-probe.{pid}"));
+        let bin = dir.join("preload-probe");
         fs::write(&src, PROBE_C).unwrap();
-        let bin = dir.join("probe");
         common::check(
             Command::new("cc")
                 .args(["-O2", "-Wall", "-o"])
-                .arg(&bin)
+                .arg(&tmp)
                 .arg(&src)
                 .arg("-lpthread"),
         );
+        fs::remove_file(&src).unwrap();
+        fs::rename(&tmp, &bin).unwrap();
         bin
     })
 }
@@ -215,6 +216,11 @@ fn assert_attached_within_a_second(ovs: &Ovs, port: &str, ran: &Ran) {
 #[test]
 fn ip_link_set_up_attaches_the_veth() {
     let ovs = Ovs::start();
+    ovs.guest(
+        "lxc",
+        123,
+        "net0: name=eth0,bridge=ovsbr0,hwaddr=BC:24:11:00:01:23,type=veth\n",
+    );
     ovs.sh("ip link add veth123i0 type veth peer name p123i0");
     let config = ovs.config_path().display().to_string();
     let ran = run_ok(&mut preloaded(
@@ -234,6 +240,11 @@ fn ip_link_set_up_attaches_the_veth() {
 #[test]
 fn ip_tuntap_add_attaches_the_tap() {
     let ovs = Ovs::start();
+    ovs.guest(
+        "qemu-server",
+        124,
+        "net0: virtio=BC:24:11:00:01:24,bridge=ovsbr0\n",
+    );
     let config = ovs.config_path().display().to_string();
     let ran = run_ok(&mut preloaded(
         &ovs.ns,
