@@ -38,9 +38,26 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
     let mut ovs = Vswitch::connect(config)?;
     let mut attempt = 1;
     loop {
-        // Observe.
-        let host = Host::scan(config)?;
-        let observed = ovs.observe_all()?;
+        let mut lap = Instant::now();
+        // Observe: OVS on a second thread, as on a host with thousands of ports ovsdb-server
+        // needs about as long to answer as the links and guest configurations take to read.
+        let (host, observed) = std::thread::scope(|scope| {
+            let read = scope.spawn(|| {
+                let mut lap = Instant::now();
+                let observed = ovs.observe_all();
+                timing(&mut lap, "OVSDB read");
+                observed
+            });
+            let mut scan = Instant::now();
+            let host = Host::scan(config);
+            timing(&mut scan, "links and guest configurations");
+            let observed = read
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (host, observed)
+        });
+        let (host, observed) = (host?, observed?);
+        timing(&mut lap, "observing (both at once)");
         // Decide.
         let desired = desired::build(config, &host.links, &host.guests, &bridge_names(&observed));
         let plan = plan::build(
@@ -50,31 +67,29 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
             Scope::Full { live: &host.names },
         );
         let invalid = log_decisions(&desired);
+        timing(&mut lap, "decision");
         if dry_run {
             print_plan(&plan);
             return Ok(invalid == 0);
         }
         // Act.
-        let failed = match commit(&mut ovs, &observed, &plan, &host.mtus) {
-            Err(e) if e.is::<TxnError>() && attempt < ATTEMPTS => {
-                log::debug!("{e:#}; reading OVS again (attempt {attempt})");
-                attempt += 1;
-                continue;
-            }
-            other => other?,
+        let write_files = || {
+            let after = plan::after(&observed, &plan);
+            let ports = hostfiles::entries(&after, |name| host.is_guest_nic(name));
+            (hostfiles::sync(config, &ports), ports.len())
         };
-        let after = plan::after(&observed, &plan);
-        let ports = hostfiles::entries(&after, |name| host.is_guest_nic(config, name));
-        let files = hostfiles::sync(config, &ports);
+        let (failed, (files, listed)) =
+            match commit(&mut ovs, &observed, &plan, &host.mtus, write_files) {
+                Err(e) if e.is::<TxnError>() && attempt < ATTEMPTS => {
+                    log::debug!("{e:#}; reading OVS again (attempt {attempt})");
+                    attempt += 1;
+                    continue;
+                }
+                other => other?,
+            };
         // Report.
         return Ok(report(
-            "apply",
-            &plan,
-            invalid,
-            &failed,
-            ports.len(),
-            files,
-            started,
+            "apply", &plan, invalid, &failed, listed, files, started,
         ));
     }
 }
@@ -84,6 +99,7 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
 pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
     let started = Instant::now();
     let _lock = lock::main(&config.run_dir, Mode::Shared)?;
+    let mut lap = Instant::now();
     let mut rtnl = Rtnl::open()?;
     let Some(link) = rtnl.by_name(iface)? else {
         log::warn!("{iface} does not exist (any more); nothing to plug");
@@ -101,23 +117,17 @@ pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
     };
     let links = [host_link(&link, master.as_ref())];
     let guests = read_guests(config, &desired::guests_to_read(config, &links));
+    timing(&mut lap, "link and guest configuration");
     let mut ovs = Vswitch::connect(config)?;
     let mut attempt = 1;
     loop {
         let observed = ovs.observe_port(iface)?;
+        timing(&mut lap, "OVSDB read");
         let desired = desired::build(config, &links, &guests, &bridge_names(&observed));
         let plan = plan::build(config, &desired, &observed, Scope::Additive);
         let invalid = log_decisions(&desired);
         let mtus = bridge_mtus(&mut rtnl, &plan)?;
-        let failed = match commit(&mut ovs, &observed, &plan, &mtus) {
-            Err(e) if e.is::<TxnError>() && attempt < ATTEMPTS => {
-                log::debug!("{e:#}; reading OVS again (attempt {attempt})");
-                attempt += 1;
-                continue;
-            }
-            other => other?,
-        };
-        let files = match plan::after(&observed, &plan).remove(iface) {
+        let write_files = || match plan::after(&observed, &plan).remove(iface) {
             Some(p) if matches!(desired.nics.get(iface), Some(Decision::Attach(_))) => {
                 let port = HostPort {
                     name: iface.to_string(),
@@ -128,6 +138,14 @@ pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
                 hostfiles::upsert(config, port)
             }
             _ => Ok(Written::default()),
+        };
+        let (failed, files) = match commit(&mut ovs, &observed, &plan, &mtus, write_files) {
+            Err(e) if e.is::<TxnError>() && attempt < ATTEMPTS => {
+                log::debug!("{e:#}; reading OVS again (attempt {attempt})");
+                attempt += 1;
+                continue;
+            }
+            other => other?,
         };
         return Ok(report("plug", &plan, invalid, &failed, 1, files, started));
     }
@@ -142,7 +160,7 @@ pub fn clear(config: &Config) -> anyhow::Result<Success> {
     let ovs_result = Vswitch::connect(config).and_then(|mut ovs| {
         let observed = ovs.observe_all()?;
         let plan = plan::clear(&observed);
-        let failed = commit(&mut ovs, &observed, &plan, &BTreeMap::new())?;
+        let (failed, ()) = commit(&mut ovs, &observed, &plan, &BTreeMap::new(), || ())?;
         Ok((plan, failed))
     });
     let files = hostfiles::clear(config);
@@ -156,6 +174,9 @@ struct Host {
     links: Vec<HostLink>,
     guests: BTreeMap<GuestId, GuestFile>,
     names: BTreeSet<String>,
+    /// The guest NICs among the links (see [`desired::candidates`]), computed once: the host
+    /// files filter every OVS port through it.
+    guest_nics: BTreeSet<String>,
     mtus: BTreeMap<String, u32>,
 }
 
@@ -170,6 +191,9 @@ impl Host {
         let guests = read_guests(config, &desired::guests_to_read(config, &links));
         Ok(Host {
             names: all.iter().map(|l| l.name.clone()).collect(),
+            guest_nics: desired::candidates(config, &links)
+                .map(|l| l.name.clone())
+                .collect(),
             mtus: all
                 .iter()
                 .filter_map(|l| Some((l.name.clone(), l.mtu?)))
@@ -180,9 +204,8 @@ impl Host {
     }
 
     /// A port name the host files should list: a guest NIC that exists on the host.
-    fn is_guest_nic(&self, config: &Config, name: &str) -> bool {
-        self.names.contains(name)
-            && desired::candidates(config, &self.links).any(|l| l.name == name)
+    fn is_guest_nic(&self, name: &str) -> bool {
+        self.guest_nics.contains(name)
     }
 }
 
@@ -283,18 +306,28 @@ fn print_plan(plan: &Plan) {
     }
 }
 
-/// Commits `plan` and waits for ovs-vswitchd. Returns the ports whose interface failed; an
-/// [`Unconfirmed`] wait is reported here and counted as a failure of every port it names.
-fn commit(
+/// Commits `plan`, then runs `write_files` (the host-file update, which describes the committed
+/// state) on a second thread while waiting for ovs-vswitchd to apply the change: the wait is
+/// idle time, and on a host with thousands of ports it is the longest part of a run. With
+/// nothing to commit, `write_files` just runs. Returns the ports whose interface failed (an
+/// [`Unconfirmed`] wait is reported here and counted as a failure of every port it names) and
+/// what `write_files` returned. Nothing is written when the transaction fails.
+fn commit<F: Send>(
     ovs: &mut Vswitch,
     observed: &Observed,
     plan: &Plan,
     mtus: &BTreeMap<String, u32>,
-) -> anyhow::Result<Vec<(String, String)>> {
+    write_files: impl FnOnce() -> F + Send,
+) -> anyhow::Result<(Vec<(String, String)>, F)> {
     if plan.is_empty() {
-        return Ok(Vec::new());
+        let mut lap = Instant::now();
+        let files = write_files();
+        timing(&mut lap, "host files");
+        return Ok((Vec::new(), files));
     }
+    let mut lap = Instant::now();
     let next_cfg = ovs.commit(observed, plan, mtus)?;
+    timing(&mut lap, "OVSDB transaction");
     for change in &plan.changes {
         log::info!("{}", change.describe(true));
     }
@@ -304,7 +337,23 @@ fn commit(
         .filter(|c| matches!(c, Change::Attach { .. } | Change::Move { .. }))
         .map(|c| c.port().to_string())
         .collect();
-    match ovs.wait_applied(next_cfg, &added) {
+    let (waited, files) = std::thread::scope(|scope| {
+        let files = scope.spawn(|| {
+            let mut lap = Instant::now();
+            let files = write_files();
+            timing(&mut lap, "host files");
+            files
+        });
+        let mut wait = Instant::now();
+        let waited = ovs.wait_applied(next_cfg, &added);
+        timing(&mut wait, "waiting for ovs-vswitchd");
+        let files = files
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (waited, files)
+    });
+    timing(&mut lap, AFTER_COMMIT_TIMING);
+    let failed = match waited {
         Ok(failed) => Ok(failed),
         Err(e) => match e.downcast::<Unconfirmed>() {
             Ok(u) => {
@@ -322,7 +371,23 @@ fn commit(
             }
             Err(e) => Err(e),
         },
-    }
+    }?;
+    Ok((failed, files))
+}
+
+/// Label of the debug timing line of what follows a commit: the wait for ovs-vswitchd and, at
+/// the same time, the host-file update. `scripts/bench` subtracts it from a run's wall time to
+/// get the tool's own client-side time; keep the two in step.
+const AFTER_COMMIT_TIMING: &str = "ovs-vswitchd wait and host files";
+
+/// Logs, at debug level (`-v`), how long a phase took since `lap`, and restarts `lap`. The lines
+/// read `timing: PHASE: 1.234 ms`.
+fn timing(lap: &mut Instant, phase: &str) {
+    log::debug!(
+        "timing: {phase}: {:.3} ms",
+        lap.elapsed().as_secs_f64() * 1000.0
+    );
+    *lap = Instant::now();
 }
 
 fn report(

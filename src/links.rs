@@ -10,13 +10,13 @@ use anyhow::{Context, Result, anyhow, bail};
 use neli::{
     attr::Attribute,
     consts::{
-        nl::{NlmF, Nlmsg, NlmsgerrAttr},
+        nl::{NlmF, NlmsgerrAttr},
         rtnl::{Ifla, IflaInfo, RtAddrFamily, Rtm},
         socket::NlFamily,
     },
     err::{Nlmsgerr, SocketError},
     iter::NlBufferIter,
-    nl::{NlPayload, Nlmsghdr, NlmsghdrBuilder},
+    nl::{NlPayload, NlmsghdrBuilder},
     rtnl::{Ifinfomsg, IfinfomsgBuilder, Rtattr, RtattrBuilder},
     socket::synchronous::NlSocketHandle,
     types::{Buffer, RtBuffer},
@@ -168,44 +168,74 @@ impl Rtnl {
 
     /// Collects a dump until NLMSG_DONE. Returns `Ok(None)` when the kernel
     /// flagged the dump as interrupted, so the caller can retry.
+    ///
+    /// The dump is read as raw datagrams and decoded in place ([`raw`]): on a host with
+    /// thousands of links, building neli's typed messages (a buffer per attribute) costs more
+    /// than the kernel's own work. Single lookups keep using neli.
     fn collect_dump(&mut self, seq: u32) -> Result<Option<Vec<Link>>> {
         let mut links = Vec::new();
         let mut interrupted = false;
+        let mut buf = vec![0u8; raw::DATAGRAM];
         // The dump is always read to NLMSG_DONE: the kernel only continues a dump as we recv,
         // and an unfinished dump makes the next request on this socket fail with EBUSY.
         loop {
-            for msg in self.recv()? {
+            let len = self.recv_raw(&mut buf)?;
+            for msg in raw::messages(&buf[..len]) {
                 let msg = msg.context("parsing rtnetlink dump message")?;
-                if *msg.nl_seq() != seq {
+                // Leftovers of an earlier, abandoned request carry an older seq.
+                if msg.seq != seq {
                     continue;
                 }
-                interrupted |= msg.nl_flags().contains(NlmF::DUMP_INTR);
-                match msg.nl_payload() {
+                interrupted |= msg.flags & raw::NLM_F_DUMP_INTR != 0;
+                match msg.ty {
                     // A link this tool cannot read (a name that is not UTF-8) cannot be a
                     // guest NIC either; it must not stop the others from being reconciled.
-                    NlPayload::Payload(ifinfo) => match parse_link(ifinfo) {
-                        Ok(link) => links.push(link),
-                        Err(e) => log::warn!("skipping a link: {e:#}"),
-                    },
-                    NlPayload::DumpExtAck(done) if *done.error() != 0 => {
-                        return Err(kernel_error(done)).context("RTM_GETLINK dump");
+                    raw::RTM_NEWLINK => {
+                        match raw::link(msg.payload).context("parsing rtnetlink dump message")? {
+                            Ok(link) => links.push(link),
+                            Err(e) => log::warn!("skipping a link: {e:#}"),
+                        }
                     }
-                    NlPayload::DumpExtAck(_) | NlPayload::Empty if is_done(&msg) => {
+                    raw::NLMSG_DONE => {
+                        let done = raw::error(msg.flags, msg.payload, false)
+                            .context("parsing rtnetlink dump message")?;
+                        if let Some(e) = done {
+                            return Err(e).context("RTM_GETLINK dump");
+                        }
                         return Ok((!interrupted).then_some(links));
                     }
                     // An error instead of data means the dump never started.
-                    NlPayload::Err(err) => {
-                        return Err(kernel_error(err)).context("RTM_GETLINK dump");
+                    raw::NLMSG_ERROR => {
+                        if let Some(e) = raw::error(msg.flags, msg.payload, true)
+                            .context("parsing rtnetlink dump message")?
+                        {
+                            return Err(e).context("RTM_GETLINK dump");
+                        }
                     }
                     _ => {}
                 }
             }
         }
     }
-}
 
-fn is_done(msg: &Nlmsghdr<Rtm, Ifinfomsg>) -> bool {
-    u16::from(*msg.nl_type()) == u16::from(Nlmsg::Done)
+    /// Receives one datagram into `buf` (sized for the largest the kernel sends in a dump).
+    fn recv_raw(&self, buf: &mut [u8]) -> Result<usize> {
+        use std::os::fd::AsRawFd;
+        loop {
+            // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call.
+            let n =
+                unsafe { libc::recv(self.sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            match usize::try_from(n) {
+                Ok(n) => return Ok(n),
+                Err(_) => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e).context("receiving rtnetlink reply");
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Turns a netlink error (or failed NLMSG_DONE) into an `io::Error` with
@@ -258,6 +288,198 @@ fn link_kind(linkinfo: &Rtattr<Ifla, Buffer>) -> Result<Option<String>> {
         .transpose()
 }
 
+/// In-place decoding of the rtnetlink messages of a link dump (`netlink(7)`, `rtnetlink(7)`),
+/// with the same results as the neli types used for single lookups.
+mod raw {
+    use std::io;
+
+    use anyhow::{Context, Result, anyhow, bail};
+
+    use super::{Link, c_string};
+
+    /// The kernel puts at most 32 KiB of messages in one dump datagram.
+    pub const DATAGRAM: usize = 64 * 1024;
+    pub const NLMSG_ERROR: u16 = 2;
+    pub const NLMSG_DONE: u16 = 3;
+    pub const RTM_NEWLINK: u16 = 16;
+    pub const NLM_F_DUMP_INTR: u16 = 0x10;
+    const NLM_F_CAPPED: u16 = 0x100;
+    const NLM_F_ACK_TLVS: u16 = 0x200;
+    const NLMSGERR_ATTR_MSG: u16 = 1;
+    const IFLA_IFNAME: u16 = 3;
+    const IFLA_MTU: u16 = 4;
+    const IFLA_MASTER: u16 = 10;
+    const IFLA_LINKINFO: u16 = 18;
+    const IFLA_INFO_KIND: u16 = 1;
+    const HEADER: usize = 16;
+    const IFINFOMSG: usize = 16;
+
+    pub struct Message<'a> {
+        pub ty: u16,
+        pub flags: u16,
+        pub seq: u32,
+        pub payload: &'a [u8],
+    }
+
+    fn u16_at(b: &[u8], at: usize) -> u16 {
+        u16::from_ne_bytes([b[at], b[at + 1]])
+    }
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    }
+
+    fn align(len: usize) -> usize {
+        (len + 3) & !3
+    }
+
+    /// The messages of one datagram.
+    pub fn messages(mut buf: &[u8]) -> impl Iterator<Item = Result<Message<'_>>> {
+        std::iter::from_fn(move || {
+            if buf.is_empty() {
+                return None;
+            }
+            if buf.len() < HEADER {
+                buf = &[];
+                return Some(Err(anyhow!("truncated netlink header")));
+            }
+            let len = u32_at(buf, 0) as usize;
+            if len < HEADER || len > buf.len() {
+                buf = &[];
+                return Some(Err(anyhow!("netlink message length {len} out of bounds")));
+            }
+            let msg = Message {
+                ty: u16_at(buf, 4),
+                flags: u16_at(buf, 6),
+                seq: u32_at(buf, 8),
+                payload: &buf[HEADER..len],
+            };
+            buf = &buf[align(len).min(buf.len())..];
+            Some(Ok(msg))
+        })
+    }
+
+    /// The attributes `(type, payload)` in `buf`.
+    fn attributes(mut buf: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8])>> {
+        std::iter::from_fn(move || {
+            if buf.is_empty() {
+                return None;
+            }
+            let len = if buf.len() >= 4 {
+                u16_at(buf, 0) as usize
+            } else {
+                0
+            };
+            if len < 4 || len > buf.len() {
+                buf = &[];
+                return Some(Err(anyhow!("malformed attribute")));
+            }
+            let attr = (u16_at(buf, 2), &buf[4..len]);
+            buf = &buf[align(len).min(buf.len())..];
+            Some(Ok(attr))
+        })
+    }
+
+    fn u32_payload(payload: &[u8]) -> Result<u32> {
+        if payload.len() < 4 {
+            bail!("a {}-byte attribute is not a u32", payload.len());
+        }
+        Ok(u32_at(payload, 0))
+    }
+
+    /// One RTM_NEWLINK payload. The outer error is a malformed message (the whole dump
+    /// fails); the inner one is a link that cannot be read (it is skipped), as in
+    /// [`super::parse_link`].
+    pub fn link(payload: &[u8]) -> Result<Result<Link>> {
+        if payload.len() < IFINFOMSG {
+            bail!("truncated ifinfomsg");
+        }
+        let attrs: Vec<(u16, &[u8])> = attributes(&payload[IFINFOMSG..]).collect::<Result<_>>()?;
+        Ok(decode_link(payload, &attrs))
+    }
+
+    fn decode_link(payload: &[u8], attrs: &[(u16, &[u8])]) -> Result<Link> {
+        let raw_index = u32_at(payload, 4) as i32;
+        let index = u32::try_from(raw_index)
+            .with_context(|| format!("kernel sent negative ifindex {raw_index}"))?;
+        let ctx = || format!("parsing attributes of ifindex {index}");
+        let (mut name, mut master, mut kind, mut mtu) = (None, None, None, None);
+        for &(ty, value) in attrs {
+            match ty {
+                IFLA_IFNAME => name = Some(c_string(value).with_context(ctx)?),
+                IFLA_MASTER => master = Some(u32_payload(value).with_context(ctx)?),
+                IFLA_MTU => mtu = Some(u32_payload(value).with_context(ctx)?),
+                IFLA_LINKINFO => kind = link_kind(value).with_context(ctx)?,
+                _ => {}
+            }
+        }
+        Ok(Link {
+            name: name.ok_or_else(|| anyhow!("ifindex {index} has no IFLA_IFNAME"))?,
+            index,
+            master: master.filter(|&m| m != 0),
+            kind,
+            mtu,
+        })
+    }
+
+    /// IFLA_INFO_KIND in a nested IFLA_LINKINFO (the first one, as neli's lookup).
+    fn link_kind(linkinfo: &[u8]) -> Result<Option<String>> {
+        for attr in attributes(linkinfo) {
+            let (ty, value) = attr?;
+            if ty == IFLA_INFO_KIND {
+                return c_string(value).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The error an NLMSG_ERROR or NLMSG_DONE payload reports, `None` for success, with the
+    /// kernel's extended-ACK message as context when it sent one (see [`super::kernel_error`]).
+    pub fn error(flags: u16, payload: &[u8], is_error: bool) -> Result<Option<anyhow::Error>> {
+        if payload.len() < 4 {
+            // A bare NLMSG_DONE.
+            return if is_error {
+                Err(anyhow!("truncated netlink error"))
+            } else {
+                Ok(None)
+            };
+        }
+        let errno = u32_at(payload, 0) as i32;
+        if errno == 0 {
+            return Ok(None);
+        }
+        let mut tlvs = &payload[4..];
+        if is_error {
+            // The request's header (and, unless capped, its payload) follows the errno.
+            let echoed = if tlvs.len() >= HEADER {
+                if flags & NLM_F_CAPPED != 0 {
+                    HEADER
+                } else {
+                    align(u32_at(tlvs, 0) as usize)
+                }
+            } else {
+                tlvs.len()
+            };
+            tlvs = &tlvs[echoed.min(tlvs.len())..];
+        }
+        let mut msg = None;
+        if flags & NLM_F_ACK_TLVS != 0 {
+            for attr in attributes(tlvs) {
+                let (ty, value) = attr?;
+                if ty == NLMSGERR_ATTR_MSG {
+                    msg = c_string(value).ok();
+                    break;
+                }
+            }
+        }
+        let os = io::Error::from_raw_os_error(errno.wrapping_neg());
+        Ok(Some(match msg {
+            Some(msg) if !msg.is_empty() => anyhow::Error::new(os).context(msg),
+            _ => anyhow::Error::new(os),
+        }))
+    }
+}
+
 /// Decodes a NUL-terminated attribute string. neli's own `String` decoding
 /// assumes a terminator is present and panics on an empty payload, so it is
 /// not used on kernel data.
@@ -276,6 +498,124 @@ mod tests {
         assert_eq!(c_string(b"tun").unwrap(), "tun");
         assert_eq!(c_string(b"").unwrap(), "");
         assert!(c_string(b"\xff\0").is_err());
+    }
+
+    /// One netlink message: header, then `body` padded to 4 bytes.
+    fn message(ty: u16, flags: u16, seq: u32, body: &[u8]) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&(16 + body.len() as u32).to_ne_bytes());
+        m.extend_from_slice(&ty.to_ne_bytes());
+        m.extend_from_slice(&flags.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(body);
+        m.resize((m.len() + 3) & !3, 0);
+        m
+    }
+
+    fn attr(ty: u16, payload: &[u8]) -> Vec<u8> {
+        let mut a = Vec::new();
+        a.extend_from_slice(&(4 + payload.len() as u16).to_ne_bytes());
+        a.extend_from_slice(&ty.to_ne_bytes());
+        a.extend_from_slice(payload);
+        a.resize((a.len() + 3) & !3, 0);
+        a
+    }
+
+    fn newlink(index: i32, attrs: &[Vec<u8>]) -> Vec<u8> {
+        let mut b = vec![0u8; 16];
+        b[4..8].copy_from_slice(&index.to_ne_bytes());
+        for a in attrs {
+            b.extend_from_slice(a);
+        }
+        b
+    }
+
+    #[test]
+    fn raw_dump_messages_decode_like_neli() {
+        let veth = newlink(
+            7,
+            &[
+                attr(3, b"veth100i0\0"),
+                attr(4, &1500u32.to_ne_bytes()),
+                attr(10, &3u32.to_ne_bytes()),
+                attr(18, &attr(1, b"veth\0")),
+            ],
+        );
+        let mut dgram = message(raw::RTM_NEWLINK, 2, 9, &veth);
+        dgram.extend(message(
+            raw::RTM_NEWLINK,
+            2,
+            9,
+            &newlink(1, &[attr(3, b"lo\0")]),
+        ));
+        dgram.extend(message(raw::NLMSG_DONE, 2, 9, &0i32.to_ne_bytes()));
+        let msgs: Vec<_> = raw::messages(&dgram).collect::<Result<_>>().unwrap();
+        assert_eq!(msgs.len(), 3);
+        assert_eq!((msgs[2].ty, msgs[2].seq), (raw::NLMSG_DONE, 9));
+        let link = raw::link(msgs[0].payload).unwrap().unwrap();
+        assert_eq!(
+            link,
+            Link {
+                name: "veth100i0".into(),
+                index: 7,
+                master: Some(3),
+                kind: Some("veth".into()),
+                mtu: Some(1500),
+            }
+        );
+        let lo = raw::link(msgs[1].payload).unwrap().unwrap();
+        assert_eq!((lo.kind, lo.master, lo.mtu), (None, None, None));
+        assert!(raw::error(2, msgs[2].payload, false).unwrap().is_none());
+        // Master 0 is no master; a link without a name or with a non-UTF-8 one is skipped
+        // (inner error), a malformed message fails the dump (outer error).
+        let m0 = raw::link(&newlink(
+            2,
+            &[attr(3, b"a\0"), attr(10, &0u32.to_ne_bytes())],
+        ))
+        .unwrap();
+        assert_eq!(m0.unwrap().master, None);
+        assert!(
+            raw::link(&newlink(2, &[attr(4, &1500u32.to_ne_bytes())]))
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            raw::link(&newlink(2, &[attr(3, b"\xff\0")]))
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            raw::link(&newlink(-2, &[attr(3, b"a\0")]))
+                .unwrap()
+                .is_err()
+        );
+        assert!(raw::link(&newlink(2, &[vec![40, 0, 3, 0]])).is_err());
+        assert!(raw::link(&[0u8; 8]).is_err());
+        assert!(raw::messages(&dgram[..20]).any(|m| m.is_err()));
+    }
+
+    #[test]
+    fn raw_errors_carry_the_kernel_message() {
+        let mut body = (-libc::EOPNOTSUPP).to_ne_bytes().to_vec();
+        body.extend(message(18, 0x301, 4, &[]));
+        body.extend(attr(1, b"not here\0"));
+        let e = raw::error(0x300, &body, true).unwrap().unwrap();
+        assert_eq!(
+            format!("{e:#}"),
+            format!(
+                "not here: {}",
+                io::Error::from_raw_os_error(libc::EOPNOTSUPP)
+            )
+        );
+        assert!(raw::error(0, &0i32.to_ne_bytes(), true).unwrap().is_none());
+        let e = raw::error(0, &(-libc::EBUSY).to_ne_bytes(), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            e.to_string(),
+            io::Error::from_raw_os_error(libc::EBUSY).to_string()
+        );
     }
 
     // Needs only a NETLINK_ROUTE socket, no privileges: every namespace has `lo`.

@@ -66,31 +66,17 @@ impl Vswitch {
 
     /// Every bridge and every port, in one consistent snapshot.
     pub fn observe_all(&mut self) -> anyhow::Result<Observed> {
-        let results = self.client.transact(
+        let reply = self.client.transact_raw(
             DB,
             vec![
                 select("Bridge", json!([]), &["_uuid", "name", "ports"]),
                 select("Port", json!([]), &PORT_COLUMNS),
             ],
         )?;
-        let bridges = rows(&results, 0)?;
-        let mut owner_of: BTreeMap<&str, &str> = BTreeMap::new();
-        for b in bridges {
-            let name = b["name"].as_str().unwrap_or_default();
-            for p in datum::uuids(&b["ports"]) {
-                owner_of.insert(p, name);
-            }
+        if let Some(observed) = fast::observed(&reply) {
+            return Ok(observed);
         }
-        let mut observed = Observed {
-            bridges: bridge_map(bridges),
-            ..Observed::default()
-        };
-        for p in rows(&results, 1)? {
-            let (name, mut state) = port_state(p)?;
-            state.bridge = owner_of.get(state.uuid.as_str()).map(|b| b.to_string());
-            observed.ports.insert(name, state);
-        }
-        Ok(observed)
+        observed_all(&self.client.transact_results(&reply)?)
     }
 
     /// The bridge names and the one port `name`, if it exists: what `plug` needs, and no more.
@@ -306,6 +292,29 @@ fn rows(results: &[Value], i: usize) -> anyhow::Result<&Vec<Value>> {
         .with_context(|| format!("OVSDB result {i} has no rows"))
 }
 
+/// The snapshot of [`Vswitch::observe_all`] from its two results: every bridge with its ports,
+/// every port.
+fn observed_all(results: &[Value]) -> anyhow::Result<Observed> {
+    let bridges = rows(results, 0)?;
+    let mut owner_of: BTreeMap<&str, &str> = BTreeMap::new();
+    for b in bridges {
+        let name = b["name"].as_str().unwrap_or_default();
+        for p in datum::uuids(&b["ports"]) {
+            owner_of.insert(p, name);
+        }
+    }
+    let mut observed = Observed {
+        bridges: bridge_map(bridges),
+        ..Observed::default()
+    };
+    for p in rows(results, 1)? {
+        let (name, mut state) = port_state(p)?;
+        state.bridge = owner_of.get(state.uuid.as_str()).map(|b| b.to_string());
+        observed.ports.insert(name, state);
+    }
+    Ok(observed)
+}
+
 fn bridge_map(rows: &[Value]) -> BTreeMap<String, String> {
     rows.iter()
         .filter_map(|b| {
@@ -358,6 +367,322 @@ fn max_cur_cfg(tables: &Value) -> i64 {
                 .unwrap_or(i64::MIN)
         })
         .unwrap_or(i64::MIN)
+}
+
+/// The full read, decoded straight from the reply's bytes into the few values it is made of:
+/// building a generic JSON tree of thousands of rows first costs more than everything else the
+/// run does with them. Only the shapes ovsdb-server sends are accepted; anything else makes
+/// [`observed`] return `None`, and the generic decoder handles it, errors included.
+mod fast {
+    use std::borrow::Cow;
+    use std::fmt;
+
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+    use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
+
+    use crate::observed::{OWNER_KEY, OWNER_VALUE, Observed, PortState};
+    use crate::vlan::{Vlan, VlanMode};
+
+    /// What [`super::Vswitch::observe_all`] makes of its reply, computed as the generic decoder
+    /// does; `None` when the reply is not in the usual shape, or reports an error.
+    pub fn observed(reply: &[u8]) -> Option<Observed> {
+        let Reply {
+            result: (bridges, ports),
+        } = serde_json::from_slice(reply).ok()?;
+        if bridges.error.is_some() || ports.error.is_some() {
+            return None;
+        }
+        let mut owner_of: BTreeMap<&str, &str> = BTreeMap::new();
+        for b in &bridges.rows {
+            let name = b.name.as_str().unwrap_or_default();
+            for p in b.ports.uuids() {
+                owner_of.insert(p, name);
+            }
+        }
+        let mut observed = Observed {
+            bridges: bridges
+                .rows
+                .iter()
+                .filter_map(|b| {
+                    Some((b.name.as_str()?.to_string(), b._uuid.as_uuid()?.to_string()))
+                })
+                .collect(),
+            ..Observed::default()
+        };
+        for p in &ports.rows {
+            // A row without a name or uuid is an error, which the generic decoder reports.
+            let name = p.name.as_str()?;
+            let uuid = p._uuid.as_uuid()?;
+            let mut trunks: Vec<u16> = p
+                .trunks
+                .ints()
+                .filter_map(|t| u16::try_from(t).ok())
+                .collect();
+            trunks.sort_unstable();
+            let state = PortState {
+                uuid: uuid.to_string(),
+                bridge: owner_of.get(uuid).map(|b| b.to_string()),
+                vlan: Vlan {
+                    tag: p.tag.opt_int().and_then(|t| u16::try_from(t).ok()),
+                    trunks,
+                    mode: p.vlan_mode.opt_str().and_then(VlanMode::parse),
+                },
+                owned: p.external_ids.map_get(OWNER_KEY) == Some(OWNER_VALUE),
+            };
+            observed.ports.insert(name.to_string(), state);
+        }
+        Some(observed)
+    }
+
+    #[derive(Deserialize)]
+    pub struct Reply<'a> {
+        #[serde(borrow)]
+        pub result: (Select<Bridge<'a>>, Select<Port<'a>>),
+    }
+
+    #[derive(Deserialize)]
+    pub struct Select<R> {
+        pub rows: Vec<R>,
+        /// Present only on a failed operation, which the generic decoder reports.
+        #[serde(default, deserialize_with = "present")]
+        pub error: Option<IgnoredAny>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Bridge<'a> {
+        #[serde(borrow)]
+        pub _uuid: Datum<'a>,
+        #[serde(borrow)]
+        pub name: Datum<'a>,
+        #[serde(borrow)]
+        pub ports: Datum<'a>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Port<'a> {
+        #[serde(borrow)]
+        pub _uuid: Datum<'a>,
+        #[serde(borrow)]
+        pub name: Datum<'a>,
+        #[serde(borrow)]
+        pub tag: Datum<'a>,
+        #[serde(borrow)]
+        pub trunks: Datum<'a>,
+        #[serde(borrow)]
+        pub vlan_mode: Datum<'a>,
+        #[serde(borrow)]
+        pub external_ids: Datum<'a>,
+    }
+
+    /// `Some` for a field that is there at all, `null` included.
+    fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IgnoredAny>, D::Error> {
+        IgnoredAny::deserialize(d).map(Some)
+    }
+
+    /// An OVSDB atom (RFC 7047 §5.1). `Other` stands for reals and booleans, which no column
+    /// read here holds but which a set may.
+    #[derive(Debug, PartialEq)]
+    pub enum Atom<'a> {
+        Int(i64),
+        Str(Cow<'a, str>),
+        Uuid(Cow<'a, str>),
+        Other,
+    }
+
+    /// An OVSDB value: a bare atom (a set of one), a set, or a map.
+    #[derive(Debug, PartialEq)]
+    pub enum Datum<'a> {
+        Atom(Atom<'a>),
+        Set(Vec<Atom<'a>>),
+        Map(Vec<(Atom<'a>, Atom<'a>)>),
+    }
+
+    impl<'a> Datum<'a> {
+        /// The elements, as `datum::set_items` sees them.
+        pub fn items(&self) -> &[Atom<'a>] {
+            match self {
+                Datum::Atom(a) => std::slice::from_ref(a),
+                Datum::Set(items) => items,
+                Datum::Map(_) => &[],
+            }
+        }
+
+        pub fn as_str(&self) -> Option<&str> {
+            match self {
+                Datum::Atom(Atom::Str(s)) => Some(s),
+                _ => None,
+            }
+        }
+
+        pub fn as_uuid(&self) -> Option<&str> {
+            match self {
+                Datum::Atom(Atom::Uuid(u)) => Some(u),
+                _ => None,
+            }
+        }
+
+        pub fn opt_int(&self) -> Option<i64> {
+            self.items().iter().find_map(|a| match a {
+                Atom::Int(i) => Some(*i),
+                _ => None,
+            })
+        }
+
+        pub fn ints(&self) -> impl Iterator<Item = i64> + '_ {
+            self.items().iter().filter_map(|a| match a {
+                Atom::Int(i) => Some(*i),
+                _ => None,
+            })
+        }
+
+        pub fn opt_str(&self) -> Option<&str> {
+            self.items().iter().find_map(|a| match a {
+                Atom::Str(s) => Some(s.as_ref()),
+                _ => None,
+            })
+        }
+
+        pub fn uuids(&self) -> impl Iterator<Item = &str> + '_ {
+            self.items().iter().filter_map(|a| match a {
+                Atom::Uuid(u) => Some(u.as_ref()),
+                _ => None,
+            })
+        }
+
+        /// The first string value under `key` in a map, as `datum::map_get`.
+        pub fn map_get(&self, key: &str) -> Option<&str> {
+            match self {
+                Datum::Map(pairs) => pairs.iter().find_map(|(k, v)| match (k, v) {
+                    (Atom::Str(k), Atom::Str(v)) if k == key => Some(v.as_ref()),
+                    _ => None,
+                }),
+                _ => None,
+            }
+        }
+    }
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Atom<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(AtomVisitor)
+        }
+    }
+
+    struct AtomVisitor;
+
+    impl<'de> Visitor<'de> for AtomVisitor {
+        type Value = Atom<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an OVSDB atom")
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Atom::Int(v))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(i64::try_from(v).map_or(Atom::Other, Atom::Int))
+        }
+
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Atom::Other)
+        }
+
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Atom::Other)
+        }
+
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Atom::Str(Cow::Borrowed(v)))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Atom::Str(Cow::Owned(v.to_owned())))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let tag: &'de str = seq
+                .next_element()?
+                .ok_or_else(|| de::Error::custom("empty array"))?;
+            if tag != "uuid" {
+                return Err(de::Error::custom("not a uuid"));
+            }
+            let Some(Atom::Str(uuid)) = seq.next_element()? else {
+                return Err(de::Error::custom("not a uuid"));
+            };
+            if seq.next_element::<IgnoredAny>()?.is_some() {
+                return Err(de::Error::custom("not a uuid"));
+            }
+            Ok(Atom::Uuid(uuid))
+        }
+    }
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Datum<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(DatumVisitor)
+        }
+    }
+
+    struct DatumVisitor;
+
+    impl<'de> Visitor<'de> for DatumVisitor {
+        type Value = Datum<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an OVSDB value")
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            AtomVisitor.visit_i64(v).map(Datum::Atom)
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            AtomVisitor.visit_u64(v).map(Datum::Atom)
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            AtomVisitor.visit_f64(v).map(Datum::Atom)
+        }
+
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            AtomVisitor.visit_bool(v).map(Datum::Atom)
+        }
+
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            AtomVisitor.visit_borrowed_str(v).map(Datum::Atom)
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            AtomVisitor.visit_str(v).map(Datum::Atom)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let tag: &'de str = seq
+                .next_element()?
+                .ok_or_else(|| de::Error::custom("empty array"))?;
+            let datum = match tag {
+                "uuid" => match seq.next_element()? {
+                    Some(Atom::Str(u)) => Datum::Atom(Atom::Uuid(u)),
+                    _ => return Err(de::Error::custom("not a uuid")),
+                },
+                "set" => Datum::Set(
+                    seq.next_element()?
+                        .ok_or_else(|| de::Error::custom("set without elements"))?,
+                ),
+                "map" => Datum::Map(
+                    seq.next_element()?
+                        .ok_or_else(|| de::Error::custom("map without pairs"))?,
+                ),
+                _ => return Err(de::Error::custom("not an OVSDB value")),
+            };
+            if seq.next_element::<IgnoredAny>()?.is_some() {
+                return Err(de::Error::custom("trailing element"));
+            }
+            Ok(datum)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -486,6 +811,73 @@ mod tests {
                          "vlan_mode": ["set", []], "external_ids": ["map", [["owner", "someone"]]]});
         let (_, s) = port_state(&row).unwrap();
         assert!(s.vlan.is_untagged() && !s.owned);
+    }
+
+    /// The generic decoding of a whole `transact` reply message.
+    fn generic(reply: &Value) -> anyhow::Result<Observed> {
+        observed_all(reply["result"].as_array().unwrap())
+    }
+
+    #[test]
+    fn fast_decoder_agrees_with_the_generic_one() {
+        let reply = json!({"id": 1, "error": null, "result": [
+            {"rows": [
+                {"_uuid": ["uuid", "B0"], "name": "ovsbr0",
+                 "ports": ["set", [["uuid", "P1"], ["uuid", "P2"], ["uuid", "P5"]]]},
+                {"_uuid": ["uuid", "B1"], "name": "vmbr1", "ports": ["uuid", "P3"]},
+                {"_uuid": ["uuid", "B2"], "name": "empty", "ports": ["set", []]}]},
+            {"rows": [
+                {"_uuid": ["uuid", "P1"], "name": "tap1\"x\u{e9}", "tag": 10, "trunks": ["set", [30, 20]],
+                 "vlan_mode": "native-untagged",
+                 "external_ids": ["map", [["a", "1"], ["owner", "ovs-autoattach"]]]},
+                {"_uuid": ["uuid", "P2"], "name": "tap2", "tag": ["set", []], "trunks": ["set", []],
+                 "vlan_mode": ["set", []], "external_ids": ["map", []]},
+                {"_uuid": ["uuid", "P3"], "name": "eno1", "tag": 70000, "trunks": 5,
+                 "vlan_mode": "bogus", "external_ids": ["map", [["owner", "someone"]]]},
+                {"_uuid": ["uuid", "P4"], "name": "orphan", "tag": ["set", [7]],
+                 "trunks": ["set", [1.5, 9, -3, 4095]], "vlan_mode": ["set", ["access"]],
+                 "external_ids": ["map", [["owner", 5], ["owner", "ovs-autoattach"]]]},
+                {"_uuid": ["uuid", "P5"], "name": "tap5", "tag": -1, "trunks": ["set", []],
+                 "vlan_mode": ["set", []], "external_ids": ["map", [["uuid", "x"]]]}]}]});
+        let fast = fast::observed(&serde_json::to_vec(&reply).unwrap()).expect("usual shape");
+        assert_eq!(fast, generic(&reply).unwrap());
+        assert_eq!(fast.ports.len(), 5);
+        assert_eq!(
+            fast.ports["tap1\"x\u{e9}"].bridge.as_deref(),
+            Some("ovsbr0")
+        );
+        assert!(fast.ports["orphan"].owned && fast.ports["orphan"].bridge.is_none());
+        assert_eq!(fast.ports["eno1"].bridge.as_deref(), Some("vmbr1"));
+    }
+
+    #[test]
+    fn unusual_replies_take_the_generic_way() {
+        let port = json!({"_uuid": ["uuid", "P1"], "name": "tap1", "tag": 10, "trunks": ["set", []],
+                          "vlan_mode": ["set", []], "external_ids": ["map", []]});
+        let bridges =
+            json!({"rows": [{"_uuid": ["uuid", "B0"], "name": "br", "ports": ["uuid", "P1"]}]});
+        let odd = |port: Value| json!({"id": 1, "result": [bridges, {"rows": [port]}]});
+        let fast = |reply: &Value| fast::observed(&serde_json::to_vec(reply).unwrap());
+        assert!(fast(&odd(port.clone())).is_some());
+        // An operation error, a missing column, a set that is not a list, a nameless row, an
+        // unknown tag, an extra result: all left to the generic decoder (and its errors).
+        let err = json!({"id": 1, "result": [bridges, {"error": "x", "details": "y"}]});
+        assert!(fast(&err).is_none());
+        let mut missing = port.clone();
+        missing.as_object_mut().unwrap().remove("tag");
+        assert!(fast(&odd(missing)).is_none());
+        let mut odd_set = port.clone();
+        odd_set["trunks"] = json!(["set", 5]);
+        assert!(fast(&odd(odd_set)).is_none());
+        let mut nameless = port.clone();
+        nameless["name"] = json!(["set", []]);
+        assert!(fast(&odd(nameless.clone())).is_none());
+        assert!(generic(&odd(nameless)).is_err());
+        let mut tagged = port.clone();
+        tagged["tag"] = json!(["named-uuid", "x"]);
+        assert!(fast(&odd(tagged)).is_none());
+        let extra = json!({"id": 1, "result": [bridges, {"rows": [port]}, {"rows": []}]});
+        assert!(fast(&extra).is_none());
     }
 
     #[test]

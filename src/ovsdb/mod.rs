@@ -69,6 +69,12 @@ impl Stream {
     }
 }
 
+/// A request sent whose reply has not been read yet.
+struct Pending {
+    id: u64,
+    method: &'static str,
+}
+
 pub struct Client {
     stream: Stream,
     /// Bytes received but not yet consumed as a message.
@@ -122,28 +128,35 @@ impl Client {
     /// (or the server's trailing commit error) becomes a [`TxnError`]: OVSDB commits nothing
     /// in that case.
     pub fn transact(&mut self, db: &str, ops: Vec<Value>) -> anyhow::Result<Vec<Value>> {
+        let pending = self.send_transact(db, ops)?;
+        transact_results(self.reply(pending)?)
+    }
+
+    /// Like [`Client::transact`], but returns the reply message as the server sent it, for the
+    /// caller to decode straight into its own types: a generic JSON tree of thousands of rows
+    /// costs more than everything else a run does with them. An error of the request itself
+    /// is reported here; [`Client::transact_results`] turns the message into what
+    /// [`Client::transact`] would have returned, operation errors included.
+    pub fn transact_raw(&mut self, db: &str, ops: Vec<Value>) -> anyhow::Result<Vec<u8>> {
+        let pending = self.send_transact(db, ops)?;
+        self.reply_raw(pending)
+    }
+
+    fn send_transact(&mut self, db: &str, ops: Vec<Value>) -> anyhow::Result<Pending> {
         let mut params = Vec::with_capacity(ops.len() + 1);
         params.push(Value::String(db.into()));
         params.extend(ops);
-        let result = self.call("transact", Value::Array(params))?;
-        let results = match result {
-            Value::Array(r) => r,
-            other => bail!("OVSDB transact returned {other} instead of a result array"),
-        };
-        if let Some(err) = results.iter().find_map(|r| r.get("error")) {
-            let details = results
-                .iter()
-                .find_map(|r| r.get("details").and_then(Value::as_str))
-                .unwrap_or("");
-            let err = err.as_str().unwrap_or("error");
-            return Err(TxnError(if details.is_empty() {
-                err.to_string()
-            } else {
-                format!("{err}: {details}")
-            })
-            .into());
-        }
-        Ok(results)
+        self.send("transact", Value::Array(params))
+    }
+
+    /// The per-operation results of a message returned by [`Client::transact_raw`].
+    pub fn transact_results(&self, reply: &[u8]) -> anyhow::Result<Vec<Value>> {
+        let mut msg = self.decode(reply)?;
+        transact_results(
+            msg.get_mut("result")
+                .map(Value::take)
+                .unwrap_or(Value::Null),
+        )
     }
 
     /// Starts monitoring `requests` on `db` under `monitor_id` and returns the initial contents.
@@ -182,32 +195,78 @@ impl Client {
     }
 
     /// Sends a request and waits, bounded by the timeout, for the reply with the same id.
-    fn call(&mut self, method: &str, params: Value) -> anyhow::Result<Value> {
+    fn call(&mut self, method: &'static str, params: Value) -> anyhow::Result<Value> {
+        let pending = self.send(method, params)?;
+        self.reply(pending)
+    }
+
+    /// Sends a request without waiting for its reply.
+    fn send(&mut self, method: &'static str, params: Value) -> anyhow::Result<Pending> {
         self.next_id += 1;
         let id = self.next_id;
-        let request = json!({"method": method, "params": params, "id": id});
-        let mut bytes = serde_json::to_vec(&request).context("encoding an OVSDB request")?;
-        bytes.push(b'\n');
+        // Written out around `params` rather than through `json!`, which would copy the whole
+        // tree first (a transaction attaching thousands of ports is megabytes of it): the same
+        // object, `{"id":..,"method":..,"params":..}`, one per line.
+        let mut bytes = format!("{{\"id\":{id},\"method\":").into_bytes();
+        serde_json::to_writer(&mut bytes, method).context("encoding an OVSDB request")?;
+        bytes.extend_from_slice(b",\"params\":");
+        serde_json::to_writer(&mut bytes, &params).context("encoding an OVSDB request")?;
+        bytes.extend_from_slice(b"}\n");
+        drop(params);
         self.stream
             .write_all(&bytes)
             .with_context(|| format!("sending {method} to OVSDB at {}", self.endpoint))?;
+        Ok(Pending { id, method })
+    }
+
+    /// Waits, bounded by the timeout, for the reply to `pending` and returns its result.
+    fn reply(&mut self, pending: Pending) -> anyhow::Result<Value> {
+        let reply = self.reply_raw(pending)?;
+        let mut msg = self.decode(&reply)?;
+        // Moved out, not cloned: a full read is thousands of rows.
+        Ok(msg
+            .get_mut("result")
+            .map(Value::take)
+            .unwrap_or(Value::Null))
+    }
+
+    /// Waits, bounded by the timeout, for the reply to `pending` and returns it undecoded;
+    /// handles whatever else arrives first (see [`Client::dispatch`]).
+    fn reply_raw(&mut self, pending: Pending) -> anyhow::Result<Vec<u8>> {
+        let Pending { id, method } = pending;
         let deadline = Instant::now() + self.timeout;
         loop {
-            let msg = self.read_message(deadline)?.ok_or_else(|| {
+            let bytes = self.read_raw(deadline)?.ok_or_else(|| {
                 anyhow!(
                     "OVSDB at {} did not answer {method} within {} s (is ovsdb-server wedged?)",
                     self.endpoint,
                     self.timeout.as_secs()
                 )
             })?;
-            if msg.get("id") == Some(&json!(id)) && msg.get("method").is_none() {
+            // Most messages are told apart by their head alone, without building a tree of them;
+            // anything the head does not describe plainly takes the generic way.
+            if let Ok(head) = serde_json::from_slice::<Head>(&bytes) {
+                if head.id.as_ref().and_then(Value::as_u64) == Some(id) && head.method.is_none() {
+                    if let Some(err) = head.error {
+                        bail!("OVSDB {method} failed: {err}");
+                    }
+                    return Ok(bytes);
+                }
+            }
+            let msg = self.decode(&bytes)?;
+            if msg.get("id").and_then(Value::as_u64) == Some(id) && msg.get("method").is_none() {
                 if let Some(err) = msg.get("error").filter(|e| !e.is_null()) {
                     bail!("OVSDB {method} failed: {err}");
                 }
-                return Ok(msg.get("result").cloned().unwrap_or(Value::Null));
+                return Ok(bytes);
             }
             self.dispatch(msg)?;
         }
+    }
+
+    fn decode(&self, bytes: &[u8]) -> anyhow::Result<Value> {
+        serde_json::from_slice(bytes)
+            .with_context(|| format!("decoding a message from OVSDB at {}", self.endpoint))
     }
 
     /// Handles a message that is not the awaited reply: answers `echo`, queues `update`s, drops
@@ -232,16 +291,21 @@ impl Client {
 
     /// Reads one complete JSON message, or `None` when `deadline` passes first.
     fn read_message(&mut self, deadline: Instant) -> anyhow::Result<Option<Value>> {
+        match self.read_raw(deadline)? {
+            Some(bytes) => self.decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the bytes of one complete JSON message, or `None` when `deadline` passes first.
+    fn read_raw(&mut self, deadline: Instant) -> anyhow::Result<Option<Vec<u8>>> {
         let mut scanned = 0;
         let mut scanner = Scanner::default();
         loop {
             // The scanner counts from the first byte it was fed, which is the start of `buf`.
             if let Some(end) = scanner.feed(&self.buf[scanned..]) {
-                let msg: Value = serde_json::from_slice(&self.buf[..end]).with_context(|| {
-                    format!("decoding a message from OVSDB at {}", self.endpoint)
-                })?;
-                self.buf.drain(..end);
-                return Ok(Some(msg));
+                let rest = self.buf.split_off(end);
+                return Ok(Some(std::mem::replace(&mut self.buf, rest)));
             }
             scanned = self.buf.len();
             if scanner.error {
@@ -273,6 +337,48 @@ impl Client {
             }
         }
     }
+}
+
+/// The per-operation results of a `transact` reply. Any operation error (or the server's trailing
+/// commit error) becomes a [`TxnError`]: OVSDB commits nothing in that case.
+fn transact_results(result: Value) -> anyhow::Result<Vec<Value>> {
+    let results = match result {
+        Value::Array(r) => r,
+        other => bail!("OVSDB transact returned {other} instead of a result array"),
+    };
+    if let Some(err) = results.iter().find_map(|r| r.get("error")) {
+        let details = results
+            .iter()
+            .find_map(|r| r.get("details").and_then(Value::as_str))
+            .unwrap_or("");
+        let err = err.as_str().unwrap_or("error");
+        return Err(TxnError(if details.is_empty() {
+            err.to_string()
+        } else {
+            format!("{err}: {details}")
+        })
+        .into());
+    }
+    Ok(results)
+}
+
+/// What tells a message apart: its id, whether it is a request (`method`), and its error. Other
+/// members (a `result` of thousands of rows) are skipped, not decoded.
+#[derive(serde::Deserialize)]
+struct Head {
+    #[serde(default)]
+    id: Option<Value>,
+    /// `Some` whenever the member is there, `null` included, as for a request.
+    #[serde(default, deserialize_with = "present")]
+    method: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<serde::de::IgnoredAny>, D::Error> {
+    serde::Deserialize::deserialize(d).map(Some)
 }
 
 /// Finds where the first JSON object in a byte stream ends, incrementally: OVSDB sends messages
@@ -365,6 +471,29 @@ mod tests {
         let (a, b) = whole.split_at(17);
         assert_eq!(s.feed(a), None);
         assert_eq!(s.feed(b), Some(whole.len()));
+    }
+
+    #[test]
+    fn requests_are_encoded_as_json_would() {
+        let (server, client) = UnixStream::pair().unwrap();
+        let mut c = Client {
+            stream: Stream::Unix(client),
+            buf: Vec::new(),
+            next_id: 6,
+            timeout: Duration::from_secs(1),
+            pending_updates: Vec::new(),
+            endpoint: "test".into(),
+        };
+        let params = json!(["Open_vSwitch", {"op": "select", "table": "Port", "where": [["name", "==", "a\"b"]]}]);
+        let _ = c.send("transact", params.clone()).unwrap();
+        let mut sent = vec![0u8; 4096];
+        let n = (&server).read(&mut sent).unwrap();
+        assert!(sent[..n].ends_with(b"}\n") && !sent[..n - 1].contains(&b'\n'));
+        let got: Value = serde_json::from_slice(&sent[..n]).unwrap();
+        assert_eq!(
+            got,
+            json!({"method": "transact", "params": params, "id": 7})
+        );
     }
 
     #[test]
