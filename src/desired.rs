@@ -82,12 +82,20 @@ pub fn guests_to_read(config: &Config, links: &[HostLink]) -> BTreeSet<GuestId> 
         .collect()
 }
 
-/// Decides every candidate link. `guests` must hold an entry for each of
-/// [`guests_to_read`]; `bridges` are the names of the existing OVS bridges.
+/// The guest configurations [`build`] consults.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Guests {
+    /// Whether the host has a Proxmox configuration directory at all.
+    pub proxmox: bool,
+    /// One entry for each of [`guests_to_read`].
+    pub files: BTreeMap<GuestId, GuestFile>,
+}
+
+/// Decides every candidate link; `bridges` are the names of the existing OVS bridges.
 pub fn build(
     config: &Config,
     links: &[HostLink],
-    guests: &BTreeMap<GuestId, GuestFile>,
+    guests: &Guests,
     bridges: &BTreeSet<String>,
 ) -> Desired {
     let nics = candidates(config, links)
@@ -99,19 +107,27 @@ pub fn build(
 fn decide(
     config: &Config,
     link: &HostLink,
-    guests: &BTreeMap<GuestId, GuestFile>,
+    guests: &Guests,
     bridges: &BTreeSet<String>,
 ) -> Decision {
     if let Master::Other(master) = &link.master {
         return Decision::Ignore(format!("enslaved to {master}"));
     }
     let nic = NicId::parse(&link.name);
-    let file = nic.and_then(|n| guests.get(&n.guest));
+    let file = nic.and_then(|n| guests.files.get(&n.guest));
     match (nic, file) {
         (Some(nic), Some(GuestFile::Parsed(conf))) => from_guest(nic, conf, bridges),
         (Some(nic), Some(GuestFile::Unreadable(e))) => {
             Decision::Invalid(format!("guest {} configuration: {e}", nic.guest.vmid))
         }
+        // A Proxmox NIC whose guest has no configuration anywhere on a Proxmox node: the guest
+        // is being destroyed, or the cluster filesystem is not mounted. Guessing "default
+        // bridge, untagged" could drop a tagged guest into the wrong network, so it is left as
+        // it is.
+        (Some(nic), _) if guests.proxmox => Decision::Ignore(format!(
+            "no configuration for guest {} in the Proxmox configuration directory",
+            nic.guest.vmid
+        )),
         // No configuration: a raw LXC container, a non-Proxmox host, or a name outside the
         // Proxmox pattern. It goes to the default bridge, untagged.
         _ if bridges.contains(&config.bridge) => Decision::Attach(Target {
@@ -180,7 +196,10 @@ mod tests {
     }
 
     fn decide_one(links: &[HostLink], guests: &[(GuestId, GuestFile)], br: &[&str]) -> Desired {
-        let guests: BTreeMap<_, _> = guests.iter().cloned().collect();
+        let guests = Guests {
+            proxmox: true,
+            files: guests.iter().cloned().collect(),
+        };
         build(&Config::default(), links, &guests, &bridges(br))
     }
 
@@ -193,8 +212,24 @@ mod tests {
 
     #[test]
     fn raw_and_unconfigured_nics_go_to_the_default_bridge() {
-        let d = decide_one(&[link("vethA1b2C3"), link("tap100i0")], &[], &["ovsbr0"]);
+        let links = [link("vethA1b2C3"), link("tap100i0")];
+        let missing = (
+            GuestId {
+                kind: Kind::Qemu,
+                vmid: 100,
+            },
+            GuestFile::Missing,
+        );
+        let d = decide_one(&links, &[missing.clone()], &["ovsbr0"]);
         assert_eq!(d.nics["vethA1b2C3"], attach("ovsbr0", Vlan::default()));
+        // On a Proxmox node a Proxmox NIC without configuration is left alone...
+        assert!(matches!(d.nics["tap100i0"], Decision::Ignore(_)));
+        // ...while a host without Proxmox treats it like any other NIC.
+        let guests = Guests {
+            proxmox: false,
+            files: [missing].into(),
+        };
+        let d = build(&Config::default(), &links, &guests, &bridges(&["ovsbr0"]));
         assert_eq!(d.nics["tap100i0"], attach("ovsbr0", Vlan::default()));
     }
 
@@ -217,7 +252,7 @@ mod tests {
                 master: Master::None,
             },
         ];
-        let d = build(&cfg, &links, &BTreeMap::new(), &bridges(&["ovsbr0"]));
+        let d = build(&cfg, &links, &Guests::default(), &bridges(&["ovsbr0"]));
         assert!(d.nics.is_empty(), "{d:?}");
     }
 
@@ -281,7 +316,12 @@ mod tests {
             kind: Some("tun".into()),
             master: Master::Ovs,
         };
-        let d = decide_one(&[link("tap300i0"), enslaved, on_ovs], &[g], &["ovsbr0"]);
+        let g301 = guest(Kind::Qemu, 301, "net0: virtio,bridge=ovsbr0\n");
+        let d = decide_one(
+            &[link("tap300i0"), enslaved, on_ovs],
+            &[g, g301],
+            &["ovsbr0"],
+        );
         assert!(matches!(d.nics["tap300i0"], Decision::Ignore(_)));
         assert!(matches!(d.nics["tap300i1"], Decision::Ignore(_)));
         assert_eq!(d.nics["tap301i0"], attach("ovsbr0", Vlan::default()));

@@ -5,17 +5,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use anyhow::Context;
-
 use crate::config::Config;
-use crate::desired::{self, Decision, Desired, GuestFile, HostLink, Master};
-use crate::guest::{self, GuestConfig, GuestId};
+use crate::desired::{self, Decision, Desired, Guests, HostLink, Master};
+use crate::guest::GuestId;
 use crate::hostfiles::{self, HostPort, Written};
 use crate::links::{Link, Rtnl};
 use crate::lock::{self, Mode};
 use crate::observed::Observed;
 use crate::ovsdb::TxnError;
 use crate::plan::{self, Change, Plan, Scope};
+use crate::pve;
 use crate::vswitch::{Unconfirmed, Vswitch};
 
 /// How often a transaction refused because OVS changed under us is retried from a fresh read.
@@ -172,7 +171,7 @@ pub fn clear(config: &Config) -> anyhow::Result<Success> {
 /// the MTU of every link (for `mtu_request`, which Proxmox sets to the bridge's MTU).
 struct Host {
     links: Vec<HostLink>,
-    guests: BTreeMap<GuestId, GuestFile>,
+    guests: Guests,
     names: BTreeSet<String>,
     /// The guest NICs among the links (see [`desired::candidates`]), computed once: the host
     /// files filter every OVS port through it.
@@ -223,40 +222,11 @@ fn host_link(link: &Link, master: Option<&Link>) -> HostLink {
     }
 }
 
-/// Reads each guest configuration once. A file that cannot be read is recorded as such, so its
-/// NICs are reported and left alone while the others proceed.
-fn read_guests(config: &Config, ids: &BTreeSet<GuestId>) -> BTreeMap<GuestId, GuestFile> {
-    ids.iter()
-        .map(|id| {
-            (
-                *id,
-                read_guest(&id.config_path(&config.pve_config_dir), id.kind),
-            )
-        })
-        .collect()
-}
-
-fn read_guest(path: &std::path::Path, kind: guest::Kind) -> GuestFile {
-    let read = || -> anyhow::Result<Option<Vec<u8>>> {
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        if meta.len() > guest::MAX_CONFIG_BYTES {
-            anyhow::bail!(
-                "{} bytes is larger than any guest configuration",
-                meta.len()
-            );
-        }
-        Ok(Some(std::fs::read(path)?))
-    };
-    match read().with_context(|| format!("reading {}", path.display())) {
-        Ok(None) => GuestFile::Missing,
-        Ok(Some(bytes)) => {
-            GuestFile::Parsed(GuestConfig::parse(kind, &String::from_utf8_lossy(&bytes)))
-        }
-        Err(e) => GuestFile::Unreadable(format!("{e:#}")),
+/// Reads each guest configuration once (see [`pve`] for where they are looked up).
+fn read_guests(config: &Config, ids: &BTreeSet<GuestId>) -> Guests {
+    Guests {
+        proxmox: pve::present(&config.pve_config_dir),
+        files: pve::read_guests(&config.pve_config_dir, ids),
     }
 }
 

@@ -21,6 +21,7 @@ pub mod nmstate;
 pub mod observed;
 pub mod ovsdb;
 pub mod plan;
+pub mod pve;
 pub mod vlan;
 pub mod vswitch;
 

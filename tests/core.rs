@@ -347,3 +347,46 @@ fn vlan_isolation_with_real_traffic() {
     assert!(ping("10.77.0.2"), "same VLAN must pass");
     assert!(!ping("10.77.0.3"), "another VLAN must not");
 }
+
+/// On the target of a migration the guest's NICs exist while its configuration is still under
+/// the source node's directory: it is read from there, and a NIC whose guest has no
+/// configuration anywhere on a Proxmox node is never moved to the default bridge.
+#[test]
+fn migrating_and_unconfigured_proxmox_nics_keep_their_vlan() {
+    let ovs = host();
+    std::fs::create_dir_all(ovs.dir.join("pve/nodes/pve2/qemu-server")).unwrap();
+    std::fs::write(
+        ovs.dir.join("pve/nodes/pve2/qemu-server/700.conf"),
+        "net0: virtio,bridge=vmbr1,tag=70\n",
+    )
+    .unwrap();
+    ovs.tap("tap700i0");
+    ovs.tap("tap701i0");
+    // As Proxmox's tap_plug leaves them: on vmbr1, tagged, unmarked.
+    ovs.vsctl(&[
+        "add-port", "vmbr1", "tap700i0", "tag=70", "--", "add-port", "vmbr1", "tap701i0", "tag=71",
+    ]);
+    let out = ovs.tool_ok(&["apply"]);
+    assert!(
+        !out.contains("tap700i0") && !out.contains("moved tap701i0"),
+        "{out}"
+    );
+    assert_eq!(
+        (
+            ovs.bridge_of("tap700i0").as_deref(),
+            ovs.vlan("tap700i0").as_str()
+        ),
+        (Some("vmbr1"), "70 [] []")
+    );
+    assert_eq!(
+        (
+            ovs.bridge_of("tap701i0").as_deref(),
+            ovs.vlan("tap701i0").as_str()
+        ),
+        (Some("vmbr1"), "71 [] []")
+    );
+    // A NIC that is not on OVS yet is attached from the other node's configuration.
+    ovs.vsctl(&["del-port", "tap700i0"]);
+    let out = ovs.tool_ok(&["plug", "tap700i0"]);
+    assert!(out.contains("attached tap700i0 to vmbr1 tag=70"), "{out}");
+}

@@ -1,0 +1,137 @@
+//! Reading guest configurations from the Proxmox cluster filesystem (`/etc/pve`).
+//!
+//! A guest's configuration is normally this node's `qemu-server/<vmid>.conf` or
+//! `lxc/<vmid>.conf` (symlinks into `nodes/<this node>/`). During an incoming migration, though,
+//! the guest's NICs already exist here while its configuration is still under
+//! `nodes/<source node>/`: it is looked up there too, so a correctly plugged port is never taken
+//! for an unconfigured one and moved to the default bridge.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::desired::GuestFile;
+use crate::guest::{self, GuestConfig, GuestId};
+
+/// Whether `dir` is a Proxmox configuration directory at all. On a host without it (not a
+/// Proxmox node) no NIC has a guest configuration; on a Proxmox node whose cluster filesystem is
+/// not mounted the directory exists but is empty, and NICs must not be judged unconfigured.
+pub fn present(dir: &Path) -> bool {
+    dir.is_dir()
+}
+
+/// Reads each guest's configuration once.
+pub fn read_guests(dir: &Path, ids: &BTreeSet<GuestId>) -> BTreeMap<GuestId, GuestFile> {
+    ids.iter().map(|id| (*id, read_guest(dir, *id))).collect()
+}
+
+fn read_guest(dir: &Path, id: GuestId) -> GuestFile {
+    let local = id.config_path(dir);
+    match read_file(&local, id) {
+        GuestFile::Missing => other_nodes(dir, id)
+            .into_iter()
+            .map(|path| read_file(&path, id))
+            .find(|f| *f != GuestFile::Missing)
+            .unwrap_or(GuestFile::Missing),
+        found => found,
+    }
+}
+
+/// `nodes/*/<kind>/<vmid>.conf`: where a guest that another node owns keeps its configuration.
+fn other_nodes(dir: &Path, id: GuestId) -> Vec<PathBuf> {
+    let Ok(nodes) = std::fs::read_dir(dir.join("nodes")) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = nodes
+        .flatten()
+        .map(|node| id.config_path(&node.path()))
+        .collect();
+    paths.sort();
+    paths
+}
+
+fn read_file(path: &Path, id: GuestId) -> GuestFile {
+    let read = || -> anyhow::Result<Option<Vec<u8>>> {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if meta.len() > guest::MAX_CONFIG_BYTES {
+            anyhow::bail!(
+                "{} bytes is larger than any guest configuration",
+                meta.len()
+            );
+        }
+        Ok(Some(std::fs::read(path)?))
+    };
+    match read().with_context(|| format!("reading {}", path.display())) {
+        Ok(None) => GuestFile::Missing,
+        Ok(Some(bytes)) => GuestFile::Parsed(GuestConfig::parse(
+            id.kind,
+            &String::from_utf8_lossy(&bytes),
+        )),
+        Err(e) => GuestFile::Unreadable(format!("{e:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::Kind;
+
+    #[test]
+    fn local_first_then_other_nodes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pve = tmp.path();
+        let q = |vmid| GuestId {
+            kind: Kind::Qemu,
+            vmid,
+        };
+        std::fs::create_dir_all(pve.join("qemu-server")).unwrap();
+        std::fs::create_dir_all(pve.join("nodes/other/qemu-server")).unwrap();
+        std::fs::write(
+            pve.join("qemu-server/100.conf"),
+            "net0: virtio,bridge=vmbr1,tag=1\n",
+        )
+        .unwrap();
+        std::fs::write(
+            pve.join("nodes/other/qemu-server/100.conf"),
+            "net0: virtio,bridge=vmbr1,tag=2\n",
+        )
+        .unwrap();
+        std::fs::write(
+            pve.join("nodes/other/qemu-server/101.conf"),
+            "net0: virtio,bridge=vmbr1,tag=3\n",
+        )
+        .unwrap();
+        let got = read_guests(pve, &[q(100), q(101), q(102)].into());
+        let tag = |id| match &got[&id] {
+            GuestFile::Parsed(c) => c.nets[&0].as_ref().unwrap().tag,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(tag(q(100)), Some(1), "the local configuration wins");
+        assert_eq!(
+            tag(q(101)),
+            Some(3),
+            "an incoming migration's configuration is found"
+        );
+        assert_eq!(got[&q(102)], GuestFile::Missing);
+    }
+
+    #[test]
+    fn oversized_is_unreadable() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("lxc")).unwrap();
+        std::fs::write(tmp.path().join("lxc/200.conf"), vec![b'#'; 2 * 1024 * 1024]).unwrap();
+        let id = GuestId {
+            kind: Kind::Lxc,
+            vmid: 200,
+        };
+        assert!(
+            matches!(&read_guests(tmp.path(), &[id].into())[&id], GuestFile::Unreadable(e) if e.contains("larger"))
+        );
+    }
+}
