@@ -6,11 +6,14 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-/// Keeps Proxmox VE guest NICs on the Open vSwitch bridge their configuration names, with their
-/// VLAN settings, and mirrors them into /etc/nmstate/nmstate-dynamic.yaml and a managed block of
-/// /etc/network/interfaces.
+/// Keeps Proxmox VE guest NICs on their Open vSwitch bridges with their VLAN settings
+///
+/// Every guest NIC (QEMU tap<vmid>i<n>, LXC veth<vmid>i<n>, raw LXC veth*) is put on the OVS
+/// bridge its guest configuration names, with its tag and trunks, and mirrored into
+/// /etc/nmstate/nmstate-dynamic.yaml and a managed block of /etc/network/interfaces, so that
+/// `ifreload -a` keeps it there. Hooks call it; it keeps no state of its own.
 #[derive(Debug, Parser)]
-#[command(name = "ovs-autoattach", version, about, long_about = None)]
+#[command(name = "ovs-autoattach", version)]
 pub struct Cli {
     /// Configuration file [default: /etc/ovs-autoattach/config.yaml]
     #[arg(
