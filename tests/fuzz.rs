@@ -10,7 +10,10 @@ use ovs_autoattach::interfaces::{BEGIN, END, parse_block, render_block, splice};
 use ovs_autoattach::{ifname, vlan::Vlan};
 
 fn config() -> ProptestConfig {
-    ProptestConfig { cases: 3000, ..ProptestConfig::default() }
+    ProptestConfig {
+        cases: 3000,
+        ..ProptestConfig::default()
+    }
 }
 
 /// Values that look like net<n> items, valid and not.
@@ -30,7 +33,8 @@ fn net_item() -> impl Strategy<Value = String> {
 
 fn config_line() -> impl Strategy<Value = String> {
     prop_oneof![
-        (0u8..40, prop::collection::vec(net_item(), 0..7)).prop_map(|(n, items)| format!("net{n}: {}", items.join(","))),
+        (0u8..40, prop::collection::vec(net_item(), 0..7))
+            .prop_map(|(n, items)| format!("net{n}: {}", items.join(","))),
         "\\[[a-z:]{0,12}\\]".prop_map(String::from),
         "[a-z]{1,8}: [^\n]{0,20}".prop_map(String::from),
         any::<String>().prop_map(|s| s.replace('\n', " ")),
@@ -45,7 +49,12 @@ fn port() -> impl Strategy<Value = HostPort> {
         prop::collection::vec(1u16..=4094, 0..5),
         any::<bool>(),
     )
-        .prop_map(|(name, bridge, tag, trunks, owned)| HostPort { name, bridge, vlan: Vlan::proxmox(tag, trunks), owned })
+        .prop_map(|(name, bridge, tag, trunks, owned)| HostPort {
+            name,
+            bridge,
+            vlan: Vlan::proxmox(tag, trunks),
+            owned,
+        })
 }
 
 fn admin_line() -> impl Strategy<Value = String> {

@@ -14,7 +14,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -25,28 +28,72 @@ const TAIL: &str = "\n# admin tail, after the block\nsource /etc/network/interfa
 /// Foreign state that nothing may modify: an internal uplink with a tag, a patch-like port whose
 /// name looks like a guest's but is not Proxmox's pattern, and their interface rows.
 fn add_foreign(ovs: &Ovs) {
-    ovs.vsctl(&["add-port", "ovsbr0", "uplink0", "tag=7", "--", "set", "Interface", "uplink0", "type=internal", "--", "set", "Port", "uplink0", "external_ids:owner=admin"]);
-    ovs.vsctl(&["--no-wait", "add-port", "ovsbr0", "vethForeign", "--", "set", "Port", "vethForeign", "trunks=5,6"]);
+    ovs.vsctl(&[
+        "add-port",
+        "ovsbr0",
+        "uplink0",
+        "tag=7",
+        "--",
+        "set",
+        "Interface",
+        "uplink0",
+        "type=internal",
+        "--",
+        "set",
+        "Port",
+        "uplink0",
+        "external_ids:owner=admin",
+    ]);
+    ovs.vsctl(&[
+        "--no-wait",
+        "add-port",
+        "ovsbr0",
+        "vethForeign",
+        "--",
+        "set",
+        "Port",
+        "vethForeign",
+        "trunks=5,6",
+    ]);
 }
 
 fn foreign_snapshot(ovs: &Ovs) -> String {
     let cols = "--columns=name,tag,trunks,vlan_mode,external_ids,other_config,interfaces";
     ["uplink0", "vethForeign"]
         .iter()
-        .map(|p| ovs.vsctl(&[cols, "list", "Port", p]) + &ovs.vsctl(&["--columns=name,type,external_ids,options,mtu_request", "list", "Interface", p]))
+        .map(|p| {
+            ovs.vsctl(&[cols, "list", "Port", p])
+                + &ovs.vsctl(&[
+                    "--columns=name,type,external_ids,options,mtu_request",
+                    "list",
+                    "Interface",
+                    p,
+                ])
+        })
         .collect()
 }
 
 /// The bytes of the interfaces file outside the managed block.
 fn outside_block(content: &str) -> String {
-    let (Some(b), Some(e)) = (content.find("# BEGIN ovs-autoattach\n"), content.find("# END ovs-autoattach\n")) else {
+    let (Some(b), Some(e)) = (
+        content.find("# BEGIN ovs-autoattach\n"),
+        content.find("# END ovs-autoattach\n"),
+    ) else {
         return content.to_string();
     };
-    format!("{}{}", &content[..b], &content[e + "# END ovs-autoattach\n".len()..])
+    format!(
+        "{}{}",
+        &content[..b],
+        &content[e + "# END ovs-autoattach\n".len()..]
+    )
 }
 
 fn seed_interfaces(ovs: &Ovs) {
-    std::fs::write(ovs.interfaces_path(), format!("{HEAD}\n# BEGIN ovs-autoattach\n# END ovs-autoattach\n{TAIL}")).unwrap();
+    std::fs::write(
+        ovs.interfaces_path(),
+        format!("{HEAD}\n# BEGIN ovs-autoattach\n# END ovs-autoattach\n{TAIL}"),
+    )
+    .unwrap();
 }
 
 fn ifquery_ok(path: &std::path::Path) {
@@ -55,20 +102,34 @@ fn ifquery_ok(path: &std::path::Path) {
 
 fn nmstate_ok(path: &std::path::Path) {
     let text = std::fs::read_to_string(path).unwrap();
-    let state = nmstate::NetworkState::new_from_yaml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let state =
+        nmstate::NetworkState::new_from_yaml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     state.gen_conf().unwrap();
 }
 
 /// Names listed in the managed block, sorted.
 fn block_ports(ovs: &Ovs) -> Vec<String> {
     let content = std::fs::read_to_string(ovs.interfaces_path()).unwrap();
-    let mut v: Vec<String> = content.lines().filter_map(|l| l.strip_prefix("iface ")?.strip_suffix(" inet manual").map(String::from)).filter(|n| n != "lo").collect();
+    let mut v: Vec<String> = content
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("iface ")?
+                .strip_suffix(" inet manual")
+                .map(String::from)
+        })
+        .filter(|n| n != "lo")
+        .collect();
     v.sort();
     v
 }
 
 fn links_with_prefix(ovs: &Ovs, prefix: &str) -> Vec<String> {
-    let mut v: Vec<String> = ovs.sh("ls /sys/class/net").split_whitespace().filter(|n| n.starts_with(prefix)).map(String::from).collect();
+    let mut v: Vec<String> = ovs
+        .sh("ls /sys/class/net")
+        .split_whitespace()
+        .filter(|n| n.starts_with(prefix))
+        .map(String::from)
+        .collect();
     v.sort();
     v
 }
@@ -84,21 +145,35 @@ fn storm_of_plugs_applies_and_churn_converges() {
     let foreign = foreign_snapshot(&ovs);
     // Guests: LXC 1000..1199, one NIC each, tags 10/20 alternating.
     for i in 0..200u32 {
-        ovs.guest("lxc", 1000 + i, &format!("net0: name=eth0,bridge=ovsbr0,tag={}\n", 10 + 10 * (i % 2)));
+        ovs.guest(
+            "lxc",
+            1000 + i,
+            &format!("net0: name=eth0,bridge=ovsbr0,tag={}\n", 10 + 10 * (i % 2)),
+        );
     }
-    let script: String = (0..200).map(|i| format!("ip link add veth{}i0 type veth peer name s{i}\n", 1000 + i)).collect();
+    let script: String = (0..200)
+        .map(|i| format!("ip link add veth{}i0 type veth peer name s{i}\n", 1000 + i))
+        .collect();
     ovs.sh(&script);
 
     let mut children = Vec::new();
     for i in 0..200u32 {
-        children.push(ovs.tool_cmd(&["-q", "plug", &format!("veth{}i0", 1000 + i)]).spawn().unwrap());
+        children.push(
+            ovs.tool_cmd(&["-q", "plug", &format!("veth{}i0", 1000 + i)])
+                .spawn()
+                .unwrap(),
+        );
         if i % 40 == 20 {
             children.push(ovs.tool_cmd(&["-q", "apply"]).spawn().unwrap());
         }
     }
     // Churn while they run: 20 NICs deleted, 10 new ones created.
-    let del: String = (0..20).map(|i| format!("ip link del veth{}i0\n", 1000 + i * 10)).collect();
-    let add: String = (0..10).map(|i| format!("ip link add veth{}i0 type veth peer name n{i}\n", 1300 + i)).collect();
+    let del: String = (0..20)
+        .map(|i| format!("ip link del veth{}i0\n", 1000 + i * 10))
+        .collect();
+    let add: String = (0..10)
+        .map(|i| format!("ip link add veth{}i0 type veth peer name n{i}\n", 1300 + i))
+        .collect();
     for i in 0..10u32 {
         ovs.guest("lxc", 1300 + i, "net0: name=eth0,bridge=ovsbr0,tag=30\n");
     }
@@ -116,18 +191,33 @@ fn storm_of_plugs_applies_and_churn_converges() {
     let mut on_ovs = ovs.ports("ovsbr0");
     on_ovs.retain(|p| p.starts_with("veth1"));
     on_ovs.sort();
-    assert_eq!(on_ovs, expected, "each existing NIC exactly once, no stale port");
+    assert_eq!(
+        on_ovs, expected,
+        "each existing NIC exactly once, no stale port"
+    );
     for n in &expected {
         let vmid: u32 = n[4..8].parse().unwrap();
-        let tag = if vmid >= 1300 { 30 } else { 10 + 10 * ((vmid - 1000) % 2) };
-        assert_eq!(ovs.vsctl(&["get", "Port", n, "tag"]), tag.to_string(), "{n}");
+        let tag = if vmid >= 1300 {
+            30
+        } else {
+            10 + 10 * ((vmid - 1000) % 2)
+        };
+        assert_eq!(
+            ovs.vsctl(&["get", "Port", n, "tag"]),
+            tag.to_string(),
+            "{n}"
+        );
     }
     assert_eq!(block_ports(&ovs), expected);
     ifquery_ok(&ovs.interfaces_path());
     nmstate_ok(&ovs.nmstate_path());
     assert_eq!(foreign_snapshot(&ovs), foreign, "foreign ports untouched");
     let content = std::fs::read_to_string(ovs.interfaces_path()).unwrap();
-    assert_eq!(outside_block(&content), format!("{HEAD}\n{TAIL}"), "the admin's bytes untouched");
+    assert_eq!(
+        outside_block(&content),
+        format!("{HEAD}\n{TAIL}"),
+        "the admin's bytes untouched"
+    );
 }
 
 /// `apply` killed with SIGKILL at 50 moments spread over its run (the OVSDB transaction, the wait,
@@ -140,10 +230,19 @@ fn killed_applies_never_corrupt_and_always_converge() {
     seed_interfaces(&ovs);
     let foreign = foreign_snapshot(&ovs);
     let n = 120u32;
-    ovs.sh(&(0..n).map(|i| format!("ip link add veth{}i0 type veth peer name k{i}\n", 2000 + i)).collect::<String>());
+    ovs.sh(&(0..n)
+        .map(|i| format!("ip link add veth{}i0 type veth peer name k{i}\n", 2000 + i))
+        .collect::<String>());
     let set_tags = |round: u32| {
         for i in 0..n {
-            ovs.guest("lxc", 2000 + i, &format!("net0: name=eth0,bridge=ovsbr0,tag={}\n", 100 + round % 7 + i % 3));
+            ovs.guest(
+                "lxc",
+                2000 + i,
+                &format!(
+                    "net0: name=eth0,bridge=ovsbr0,tag={}\n",
+                    100 + round % 7 + i % 3
+                ),
+            );
         }
     };
     set_tags(0);
@@ -171,15 +270,35 @@ fn killed_applies_never_corrupt_and_always_converge() {
         ovs.tool_ok(&["-q", "apply"]);
         let new_i = std::fs::read(ovs.interfaces_path()).unwrap();
         let new_n = std::fs::read(ovs.nmstate_path()).unwrap();
-        assert!(mid_i == old_i || mid_i == new_i, "round {round}: interfaces is neither old nor new");
-        assert!(mid_n == old_n || mid_n == new_n, "round {round}: nmstate is neither old nor new");
+        assert!(
+            mid_i == old_i || mid_i == new_i,
+            "round {round}: interfaces is neither old nor new"
+        );
+        assert!(
+            mid_n == old_n || mid_n == new_n,
+            "round {round}: nmstate is neither old nor new"
+        );
         let tag = ovs.vsctl(&["get", "Port", "veth2005i0", "tag"]);
-        assert_eq!(tag, (100 + round % 7 + 5 % 3).to_string(), "round {round}: converged");
-        let temps: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
-        assert!(temps.is_empty(), "round {round}: leftover temporary files {temps:?}");
+        assert_eq!(
+            tag,
+            (100 + round % 7 + 5 % 3).to_string(),
+            "round {round}: converged"
+        );
+        let temps: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(
+            temps.is_empty(),
+            "round {round}: leftover temporary files {temps:?}"
+        );
     }
     assert_eq!(foreign_snapshot(&ovs), foreign);
-    assert_eq!(outside_block(&String::from_utf8(std::fs::read(ovs.interfaces_path()).unwrap()).unwrap()), format!("{HEAD}\n{TAIL}"));
+    assert_eq!(
+        outside_block(&String::from_utf8(std::fs::read(ovs.interfaces_path()).unwrap()).unwrap()),
+        format!("{HEAD}\n{TAIL}")
+    );
 }
 
 /// A stale temporary file of a killed writer is removed by the next run even when it has
@@ -189,7 +308,11 @@ fn stale_temporary_files_are_cleaned() {
     let ovs = Ovs::start();
     ovs.veth("vethT1");
     ovs.tool_ok(&["apply"]);
-    let stale = ovs.interfaces_path().parent().unwrap().join(".ovs-autoattach.dead01.tmp");
+    let stale = ovs
+        .interfaces_path()
+        .parent()
+        .unwrap()
+        .join(".ovs-autoattach.dead01.tmp");
     std::fs::write(&stale, "half a file").unwrap();
     ovs.tool_ok(&["apply"]);
     assert!(!stale.exists());
@@ -205,7 +328,11 @@ fn ovsdb_down_or_wedged_fails_fast_and_writes_nothing() {
     for args in [&["apply"][..], &["plug", "vethW1"][..]] {
         let t = Instant::now();
         let out = ovs.tool_code(args, 1);
-        assert!(t.elapsed() < Duration::from_secs(1), "{args:?} took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "{args:?} took {:?}",
+            t.elapsed()
+        );
         assert_eq!(out.lines().count(), 1, "{out}");
         assert!(out.contains("is openvswitch-switch running?"), "{out}");
     }
@@ -217,7 +344,11 @@ fn wedged_ovsdb_is_bounded_by_the_timeout() {
     let ovs = Ovs::start();
     ovs.veth("vethW2");
     ovs.write_config("timeout_secs: 2\n");
-    let pid: i32 = std::fs::read_to_string(ovs.dir.join("ovsdb.pid")).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(ovs.dir.join("ovsdb.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     unsafe { libc::kill(pid, libc::SIGSTOP) };
     let t = Instant::now();
     let out = ovs.tool(&["apply"]);
@@ -225,9 +356,18 @@ fn wedged_ovsdb_is_bounded_by_the_timeout() {
     unsafe { libc::kill(pid, libc::SIGCONT) };
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{all}");
-    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(4), "took {took:?}");
-    assert!(all.contains("did not answer") && all.contains("within 2 s"), "{all}");
-    assert!(!ovs.interfaces_path().exists(), "no file from an uncommitted state");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+        "took {took:?}"
+    );
+    assert!(
+        all.contains("did not answer") && all.contains("within 2 s"),
+        "{all}"
+    );
+    assert!(
+        !ovs.interfaces_path().exists(),
+        "no file from an uncommitted state"
+    );
     ovs.tool_ok(&["apply"]);
 }
 
@@ -239,17 +379,31 @@ fn second_apply_waits_for_the_lock_and_stale_lock_files_do_not_block() {
     ovs.write_config(&format!("run_dir: {}\n", run.display()));
     // A missing run directory is created private.
     ovs.tool_ok(&["apply"]);
-    assert_eq!(std::fs::metadata(&run).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&run).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     // A lock file left by a killed process (the kernel released its flock) does not block.
-    let mut holder = Command::new("flock").arg("-o").arg(run.join("lock")).args(["sleep", "30"]).spawn().unwrap();
+    let mut holder = Command::new("flock")
+        .arg("-o")
+        .arg(run.join("lock"))
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let mut waiting = ovs.tool_cmd(&["apply"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    assert!(waiting.try_wait().unwrap().is_none(), "apply must wait while another run holds the lock");
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "apply must wait while another run holds the lock"
+    );
     holder.kill().unwrap();
     holder.wait().unwrap();
     let status = waiting.wait().unwrap();
-    assert!(status.success(), "the waiting apply succeeds once the lock is free");
+    assert!(
+        status.success(),
+        "the waiting apply succeeds once the lock is free"
+    );
     ovs.tool_ok(&["apply"]);
 }
 
@@ -265,10 +419,18 @@ fn planted_symlinks_are_not_followed() {
     let out = ovs.tool_code(&["apply"], 1);
     assert!(out.contains("lock"), "{out}");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
-    assert_eq!(ovs.bridge_of("vethS1"), None, "nothing done without the lock");
+    assert_eq!(
+        ovs.bridge_of("vethS1"),
+        None,
+        "nothing done without the lock"
+    );
     // A planted symlink named like a temporary file is neither followed nor removed.
     std::fs::remove_file(run.join("lock")).unwrap();
-    let trap = ovs.interfaces_path().parent().unwrap().join(".ovs-autoattach.trap.tmp");
+    let trap = ovs
+        .interfaces_path()
+        .parent()
+        .unwrap()
+        .join(".ovs-autoattach.trap.tmp");
     std::fs::create_dir_all(trap.parent().unwrap()).unwrap();
     std::os::unix::fs::symlink(&victim, &trap).unwrap();
     ovs.tool_ok(&["apply"]);
@@ -281,25 +443,77 @@ fn planted_symlinks_are_not_followed() {
 fn hostile_guest_configurations_are_refused() {
     let ovs = Ovs::start();
     let cases: [(u32, Vec<u8>, &str); 8] = [
-        (600, b"net0: virtio,bridge=ovsbr0,tag=0\n".to_vec(), "tag: VLAN ID 0 is outside 1-4094"),
-        (601, b"net0: virtio,bridge=ovsbr0,tag=4095\n".to_vec(), "VLAN ID 4095 is outside"),
-        (602, b"net0: virtio,bridge=ovsbr0,tag=70000\n".to_vec(), "VLAN ID 70000 is outside"),
-        (603, b"net0: virtio,bridge=ovsbr0,trunks=40-30\n".to_vec(), "trunk range \"40-30\" is reversed"),
-        (604, b"net0: virtio,bridge=ovsbr0\nnet0: virtio,bridge=ovsbr0,tag=5\n".to_vec(), "net0 is defined more than once"),
-        (605, b"net0: virtio,bridge=ovsbr0,tag=5,tag=6\n".to_vec(), "key \"tag\" appears more than once"),
-        (606, [b"net0: virtio,bridge=ovsbr0,tag=5,x=".to_vec(), vec![b'a'; 10 * 1024 * 1024], b"\n".to_vec()].concat(), "larger than any guest configuration"),
-        (607, [b"\x00\xff\xfe garbage \x01\n".to_vec(), b"net0: \xff\xfe,bridge=ovsbr0\n".to_vec()].concat(), "net0: item"),
+        (
+            600,
+            b"net0: virtio,bridge=ovsbr0,tag=0\n".to_vec(),
+            "tag: VLAN ID 0 is outside 1-4094",
+        ),
+        (
+            601,
+            b"net0: virtio,bridge=ovsbr0,tag=4095\n".to_vec(),
+            "VLAN ID 4095 is outside",
+        ),
+        (
+            602,
+            b"net0: virtio,bridge=ovsbr0,tag=70000\n".to_vec(),
+            "VLAN ID 70000 is outside",
+        ),
+        (
+            603,
+            b"net0: virtio,bridge=ovsbr0,trunks=40-30\n".to_vec(),
+            "trunk range \"40-30\" is reversed",
+        ),
+        (
+            604,
+            b"net0: virtio,bridge=ovsbr0\nnet0: virtio,bridge=ovsbr0,tag=5\n".to_vec(),
+            "net0 is defined more than once",
+        ),
+        (
+            605,
+            b"net0: virtio,bridge=ovsbr0,tag=5,tag=6\n".to_vec(),
+            "key \"tag\" appears more than once",
+        ),
+        (
+            606,
+            [
+                b"net0: virtio,bridge=ovsbr0,tag=5,x=".to_vec(),
+                vec![b'a'; 10 * 1024 * 1024],
+                b"\n".to_vec(),
+            ]
+            .concat(),
+            "larger than any guest configuration",
+        ),
+        (
+            607,
+            [
+                b"\x00\xff\xfe garbage \x01\n".to_vec(),
+                b"net0: \xff\xfe,bridge=ovsbr0\n".to_vec(),
+            ]
+            .concat(),
+            "net0: item",
+        ),
     ];
     for (vmid, content, _) in &cases {
-        std::fs::write(ovs.dir.join(format!("pve/qemu-server/{vmid}.conf")), content).unwrap();
+        std::fs::write(
+            ovs.dir.join(format!("pve/qemu-server/{vmid}.conf")),
+            content,
+        )
+        .unwrap();
         ovs.tap(&format!("tap{vmid}i0"));
     }
     // Garbage lines that are not net<n> are ignored, as Proxmox itself does.
-    ovs.guest("qemu-server", 608, "\u{1}\u{2}junk line\nthis is not a key\nnet0: virtio,bridge=ovsbr0,tag=8\n");
+    ovs.guest(
+        "qemu-server",
+        608,
+        "\u{1}\u{2}junk line\nthis is not a key\nnet0: virtio,bridge=ovsbr0,tag=8\n",
+    );
     ovs.tap("tap608i0");
     let out = ovs.tool_code(&["apply"], 1);
     for (vmid, _, msg) in &cases {
-        let line = out.lines().find(|l| l.contains(&format!("tap{vmid}i0: not attached"))).unwrap_or_else(|| panic!("{vmid}: {out}"));
+        let line = out
+            .lines()
+            .find(|l| l.contains(&format!("tap{vmid}i0: not attached")))
+            .unwrap_or_else(|| panic!("{vmid}: {out}"));
         assert!(line.contains(msg), "{vmid}: {line}");
         assert_eq!(ovs.bridge_of(&format!("tap{vmid}i0")), None);
     }
@@ -321,7 +535,10 @@ fn hostile_files_are_refused_untouched() {
     ] {
         std::fs::write(ovs.config_path(), format!("{good}{extra}")).unwrap();
         let out = ovs.tool_code(&["apply"], 2);
-        assert!(out.contains("config.yaml") && out.contains(msg), "{extra}: {out}");
+        assert!(
+            out.contains("config.yaml") && out.contains(msg),
+            "{extra}: {out}"
+        );
         assert_eq!(ovs.bridge_of("vethH1"), None);
     }
     std::fs::write(ovs.config_path(), &good).unwrap();
@@ -332,10 +549,17 @@ fn hostile_files_are_refused_untouched() {
         std::fs::write(ovs.interfaces_path(), &content).unwrap();
         let out = ovs.tool_code(&["apply"], 1);
         assert!(out.contains(msg) && out.contains("unchanged"), "{out}");
-        assert_eq!(std::fs::read_to_string(ovs.interfaces_path()).unwrap(), content);
+        assert_eq!(
+            std::fs::read_to_string(ovs.interfaces_path()).unwrap(),
+            content
+        );
     }
     // A missing final newline is the admin's choice and is kept.
     std::fs::write(ovs.interfaces_path(), "auto lo\niface lo inet loopback").unwrap();
     ovs.tool_ok(&["apply"]);
-    assert!(std::fs::read_to_string(ovs.interfaces_path()).unwrap().starts_with("auto lo\niface lo inet loopback\n\n# BEGIN ovs-autoattach\n"));
+    assert!(
+        std::fs::read_to_string(ovs.interfaces_path())
+            .unwrap()
+            .starts_with("auto lo\niface lo inet loopback\n\n# BEGIN ovs-autoattach\n")
+    );
 }
