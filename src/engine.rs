@@ -38,25 +38,9 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
     let mut attempt = 1;
     loop {
         let mut lap = Instant::now();
-        // Observe: OVS on a second thread, as on a host with thousands of ports ovsdb-server
-        // needs about as long to answer as the links and guest configurations take to read.
-        let (host, observed) = std::thread::scope(|scope| {
-            let read = scope.spawn(|| {
-                let mut lap = Instant::now();
-                let observed = ovs.observe_all();
-                timing(&mut lap, "OVSDB read");
-                observed
-            });
-            let mut scan = Instant::now();
-            let host = Host::scan(config);
-            timing(&mut scan, "links and guest configurations");
-            let observed = read
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (host, observed)
-        });
-        let (host, observed) = (host?, observed?);
-        timing(&mut lap, "observing (both at once)");
+        // Observe.
+        let (host, observed) = observe(config, &mut ovs)?;
+        timing(&mut lap, "observing");
         // Decide.
         let desired = desired::build(config, &host.links, &host.guests, &bridge_names(&observed));
         let plan = plan::build(
@@ -91,6 +75,27 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
             "apply", &plan, invalid, &failed, listed, files, started,
         ));
     }
+}
+
+/// The host and OVS, read at once: on a host with thousands of ports ovsdb-server needs about as
+/// long to answer as the links and guest configurations take to read, so OVS is read on a second
+/// thread.
+fn observe(config: &Config, ovs: &mut Vswitch) -> anyhow::Result<(Host, Observed)> {
+    std::thread::scope(|scope| {
+        let read = scope.spawn(|| {
+            let mut lap = Instant::now();
+            let observed = ovs.observe_all();
+            timing(&mut lap, "OVSDB read");
+            observed
+        });
+        let mut lap = Instant::now();
+        let host = Host::scan(config);
+        timing(&mut lap, "links and guest configurations");
+        let observed = read
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        Ok((host?, observed?))
+    })
 }
 
 /// `plug IFACE`: the fast additive path for one interface. One link lookup, at most one guest

@@ -8,19 +8,16 @@ use std::io;
 
 use anyhow::{Context, Result, anyhow, bail};
 use neli::{
-    attr::Attribute,
     consts::{
-        nl::{NlmF, NlmsgerrAttr},
-        rtnl::{Ifla, IflaInfo, RtAddrFamily, Rtm},
+        nl::NlmF,
+        rtnl::{Ifla, RtAddrFamily, Rtm},
         socket::NlFamily,
     },
-    err::{Nlmsgerr, SocketError},
-    iter::NlBufferIter,
     nl::{NlPayload, NlmsghdrBuilder},
-    rtnl::{Ifinfomsg, IfinfomsgBuilder, Rtattr, RtattrBuilder},
+    rtnl::{IfinfomsgBuilder, Rtattr, RtattrBuilder},
     socket::synchronous::NlSocketHandle,
     types::{Buffer, RtBuffer},
-    utils::{Groups, synchronous::BufferPoolGuard},
+    utils::Groups,
 };
 
 /// One host network link as the kernel reports it.
@@ -136,31 +133,27 @@ impl Rtnl {
         Ok(self.seq)
     }
 
-    /// Receives one datagram (which may hold several netlink messages).
-    fn recv(&self) -> Result<NlBufferIter<Rtm, Ifinfomsg, BufferPoolGuard<'_>>> {
-        loop {
-            match self.sock.recv::<Rtm, Ifinfomsg>() {
-                Ok((iter, _groups)) => return Ok(iter),
-                Err(SocketError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e).context("receiving rtnetlink reply"),
-            }
-        }
-    }
-
     /// Reads the answer to a non-dump RTM_GETLINK.
     fn recv_single(&mut self, seq: u32) -> Result<Option<Link>> {
+        let mut buf = vec![0u8; raw::DATAGRAM];
         loop {
-            for msg in self.recv()? {
+            let len = self.recv_raw(&mut buf)?;
+            for msg in raw::messages(&buf[..len]) {
                 let msg = msg.context("parsing rtnetlink reply")?;
                 // Leftovers of an earlier, abandoned request carry an older seq.
-                if *msg.nl_seq() != seq {
+                if msg.seq != seq {
                     continue;
                 }
-                return match msg.nl_payload() {
-                    NlPayload::Payload(ifinfo) => parse_link(ifinfo).map(Some),
-                    NlPayload::Err(err) if *err.error() == -libc::ENODEV => Ok(None),
-                    NlPayload::Err(err) => Err(kernel_error(err)),
-                    other => Err(anyhow!("unexpected reply: {other:?}")),
+                return match msg.ty {
+                    raw::RTM_NEWLINK => raw::link(msg.payload)?.map(Some),
+                    raw::NLMSG_ERROR => match raw::error(msg.flags, msg.payload, true)? {
+                        Some(e) if raw_errno(&e) == Some(libc::ENODEV) => Ok(None),
+                        Some(e) => Err(e),
+                        None => Err(anyhow!(
+                            "the kernel acknowledged RTM_GETLINK without an answer"
+                        )),
+                    },
+                    other => Err(anyhow!("unexpected rtnetlink reply of type {other}")),
                 };
             }
         }
@@ -168,10 +161,6 @@ impl Rtnl {
 
     /// Collects a dump until NLMSG_DONE. Returns `Ok(None)` when the kernel
     /// flagged the dump as interrupted, so the caller can retry.
-    ///
-    /// The dump is read as raw datagrams and decoded in place ([`raw`]): on a host with
-    /// thousands of links, building neli's typed messages (a buffer per attribute) costs more
-    /// than the kernel's own work. Single lookups keep using neli.
     fn collect_dump(&mut self, seq: u32) -> Result<Option<Vec<Link>>> {
         let mut links = Vec::new();
         let mut interrupted = false;
@@ -238,58 +227,15 @@ impl Rtnl {
     }
 }
 
-/// Turns a netlink error (or failed NLMSG_DONE) into an `io::Error` with
-/// the kernel's extended-ACK message as context when it sent one.
-fn kernel_error<M>(err: &Nlmsgerr<M>) -> anyhow::Error {
-    // wrapping_neg: the errno comes from the kernel, never panic on it.
-    let os = io::Error::from_raw_os_error(err.error().wrapping_neg());
-    let msg = err
-        .ext_ack()
-        .get_attr_handle()
-        .get_attribute(NlmsgerrAttr::Msg)
-        .and_then(|attr| c_string(attr.nla_payload().as_ref()).ok());
-    match msg {
-        Some(msg) if !msg.is_empty() => anyhow::Error::new(os).context(msg),
-        _ => anyhow::Error::new(os),
-    }
+/// The errno behind an error from [`raw::error`].
+fn raw_errno(e: &anyhow::Error) -> Option<i32> {
+    e.downcast_ref::<io::Error>()
+        .and_then(io::Error::raw_os_error)
 }
 
-fn parse_link(ifinfo: &Ifinfomsg) -> Result<Link> {
-    let index = u32::try_from(*ifinfo.ifi_index())
-        .with_context(|| format!("kernel sent negative ifindex {}", ifinfo.ifi_index()))?;
-    let ctx = || format!("parsing attributes of ifindex {index}");
-
-    let (mut name, mut master, mut kind, mut mtu) = (None, None, None, None);
-    for attr in ifinfo.rtattrs().get_attr_handle().iter() {
-        match attr.rta_type() {
-            Ifla::Ifname => name = Some(c_string(attr.payload().as_ref()).with_context(ctx)?),
-            Ifla::Master => master = Some(attr.get_payload_as::<u32>().with_context(ctx)?),
-            Ifla::Mtu => mtu = Some(attr.get_payload_as::<u32>().with_context(ctx)?),
-            Ifla::Linkinfo => kind = link_kind(attr).with_context(ctx)?,
-            _ => {}
-        }
-    }
-    Ok(Link {
-        name: name.ok_or_else(|| anyhow!("ifindex {index} has no IFLA_IFNAME"))?,
-        index,
-        master: master.filter(|&m| m != 0),
-        kind,
-        mtu,
-    })
-}
-
-/// IFLA_INFO_KIND lives inside the nested IFLA_LINKINFO; physical NICs and
-/// loopback carry no kind at all.
-fn link_kind(linkinfo: &Rtattr<Ifla, Buffer>) -> Result<Option<String>> {
-    let nested = linkinfo.get_attr_handle::<IflaInfo>()?;
-    nested
-        .get_attribute(IflaInfo::Kind)
-        .map(|kind| c_string(kind.payload().as_ref()))
-        .transpose()
-}
-
-/// In-place decoding of the rtnetlink messages of a link dump (`netlink(7)`, `rtnetlink(7)`),
-/// with the same results as the neli types used for single lookups.
+/// In-place decoding of rtnetlink replies (`netlink(7)`, `rtnetlink(7)`): on a host with
+/// thousands of links, building neli's typed messages (a buffer per attribute) costs more than
+/// the kernel's own work. neli builds the requests and owns the socket.
 mod raw {
     use std::io;
 
@@ -388,8 +334,7 @@ mod raw {
     }
 
     /// One RTM_NEWLINK payload. The outer error is a malformed message (the whole dump
-    /// fails); the inner one is a link that cannot be read (it is skipped), as in
-    /// [`super::parse_link`].
+    /// fails); the inner one is a link that cannot be read (a dump skips it).
     pub fn link(payload: &[u8]) -> Result<Result<Link>> {
         if payload.len() < IFINFOMSG {
             bail!("truncated ifinfomsg");
@@ -434,7 +379,7 @@ mod raw {
     }
 
     /// The error an NLMSG_ERROR or NLMSG_DONE payload reports, `None` for success, with the
-    /// kernel's extended-ACK message as context when it sent one (see [`super::kernel_error`]).
+    /// kernel's extended-ACK message as context when it sent one.
     pub fn error(flags: u16, payload: &[u8], is_error: bool) -> Result<Option<anyhow::Error>> {
         if payload.len() < 4 {
             // A bare NLMSG_DONE.
