@@ -11,9 +11,8 @@ use ovs_autoattach::hostfiles::HostPort;
 use ovs_autoattach::interfaces;
 use ovs_autoattach::vlan::Vlan;
 
-/// The admin's own part of the file: loopback, two OVS bridges on the userspace datapath, each
-/// with an uplink that ifupdown2 plugs.
-const HEAD: &str = "# The admin's network configuration.\nauto lo\niface lo inet loopback\n\nauto eno1\niface eno1 inet manual\n    ovs_type OVSPort\n    ovs_bridge ovsbr0\n\nauto ovsbr0\niface ovsbr0 inet manual\n    ovs_type OVSBridge\n    ovs_ports eno1\n    ovs_options datapath_type=netdev\n\nauto eno2\niface eno2 inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n\nauto vmbr1\niface vmbr1 inet manual\n    ovs_type OVSBridge\n    ovs_ports eno2\n    ovs_options datapath_type=netdev\n";
+const HEAD: &str = common::NETWORK_HEAD;
+const GUESTS: [(&str, &str, &str); 4] = common::RELOAD_GUESTS;
 
 fn port(name: &str, bridge: &str, vlan: Vlan, owned: bool) -> HostPort {
     HostPort {
@@ -103,32 +102,8 @@ fn ifquery_parses_every_shape() {
 }
 
 fn host() -> Ovs {
-    let ovs = Ovs::start();
-    ovs.add_bridge("vmbr1");
-    ovs.sh("ip link add eno1 type veth peer name eno1p; ip link add eno2 type veth peer name eno2p; ip link set eno1 up; ip link set eno2 up");
-    ovs.vsctl(&[
-        "add-port", "ovsbr0", "eno1", "--", "add-port", "vmbr1", "eno2",
-    ]);
-    ovs.guest("qemu-server", 100, "net0: virtio=BC:24:11:A3:DA:B1,bridge=vmbr1,tag=10\nnet1: virtio=BC:24:11:A3:DA:B2,bridge=ovsbr0,trunks=20;30\n");
-    ovs.guest(
-        "lxc",
-        200,
-        "net0: name=eth0,bridge=vmbr1,tag=10,trunks=20;30,type=veth\n",
-    );
-    ovs.tap("tap100i0");
-    ovs.tap("tap100i1");
-    ovs.veth("veth200i0");
-    ovs.veth("vethRaw01");
-    std::fs::write(ovs.interfaces_path(), HEAD).unwrap();
-    ovs
+    Ovs::reload_host()
 }
-
-const GUESTS: [(&str, &str, &str); 4] = [
-    ("tap100i0", "vmbr1", "10 [] []"),
-    ("tap100i1", "ovsbr0", "[] [20, 30] []"),
-    ("veth200i0", "vmbr1", "10 [20, 30] native-untagged"),
-    ("vethRaw01", "ovsbr0", "[] [] []"),
-];
 
 /// `port bridge tag trunks vlan_mode owner` for every guest port, as ovs-vsctl reports it.
 fn oracle(ovs: &Ovs) -> Vec<String> {

@@ -368,6 +368,49 @@ impl Ovs {
     }
 }
 
+/// The admin's part of `/etc/network/interfaces` for [`Ovs::reload_host`]: loopback and two OVS
+/// bridges on the userspace datapath, each with a veth uplink that ifupdown2 plugs, and no guest
+/// port in any `ovs_ports`.
+pub const NETWORK_HEAD: &str = "# The admin's network configuration.\nauto lo\niface lo inet loopback\n\nauto eno1\niface eno1 inet manual\n    ovs_type OVSPort\n    ovs_bridge ovsbr0\n\nauto ovsbr0\niface ovsbr0 inet manual\n    ovs_type OVSBridge\n    ovs_ports eno1\n    ovs_options datapath_type=netdev\n\nauto eno2\niface eno2 inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n\nauto vmbr1\niface vmbr1 inet manual\n    ovs_type OVSBridge\n    ovs_ports eno2\n    ovs_options datapath_type=netdev\n";
+
+/// The guest ports of [`Ovs::reload_host`] once attached: name, bridge, `tag trunks vlan_mode`.
+pub const RELOAD_GUESTS: [(&str, &str, &str); 4] = [
+    ("tap100i0", "vmbr1", "10 [] []"),
+    ("tap100i1", "ovsbr0", "[] [20, 30] []"),
+    ("veth200i0", "vmbr1", "10 [20, 30] native-untagged"),
+    ("vethRaw01", "ovsbr0", "[] [] []"),
+];
+
+impl Ovs {
+    /// The host the ifupdown2 tests reload: [`NETWORK_HEAD`] in the interfaces file, its two
+    /// bridges and uplinks in OVS, a QEMU guest with a tagged and a trunk NIC, an LXC guest with
+    /// tag+trunks, and a raw container veth ([`RELOAD_GUESTS`]).
+    pub fn reload_host() -> Ovs {
+        let ovs = Ovs::start();
+        ovs.add_bridge("vmbr1");
+        ovs.sh("ip link add eno1 type veth peer name eno1p; ip link add eno2 type veth peer name eno2p; ip link set eno1 up; ip link set eno2 up");
+        ovs.vsctl(&[
+            "add-port", "ovsbr0", "eno1", "--", "add-port", "vmbr1", "eno2",
+        ]);
+        ovs.guest(
+            "qemu-server",
+            100,
+            "net0: virtio=BC:24:11:A3:DA:B1,bridge=vmbr1,tag=10\nnet1: virtio=BC:24:11:A3:DA:B2,bridge=ovsbr0,trunks=20;30\n",
+        );
+        ovs.guest(
+            "lxc",
+            200,
+            "net0: name=eth0,bridge=vmbr1,tag=10,trunks=20;30,type=veth\n",
+        );
+        ovs.tap("tap100i0");
+        ovs.tap("tap100i1");
+        ovs.veth("veth200i0");
+        ovs.veth("vethRaw01");
+        std::fs::write(ovs.interfaces_path(), NETWORK_HEAD).unwrap();
+        ovs
+    }
+}
+
 impl Drop for Ovs {
     fn drop(&mut self) {
         self.stop("vswitchd");
