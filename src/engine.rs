@@ -72,7 +72,13 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
             };
         // Report.
         return Ok(report(
-            "apply", &plan, invalid, &failed, listed, files, started,
+            "apply",
+            &plan,
+            invalid,
+            &failed,
+            Some(listed),
+            files,
+            started,
         ));
     }
 }
@@ -151,7 +157,9 @@ pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
             }
             other => other?,
         };
-        return Ok(report("plug", &plan, invalid, &failed, 1, files, started));
+        return Ok(report(
+            "plug", &plan, invalid, &failed, None, files, started,
+        ));
     }
 }
 
@@ -169,7 +177,7 @@ pub fn clear(config: &Config) -> anyhow::Result<Success> {
     });
     let files = hostfiles::clear(config);
     let (plan, failed) = ovs_result?;
-    Ok(report("clear", &plan, 0, &failed, 0, files, started))
+    Ok(report("clear", &plan, 0, &failed, None, files, started))
 }
 
 /// The host as the decision needs it: its links, the guest configurations they point at, and
@@ -370,7 +378,7 @@ fn report(
     plan: &Plan,
     invalid: usize,
     failed: &[(String, String)],
-    listed: usize,
+    listed: Option<usize>,
     files: anyhow::Result<Written>,
     started: Instant,
 ) -> Success {
@@ -396,8 +404,11 @@ fn report(
             format!("rewrote {}", names.join(" and "))
         }
     });
+    let listed = listed
+        .map(|n| format!("{n} guest ports in host files, "))
+        .unwrap_or_default();
     log::info!(
-        "{what}: {attached} attached, {updated} updated, {moved} moved, {pruned} pruned, {invalid} invalid, {} failed; {listed} guest ports in host files, {}; {} ms",
+        "{what}: {attached} attached, {updated} updated, {moved} moved, {pruned} pruned, {invalid} invalid, {} failed; {listed}{}; {} ms",
         failed.len(),
         written.unwrap_or_else(|_| "host files not updated".into()),
         started.elapsed().as_millis()

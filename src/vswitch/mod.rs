@@ -38,11 +38,15 @@ pub struct Unconfirmed {
 
 impl std::fmt::Display for Unconfirmed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.ports.is_empty() {
+            "the VLAN updates and removals".to_string()
+        } else {
+            self.ports.join(", ")
+        };
         write!(
             f,
-            "ovs-vswitchd did not apply the change within {} s (is ovs-vswitchd running?); unconfirmed: {}",
-            self.secs,
-            self.ports.join(", ")
+            "ovs-vswitchd did not apply the change within {} s (is ovs-vswitchd running?); unconfirmed: {what}",
+            self.secs
         )
     }
 }
