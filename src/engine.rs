@@ -35,8 +35,7 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
         },
     )?;
     let mut ovs = Vswitch::connect(config)?;
-    let mut attempt = 1;
-    loop {
+    retrying(|| {
         let mut lap = Instant::now();
         // Observe.
         let (host, observed) = observe(config, &mut ovs)?;
@@ -62,16 +61,9 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
             (hostfiles::sync(config, &ports), ports.len())
         };
         let (failed, (files, listed)) =
-            match commit(&mut ovs, &observed, &plan, &host.mtus, write_files) {
-                Err(e) if e.is::<TxnError>() && attempt < ATTEMPTS => {
-                    log::debug!("{e:#}; reading OVS again (attempt {attempt})");
-                    attempt += 1;
-                    continue;
-                }
-                other => other?,
-            };
+            commit(&mut ovs, &observed, &plan, &host.mtus, write_files)?;
         // Report.
-        return Ok(report(
+        Ok(report(
             "apply",
             &plan,
             invalid,
@@ -79,7 +71,22 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
             Some(listed),
             files,
             started,
-        ));
+        ))
+    })
+}
+
+/// Runs `attempt` again, from a fresh read, when OVSDB refused its transaction because OVS
+/// changed under it (a [`TxnError`]: nothing was committed); at most [`ATTEMPTS`] times.
+fn retrying<T>(mut attempt: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let mut tries = 1;
+    loop {
+        match attempt() {
+            Err(e) if e.is::<TxnError>() && tries < ATTEMPTS => {
+                log::debug!("{e:#}; reading OVS again (attempt {tries})");
+                tries += 1;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -129,8 +136,7 @@ pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
     let guests = read_guests(config, &desired::guests_to_read(config, &links));
     timing(&mut lap, "link and guest configuration");
     let mut ovs = Vswitch::connect(config)?;
-    let mut attempt = 1;
-    loop {
+    retrying(|| {
         let observed = ovs.observe_port(iface)?;
         timing(&mut lap, "OVSDB read");
         let desired = desired::build(config, &links, &guests, &bridge_names(&observed));
@@ -149,18 +155,11 @@ pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
             }
             _ => Ok(Written::default()),
         };
-        let (failed, files) = match commit(&mut ovs, &observed, &plan, &mtus, write_files) {
-            Err(e) if e.is::<TxnError>() && attempt < ATTEMPTS => {
-                log::debug!("{e:#}; reading OVS again (attempt {attempt})");
-                attempt += 1;
-                continue;
-            }
-            other => other?,
-        };
-        return Ok(report(
+        let (failed, files) = commit(&mut ovs, &observed, &plan, &mtus, write_files)?;
+        Ok(report(
             "plug", &plan, invalid, &failed, None, files, started,
-        ));
-    }
+        ))
+    })
 }
 
 /// `clear`: removes every port carrying the ownership mark, the managed block and the nmstate
