@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::{glob, ifname};
+use crate::decide::{glob, ifname};
 
 pub const DEFAULT_PATH: &str = "/etc/ovs-autoattach/config.yaml";
 

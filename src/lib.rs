@@ -1,29 +1,20 @@
 //! ovs-autoattach: keeps Proxmox VE guest NICs on their Open vSwitch bridges.
 //!
-//! The pure core decides: [`guest`] parses guest configurations, [`desired`] builds the desired
-//! state, [`plan`] compares it with what OVS holds, [`nmstate`] and [`interfaces`] render the host
-//! files. The shell acts: [`links`] (rtnetlink), [`vswitch`] over [`ovsdb`] (OVSDB), [`files`],
-//! [`hostfiles`] and [`lock`]. [`engine`] strings them together per command.
+//! Three layers, each in its own directory:
+//! - [`decide`]: the pure core. Guest configurations, the desired state, the plan, the host-file
+//!   renderers. Plain data in, plain data out; unit-tested without root.
+//! - [`host`]: the adapters. rtnetlink, OVSDB, guest configuration files, atomic file writes,
+//!   locks. They observe and act, and decide nothing.
+//! - [`commands`]: one module per command, each reading top to bottom: observe, decide, act,
+//!   report.
+//!
+//! [`config`] (the tool's own configuration) and [`cli`] (the command line) serve all three.
 
 pub mod cli;
+pub mod commands;
 pub mod config;
-pub mod desired;
-pub mod engine;
-pub mod files;
-pub mod glob;
-pub mod guest;
-pub mod hostfiles;
-pub mod ifname;
-pub mod interfaces;
-pub mod links;
-pub mod lock;
-pub mod nmstate;
-pub mod observed;
-pub mod ovsdb;
-pub mod plan;
-pub mod pve;
-pub mod vlan;
-pub mod vswitch;
+pub mod decide;
+pub mod host;
 
 use cli::Command;
 use config::{Config, UsageError};
@@ -33,11 +24,12 @@ use config::{Config, UsageError};
 pub fn run(cli: &cli::Cli) -> anyhow::Result<bool> {
     let config = Config::load(cli.config.as_deref())?;
     match &cli.command {
-        Command::Apply { dry_run } => engine::apply(&config, *dry_run),
+        Command::Apply { dry_run } => commands::apply(&config, *dry_run),
         Command::Plug { iface } => {
-            let iface = ifname::validate_os(iface).map_err(|e| UsageError(format!("plug: {e}")))?;
-            engine::plug(&config, iface)
+            let iface =
+                decide::ifname::validate_os(iface).map_err(|e| UsageError(format!("plug: {e}")))?;
+            commands::plug(&config, iface)
         }
-        Command::Clear => engine::clear(&config),
+        Command::Clear => commands::clear(&config),
     }
 }

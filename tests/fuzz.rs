@@ -4,10 +4,10 @@
 
 use proptest::prelude::*;
 
-use ovs_autoattach::guest::{GuestConfig, Kind};
-use ovs_autoattach::hostfiles::HostPort;
-use ovs_autoattach::interfaces::{BEGIN, END, parse_block, render_block, splice};
-use ovs_autoattach::{ifname, vlan::Vlan};
+use ovs_autoattach::decide::guest::{GuestConfig, Kind};
+use ovs_autoattach::decide::interfaces::{BEGIN, END, parse_block, render_block, splice};
+use ovs_autoattach::decide::{ifname, vlan::Vlan};
+use ovs_autoattach::host::hostfiles::HostPort;
 
 fn config() -> ProptestConfig {
     ProptestConfig {

@@ -7,9 +7,9 @@ mod common;
 use std::process::Command;
 
 use common::{Ovs, check, text};
-use ovs_autoattach::hostfiles::HostPort;
-use ovs_autoattach::interfaces;
-use ovs_autoattach::vlan::Vlan;
+use ovs_autoattach::decide::interfaces;
+use ovs_autoattach::decide::vlan::Vlan;
+use ovs_autoattach::host::hostfiles::HostPort;
 
 const HEAD: &str = common::NETWORK_HEAD;
 const GUESTS: [(&str, &str, &str); 4] = common::RELOAD_GUESTS;

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::Config;
-use crate::guest::{GuestConfig, GuestId, Kind, NicId};
-use crate::vlan::Vlan;
+use crate::decide::guest::{GuestConfig, GuestId, Kind, NicId};
+use crate::decide::vlan::Vlan;
 
 /// A host link as the decision needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,7 +174,7 @@ fn from_guest(nic: NicId, conf: &GuestConfig, bridges: &BTreeSet<String>) -> Dec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guest::GuestConfig;
+    use crate::decide::guest::GuestConfig;
 
     fn link(name: &str) -> HostLink {
         HostLink {

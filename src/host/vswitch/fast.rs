@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 
-use crate::observed::{OWNER_KEY, OWNER_VALUE, Observed, PortState};
-use crate::vlan::{Vlan, VlanMode};
+use crate::decide::observed::{OWNER_KEY, OWNER_VALUE, Observed, PortState};
+use crate::decide::vlan::{Vlan, VlanMode};
 
 /// What [`super::Vswitch::observe_all`] makes of its reply, computed as the generic decoder
 /// does; `None` when the reply is not in the usual shape, or reports an error.

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hostfiles::HostPort;
-use crate::vlan::{self, Vlan, VlanMode};
+use crate::decide::vlan::{self, Vlan, VlanMode};
+use crate::host::hostfiles::HostPort;
 
 const HEADER: &str = "# Managed by ovs-autoattach: guest ports on Open vSwitch. Do not edit; changes are overwritten.\n";
 

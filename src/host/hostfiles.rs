@@ -12,9 +12,10 @@ use std::path::Path;
 use anyhow::{Context, anyhow};
 
 use crate::config::Config;
-use crate::plan::PortAfter;
-use crate::vlan::Vlan;
-use crate::{files, interfaces, lock, nmstate};
+use crate::decide::plan::PortAfter;
+use crate::decide::vlan::Vlan;
+use crate::decide::{interfaces, nmstate};
+use crate::host::{files, lock};
 
 /// Largest interfaces file this tool edits; a larger one is refused untouched.
 pub const MAX_INTERFACES_BYTES: u64 = 1024 * 1024;

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::desired::GuestFile;
-use crate::guest::{self, GuestConfig, GuestId};
+use crate::decide::desired::GuestFile;
+use crate::decide::guest::{self, GuestConfig, GuestId};
 
 /// Whether `dir` is a Proxmox configuration directory at all. On a host without it (not a
 /// Proxmox node) no NIC has a guest configuration; on a Proxmox node whose cluster filesystem is
@@ -80,7 +80,7 @@ fn read_file(path: &Path, id: GuestId) -> GuestFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guest::Kind;
+    use crate::decide::guest::Kind;
 
     #[test]
     fn local_first_then_other_nodes() {

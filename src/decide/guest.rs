@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::{ifname, vlan};
+use crate::decide::{ifname, vlan};
 
 /// Largest configuration file read. pmxcfs itself refuses files above 1 MiB, so anything bigger
 /// is not a real guest configuration.

@@ -11,10 +11,10 @@
 
 use std::fmt::Write as _;
 
-use crate::hostfiles::HostPort;
-use crate::ifname;
-use crate::observed::{OWNER_KEY, OWNER_VALUE};
-use crate::vlan::{Vlan, VlanMode, parse_id};
+use crate::decide::ifname;
+use crate::decide::observed::{OWNER_KEY, OWNER_VALUE};
+use crate::decide::vlan::{Vlan, VlanMode, parse_id};
+use crate::host::hostfiles::HostPort;
 
 pub const BEGIN: &str = "# BEGIN ovs-autoattach";
 pub const END: &str = "# END ovs-autoattach";
@@ -251,7 +251,7 @@ fn parse_options(options: &[&str]) -> Result<Vlan, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nmstate::tests::{port, shapes};
+    use crate::decide::nmstate::tests::{port, shapes};
 
     const HEAD: &str = "# my network\nauto lo\niface lo inet loopback\n\nauto vmbr0\niface vmbr0 inet manual\n    ovs_type OVSBridge\n    ovs_ports eno1\n";
 

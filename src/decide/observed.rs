@@ -1,9 +1,9 @@
 //! What Open vSwitch holds right now, reduced to what the reconciler compares. Plain data: the
-//! OVSDB adapter ([`crate::vswitch`]) fills it, the pure planner reads it.
+//! OVSDB adapter ([`crate::host::vswitch`]) fills it, the pure planner reads it.
 
 use std::collections::BTreeMap;
 
-use crate::vlan::Vlan;
+use crate::decide::vlan::Vlan;
 
 /// An OVSDB row UUID, as the server prints it.
 pub type Uuid = String;

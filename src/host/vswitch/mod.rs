@@ -13,10 +13,10 @@ use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::observed::{OWNER_KEY, OWNER_VALUE, Observed, PortState};
-use crate::ovsdb::{Client, datum};
-use crate::plan::{Change, Plan};
-use crate::vlan::{Vlan, VlanMode};
+use crate::decide::observed::{OWNER_KEY, OWNER_VALUE, Observed, PortState};
+use crate::decide::plan::{Change, Plan};
+use crate::decide::vlan::{Vlan, VlanMode};
+use crate::host::ovsdb::{Client, datum};
 
 const DB: &str = "Open_vSwitch";
 const PORT_COLUMNS: [&str; 6] = [
@@ -116,7 +116,7 @@ impl Vswitch {
     }
 
     /// Commits `plan` in one transaction and returns the `next_cfg` that ovs-vswitchd must reach
-    /// for it to be in effect. A [`crate::ovsdb::TxnError`] means nothing was committed.
+    /// for it to be in effect. A [`crate::host::ovsdb::TxnError`] means nothing was committed.
     pub fn commit(
         &mut self,
         observed: &Observed,

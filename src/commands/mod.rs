@@ -6,16 +6,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::desired::{self, Decision, Desired, Guests, HostLink, Master};
-use crate::guest::GuestId;
-use crate::hostfiles::{self, HostPort, Written};
-use crate::links::{Link, Rtnl};
-use crate::lock::{self, Mode};
-use crate::observed::Observed;
-use crate::ovsdb::TxnError;
-use crate::plan::{self, Change, Plan, Scope};
-use crate::pve;
-use crate::vswitch::{Unconfirmed, Vswitch};
+use crate::decide::desired::{self, Decision, Desired, Guests, HostLink, Master};
+use crate::decide::guest::GuestId;
+use crate::decide::observed::Observed;
+use crate::decide::plan::{self, Change, Plan, Scope};
+use crate::host::hostfiles::{self, HostPort, Written};
+use crate::host::links::{Link, Rtnl};
+use crate::host::lock::{self, Mode};
+use crate::host::ovsdb::TxnError;
+use crate::host::pve;
+use crate::host::vswitch::{Unconfirmed, Vswitch};
 
 /// How often a transaction refused because OVS changed under us is retried from a fresh read.
 const ATTEMPTS: usize = 3;

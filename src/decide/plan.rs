@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::config::Config;
-use crate::desired::{Decision, Desired, Target};
-use crate::guest::NicId;
-use crate::observed::{Observed, PortState, Uuid};
-use crate::vlan::Vlan;
+use crate::decide::desired::{Decision, Desired, Target};
+use crate::decide::guest::NicId;
+use crate::decide::observed::{Observed, PortState, Uuid};
+use crate::decide::vlan::Vlan;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -292,7 +292,7 @@ pub fn after(observed: &Observed, plan: &Plan) -> BTreeMap<String, PortAfter> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::Target;
+    use crate::decide::desired::Target;
 
     fn state(bridge: &str, vlan: Vlan, owned: bool) -> PortState {
         PortState {

@@ -1,0 +1,14 @@
+//! The adapters: thin layers over what the tool observes and changes on the host. They carry
+//! no decisions; each turns the pure core's plain data into effects, or the host into plain data.
+//!
+//! [`links`] speaks rtnetlink, [`ovsdb`] is an RFC 7047 client and [`vswitch`] the Open vSwitch
+//! schema over it, [`pve`] reads guest configurations, [`files`] writes files atomically,
+//! [`hostfiles`] keeps the host files in step, and [`lock`] serializes runs.
+
+pub mod files;
+pub mod hostfiles;
+pub mod links;
+pub mod lock;
+pub mod ovsdb;
+pub mod pve;
+pub mod vswitch;
