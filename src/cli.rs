@@ -9,9 +9,10 @@ use clap::{Parser, Subcommand};
 /// Keeps Proxmox VE guest NICs on their Open vSwitch bridges with their VLAN settings
 ///
 /// Every guest NIC (QEMU tap<vmid>i<n>, LXC veth<vmid>i<n>, raw LXC veth*) is put on the OVS
-/// bridge its guest configuration names, with its tag and trunks, and mirrored into
-/// /etc/nmstate/nmstate-dynamic.yaml and a managed block of /etc/network/interfaces, so that
-/// `ifreload -a` keeps it there. Hooks call it; it keeps no state of its own.
+/// bridge its guest configuration names, with its tag and trunks, and listed in
+/// /etc/network/interfaces.d/ovs-autoattach and /etc/nmstate/nmstate-dynamic.yaml. Hooks call it
+/// (a guest hookscript, an ifupdown2 hook after every reload, a boot unit); it keeps no state of
+/// its own.
 #[derive(Debug, Parser)]
 #[command(name = "ovs-autoattach", version)]
 pub struct Cli {
@@ -47,6 +48,11 @@ pub enum Command {
         #[arg(value_name = "IFACE", value_parser = clap::builder::OsStringValueParser::new())]
         iface: OsString,
     },
-    /// Remove every port this tool created, the managed block and the nmstate file
-    Clear,
+    /// Remove every port this tool created and the host files it writes
+    Clear {
+        /// Leave the ports of running guests where they are and only remove the ownership mark
+        /// (package removal: no running guest loses its network)
+        #[arg(long)]
+        keep_ports: bool,
+    },
 }

@@ -49,7 +49,11 @@ pub struct Config {
     pub pve_config_dir: PathBuf,
     /// The nmstate mirror of the guest ports; `null` disables it.
     pub nmstate_file: Option<PathBuf>,
-    /// The file holding the managed block of port stanzas; `null` disables it.
+    /// The tool's own ifupdown2 file, one stanza per guest port; `null` disables it.
+    pub stanzas_file: Option<PathBuf>,
+    /// The host's interfaces file (Proxmox's): checked for the `source` line that reads
+    /// `stanzas_file`, and cleaned of the managed block older versions wrote into it (a pending
+    /// `<interfaces_file>.new` too). Never otherwise written. `null` disables both.
     pub interfaces_file: Option<PathBuf>,
     /// Lock files live here.
     pub run_dir: PathBuf,
@@ -66,6 +70,7 @@ impl Default for Config {
             ovsdb: "unix:/var/run/openvswitch/db.sock".into(),
             pve_config_dir: "/etc/pve".into(),
             nmstate_file: Some("/etc/nmstate/nmstate-dynamic.yaml".into()),
+            stanzas_file: Some("/etc/network/interfaces.d/ovs-autoattach".into()),
             interfaces_file: Some("/etc/network/interfaces".into()),
             run_dir: "/run/ovs-autoattach".into(),
             timeout_secs: 10,
@@ -137,12 +142,21 @@ impl Config {
             ("pve_config_dir", Some(&self.pve_config_dir)),
             ("run_dir", Some(&self.run_dir)),
             ("nmstate_file", self.nmstate_file.as_ref()),
+            ("stanzas_file", self.stanzas_file.as_ref()),
             ("interfaces_file", self.interfaces_file.as_ref()),
         ] {
             if let Some(path) = path {
                 if !path.is_absolute() {
                     return Err(format!("{key}: {} is not an absolute path", path.display()));
                 }
+            }
+        }
+        if let (Some(ours), Some(main)) = (&self.stanzas_file, &self.interfaces_file) {
+            if ours == main {
+                return Err(format!(
+                    "stanzas_file: {} is the interfaces file itself; the tool owns stanzas_file whole, so it must be a file of its own (default /etc/network/interfaces.d/ovs-autoattach)",
+                    ours.display()
+                ));
             }
         }
         if !(1..=600).contains(&self.timeout_secs) {
@@ -181,10 +195,17 @@ impl Config {
         Duration::from_secs(self.timeout_secs)
     }
 
-    /// Whether `name` is a guest NIC this tool may touch: it starts with a configured prefix and
-    /// matches no `exclude` pattern.
+    /// Whether `name` is a guest NIC this tool may touch: it starts with a configured prefix, is
+    /// a valid interface name ([`ifname::validate`]: the kernel accepts `$(...)`, `;` and spaces
+    /// in names, and ifupdown2 runs stanza names through a shell) and matches no `exclude`
+    /// pattern.
     pub fn is_candidate(&self, name: &str) -> bool {
-        self.prefixes.iter().any(|p| name.starts_with(p.as_str())) && !self.is_excluded(name)
+        self.has_prefix(name) && ifname::validate(name).is_ok() && !self.is_excluded(name)
+    }
+
+    /// Whether `name` starts with a configured prefix.
+    pub fn has_prefix(&self, name: &str) -> bool {
+        self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
     }
 
     pub fn is_excluded(&self, name: &str) -> bool {
@@ -220,6 +241,9 @@ mod tests {
         assert!(c.is_candidate("tap100i0"));
         assert!(!c.is_candidate("tap900i0"));
         assert!(!c.is_candidate("veth100i0"));
+        assert!(!c.is_candidate("tap$(id>pw)"));
+        assert!(!c.is_candidate("tap 1"));
+        assert!(c.has_prefix("tap;x"));
     }
 
     #[test]

@@ -30,6 +30,6 @@ pub fn run(cli: &cli::Cli) -> anyhow::Result<bool> {
                 decide::ifname::validate_os(iface).map_err(|e| UsageError(format!("plug: {e}")))?;
             commands::plug(&config, iface)
         }
-        Command::Clear => commands::clear(&config),
+        Command::Clear { keep_ports } => commands::clear(&config, *keep_ports),
     }
 }

@@ -1,13 +1,16 @@
-//! Property tests over the two parsers that read files people edit by hand: guest
-//! configurations and the interfaces file's managed block. Bounded (a few thousand cases each)
+//! Property tests over what reads files people (and Proxmox's editor) write: guest
+//! configurations, the cleaning of the interfaces file, and the tool's own stanzas file. Bounded (a few thousand cases each)
 //! so they run in every CI pass.
 
 use proptest::prelude::*;
 
 use ovs_autoattach::decide::guest::{GuestConfig, Kind};
-use ovs_autoattach::decide::interfaces::{BEGIN, END, parse_block, render_block, splice};
-use ovs_autoattach::decide::{ifname, vlan::Vlan};
-use ovs_autoattach::host::hostfiles::HostPort;
+use ovs_autoattach::decide::ports::HostPort;
+use ovs_autoattach::decide::stanzas::{self, Listed};
+use ovs_autoattach::decide::{ifname, migrate, vlan::Vlan};
+
+const BEGIN: &str = "# BEGIN ovs-autoattach";
+const END: &str = "# END ovs-autoattach";
 
 fn config() -> ProptestConfig {
     ProptestConfig {
@@ -92,37 +95,58 @@ proptest! {
         let _ = GuestConfig::parse(Kind::Qemu, &String::from_utf8_lossy(&bytes));
     }
 
-    /// Splicing into any file either refuses or keeps everything outside the block and
-    /// round-trips the ports; clearing then restores the admin's text.
+    /// Cleaning any file never invents a line, is idempotent, and leaves a file that holds
+    /// nothing of the tool's exactly as it was.
     #[test]
-    fn splice_keeps_the_admins_bytes(lines in prop::collection::vec(admin_line(), 0..12), final_nl in any::<bool>(), ports in prop::collection::vec(port(), 0..6)) {
+    fn cleaning_keeps_the_admins_lines(lines in prop::collection::vec(admin_line(), 0..14), final_nl in any::<bool>(), ports in prop::collection::vec(port(), 0..4), at in 0usize..14) {
+        let mut lines = lines;
+        let ours = stanzas_of_old_versions(&ports);
+        let untouched = lines.join("\n");
+        lines.insert(at.min(lines.len()), ours);
         let mut content = lines.join("\n");
         if final_nl && !content.is_empty() {
             content.push('\n');
         }
+        let cleaned = migrate::clean(&content);
+        for line in cleaned.content.lines() {
+            prop_assert!(content.lines().any(|l| l == line) || line.starts_with("auto ") || line.starts_with("allow-"), "invented {line:?}");
+        }
+        prop_assert_eq!(&migrate::clean(&cleaned.content).content, &cleaned.content, "idempotent");
+        for p in &ports {
+            let mark = format!("ovs_extra set Port {} ", p.name);
+            prop_assert!(!cleaned.content.contains(&mark), "{} left", p.name);
+        }
+        if !untouched.contains("ovs-autoattach") && !untouched.contains("nmstate-monitor") {
+            let mut u = untouched.clone();
+            if final_nl && !u.is_empty() { u.push('\n'); }
+            prop_assert_eq!(migrate::clean(&u).content, u);
+        }
+    }
+
+    /// The tool's own file round-trips every listing.
+    #[test]
+    fn stanzas_round_trip(ports in prop::collection::vec(port(), 0..8), neutral in prop::collection::vec("(tap|veth)[0-9]{3}i[0-9]", 0..4)) {
         let mut ports = ports;
         ports.sort();
         ports.dedup_by(|a, b| a.name == b.name);
-        let block = render_block(&ports);
-        let Ok(new) = splice(&content, Some(&block)) else {
-            // Refused: the caller leaves the file untouched.
-            return Ok(());
-        };
-        prop_assert_eq!(new.matches(BEGIN).count(), 1);
-        let mut back = parse_block(&new).unwrap();
-        back.sort();
-        prop_assert_eq!(&back, &ports);
-        let start = new.find(&block).unwrap();
-        let outside = format!("{}{}", &new[..start], &new[start + block.len()..]);
-        // Outside the block, the new file is the old one minus its old block plus at most the
-        // separator that appending adds.
-        let again = splice(&new, Some(&block)).unwrap();
-        prop_assert_eq!(&again, &new, "splicing is idempotent");
-        let cleared = splice(&new, None).unwrap();
-        prop_assert!(!cleared.contains(BEGIN));
-        prop_assert!(outside.starts_with(cleared.trim_end_matches('\n')) || cleared.starts_with(outside.trim_end_matches('\n')));
-        if !content.contains("# BEGIN") && !content.contains("# END") && (content.is_empty() || content.ends_with('\n')) {
-            prop_assert_eq!(cleared, content);
-        }
+        let listed = Listed { ports: ports.clone(), neutral };
+        let back = stanzas::parse(&stanzas::render(&listed)).unwrap();
+        let mut got = back.ports.clone();
+        got.sort();
+        prop_assert_eq!(got, ports);
     }
+}
+
+/// Marked stanzas as the managed block of 0.1.0 held them.
+fn stanzas_of_old_versions(ports: &[HostPort]) -> String {
+    ports
+        .iter()
+        .map(|p| {
+            let n = &p.name;
+            let opts = p.vlan.ovs_options();
+            let opts = if opts.is_empty() { String::new() } else { format!("    ovs_options {opts}\n") };
+            format!("auto {n}\niface {n} inet manual\n    ovs_type OVSPort\n    ovs_bridge {}\n{opts}    ovs_extra set Port {n} external_ids:owner=ovs-autoattach\n", p.bridge)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

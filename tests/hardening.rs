@@ -23,7 +23,7 @@ impl Lcg {
 }
 
 const HEAD: &str = "# admin part\nauto lo\niface lo inet loopback\n";
-const TAIL: &str = "\n# admin tail, after the block\nsource /etc/network/interfaces.d/*\n";
+const TAIL: &str = "\n# admin tail, after the block\n";
 
 /// Foreign state that nothing may modify: an internal uplink with a tag, a patch-like port whose
 /// name looks like a guest's but is not Proxmox's pattern, and their interface rows.
@@ -73,31 +73,31 @@ fn foreign_snapshot(ovs: &Ovs) -> String {
         .collect()
 }
 
-/// The bytes of the interfaces file outside the managed block.
-fn outside_block(content: &str) -> String {
-    let (Some(b), Some(e)) = (
-        content.find("# BEGIN ovs-autoattach\n"),
-        content.find("# END ovs-autoattach\n"),
-    ) else {
-        return content.to_string();
-    };
-    format!(
-        "{}{}",
-        &content[..b],
-        &content[e + "# END ovs-autoattach\n".len()..]
-    )
-}
-
+/// The interfaces file of these tests: an empty managed block of 0.1.0 between the admin's
+/// lines, and the `source` line of the tool's file.
 fn seed_interfaces(ovs: &Ovs) {
     std::fs::write(
         ovs.interfaces_path(),
-        format!("{HEAD}\n# BEGIN ovs-autoattach\n# END ovs-autoattach\n{TAIL}"),
+        format!(
+            "{HEAD}\n# BEGIN ovs-autoattach\n# END ovs-autoattach\n{TAIL}{}",
+            ovs.source_line()
+        ),
     )
     .unwrap();
 }
 
+/// What [`seed_interfaces`] becomes once cleaned: the admin's lines only.
+fn seeded_admin_part(ovs: &Ovs) -> String {
+    format!("{HEAD}{TAIL}{}", ovs.source_line())
+}
+
 fn ifquery_ok(path: &std::path::Path) {
     check(Command::new("ifquery").arg("-a").arg("-i").arg(path));
+}
+
+fn stanzas_ok(ovs: &Ovs) {
+    let text = std::fs::read_to_string(ovs.stanzas_path()).unwrap();
+    ovs_autoattach::decide::stanzas::parse(&text).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
 }
 
 fn nmstate_ok(path: &std::path::Path) {
@@ -107,9 +107,9 @@ fn nmstate_ok(path: &std::path::Path) {
     state.gen_conf().unwrap();
 }
 
-/// Names listed in the managed block, sorted.
+/// Names listed in the tool's file, sorted.
 fn block_ports(ovs: &Ovs) -> Vec<String> {
-    let content = std::fs::read_to_string(ovs.interfaces_path()).unwrap();
+    let content = std::fs::read_to_string(ovs.stanzas_path()).unwrap();
     let mut v: Vec<String> = content
         .lines()
         .filter_map(|l| {
@@ -210,12 +210,13 @@ fn storm_of_plugs_applies_and_churn_converges() {
     }
     assert_eq!(block_ports(&ovs), expected);
     ifquery_ok(&ovs.interfaces_path());
+    stanzas_ok(&ovs);
     nmstate_ok(&ovs.nmstate_path());
     assert_eq!(foreign_snapshot(&ovs), foreign, "foreign ports untouched");
     let content = std::fs::read_to_string(ovs.interfaces_path()).unwrap();
     assert_eq!(
-        outside_block(&content),
-        format!("{HEAD}\n{TAIL}"),
+        content,
+        seeded_admin_part(&ovs),
         "the admin's bytes untouched"
     );
 }
@@ -254,25 +255,26 @@ fn killed_applies_never_corrupt_and_always_converge() {
     let span = t.elapsed().as_micros().max(2000) as u64;
 
     let mut rng = Lcg(0x5eed);
-    let dir = ovs.interfaces_path().parent().unwrap().to_path_buf();
+    let dir = ovs.stanzas_path().parent().unwrap().to_path_buf();
     for round in 2..52u32 {
-        let old_i = std::fs::read(ovs.interfaces_path()).unwrap();
+        let old_i = std::fs::read(ovs.stanzas_path()).unwrap();
         let old_n = std::fs::read(ovs.nmstate_path()).unwrap();
         set_tags(round);
         let mut child = ovs.tool_cmd(&["-q", "apply"]).spawn().unwrap();
         std::thread::sleep(Duration::from_micros(rng.below(span * 12 / 10)));
         let _ = child.kill();
         let _ = child.wait();
-        let mid_i = std::fs::read(ovs.interfaces_path()).unwrap();
+        let mid_i = std::fs::read(ovs.stanzas_path()).unwrap();
         let mid_n = std::fs::read(ovs.nmstate_path()).unwrap();
         ifquery_ok(&ovs.interfaces_path());
+        stanzas_ok(&ovs);
         nmstate_ok(&ovs.nmstate_path());
         ovs.tool_ok(&["-q", "apply"]);
-        let new_i = std::fs::read(ovs.interfaces_path()).unwrap();
+        let new_i = std::fs::read(ovs.stanzas_path()).unwrap();
         let new_n = std::fs::read(ovs.nmstate_path()).unwrap();
         assert!(
             mid_i == old_i || mid_i == new_i,
-            "round {round}: interfaces is neither old nor new"
+            "round {round}: the stanzas file is neither old nor new"
         );
         assert!(
             mid_n == old_n || mid_n == new_n,
@@ -296,8 +298,8 @@ fn killed_applies_never_corrupt_and_always_converge() {
     }
     assert_eq!(foreign_snapshot(&ovs), foreign);
     assert_eq!(
-        outside_block(&String::from_utf8(std::fs::read(ovs.interfaces_path()).unwrap()).unwrap()),
-        format!("{HEAD}\n{TAIL}")
+        std::fs::read_to_string(ovs.interfaces_path()).unwrap(),
+        seeded_admin_part(&ovs)
     );
 }
 
@@ -309,7 +311,7 @@ fn stale_temporary_files_are_cleaned() {
     ovs.veth("vethT1");
     ovs.tool_ok(&["apply"]);
     let stale = ovs
-        .interfaces_path()
+        .stanzas_path()
         .parent()
         .unwrap()
         .join(".ovs-autoattach.dead01.tmp");
@@ -336,7 +338,7 @@ fn ovsdb_down_or_wedged_fails_fast_and_writes_nothing() {
         assert_eq!(out.lines().count(), 1, "{out}");
         assert!(out.contains("is openvswitch-switch running?"), "{out}");
     }
-    assert!(!ovs.interfaces_path().exists() && !ovs.nmstate_path().exists());
+    assert!(!ovs.stanzas_path().exists() && !ovs.nmstate_path().exists());
 }
 
 #[test]
@@ -365,7 +367,7 @@ fn wedged_ovsdb_is_bounded_by_the_timeout() {
         "{all}"
     );
     assert!(
-        !ovs.interfaces_path().exists(),
+        !ovs.stanzas_path().exists(),
         "no file from an uncommitted state"
     );
     ovs.tool_ok(&["apply"]);
@@ -427,7 +429,7 @@ fn planted_symlinks_are_not_followed() {
     // A planted symlink named like a temporary file is neither followed nor removed.
     std::fs::remove_file(run.join("lock")).unwrap();
     let trap = ovs
-        .interfaces_path()
+        .stanzas_path()
         .parent()
         .unwrap()
         .join(".ovs-autoattach.trap.tmp");
@@ -544,22 +546,23 @@ fn hostile_files_are_refused_untouched() {
     std::fs::write(ovs.config_path(), &good).unwrap();
 
     let big = format!("{HEAD}{}", "# padding\n".repeat(500_000));
-    let crlf = "auto lo\r\niface lo inet loopback\r\n".to_string();
-    for (content, msg) in [(big, "more than the"), (crlf, "CRLF")] {
+    std::fs::write(ovs.interfaces_path(), &big).unwrap();
+    let out = ovs.tool_code(&["apply"], 1);
+    assert!(
+        out.contains("more than the") && out.contains("unchanged"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(ovs.interfaces_path()).unwrap(), big);
+    // CRLF endings and a missing final newline are the admin's choice and are kept.
+    for content in [
+        format!("auto lo\r\niface lo inet loopback\r\n{}", ovs.source_line()),
+        format!("{}auto lo\niface lo inet loopback", ovs.source_line()),
+    ] {
         std::fs::write(ovs.interfaces_path(), &content).unwrap();
-        let out = ovs.tool_code(&["apply"], 1);
-        assert!(out.contains(msg) && out.contains("unchanged"), "{out}");
+        ovs.tool_ok(&["apply"]);
         assert_eq!(
             std::fs::read_to_string(ovs.interfaces_path()).unwrap(),
             content
         );
     }
-    // A missing final newline is the admin's choice and is kept.
-    std::fs::write(ovs.interfaces_path(), "auto lo\niface lo inet loopback").unwrap();
-    ovs.tool_ok(&["apply"]);
-    assert!(
-        std::fs::read_to_string(ovs.interfaces_path())
-            .unwrap()
-            .starts_with("auto lo\niface lo inet loopback\n\n# BEGIN ovs-autoattach\n")
-    );
 }

@@ -1,17 +1,18 @@
 //! The host files end to end: what the tool writes parses with ifupdown2's own parser and the
-//! real nmstate library, survives a real `ifreload -a`, stays consistent under concurrent plugs,
-//! and is never written when it would not change or when the admin's markers are damaged.
+//! real nmstate library, stays consistent under concurrent plugs, is never written when it would
+//! not change, and the upgrade from the managed block of older versions cleans
+//! `/etc/network/interfaces` exactly as Proxmox's network editor leaves it.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::process::Command;
 
 use common::{Ovs, check, text};
-use ovs_autoattach::decide::interfaces;
+use ovs_autoattach::decide::ports::HostPort;
+use ovs_autoattach::decide::stanzas::{self, Listed};
 use ovs_autoattach::decide::vlan::Vlan;
-use ovs_autoattach::host::hostfiles::HostPort;
 
-const HEAD: &str = common::NETWORK_HEAD;
 const GUESTS: [(&str, &str, &str); 4] = common::RELOAD_GUESTS;
 
 fn port(name: &str, bridge: &str, vlan: Vlan, owned: bool) -> HostPort {
@@ -23,7 +24,7 @@ fn port(name: &str, bridge: &str, vlan: Vlan, owned: bool) -> HostPort {
     }
 }
 
-fn ifquery(path: &std::path::Path) -> String {
+fn ifquery_all(path: &std::path::Path) -> String {
     check(Command::new("ifquery").arg("-a").arg("-i").arg(path))
 }
 
@@ -43,9 +44,14 @@ fn validate_nmstate(text: &str) {
         .unwrap_or_else(|e| panic!("gen_conf: {e}\n{text}"));
 }
 
-/// ifupdown2's own parser accepts the block in every shape the renderer emits.
+fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// ifupdown2's own parser reads the file, through the `source` line, in every shape the renderer
+/// emits; `ifquery -a` lists none of its stanzas (none is `auto`), `ifquery NAME` each of them.
 #[test]
-fn ifquery_parses_every_shape() {
+fn ifquery_parses_every_shape_and_none_is_auto() {
     let shapes: Vec<Vec<HostPort>> = vec![
         vec![],
         vec![port("veth100i0", "ovsbr0", Vlan::default(), true)],
@@ -61,12 +67,6 @@ fn ifquery_parses_every_shape() {
             Vlan::proxmox(None, vec![20, 30, 31]),
             false,
         )],
-        vec![port(
-            "veth102i0",
-            "vmbr1",
-            Vlan::proxmox(Some(10), vec![20, 30]),
-            true,
-        )],
         vec![
             port("veth201i1", "vmbr1", Vlan::proxmox(Some(30), vec![]), true),
             port(
@@ -79,11 +79,28 @@ fn ifquery_parses_every_shape() {
         ],
     ];
     let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("interfaces.d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let main = tmp.path().join("interfaces");
+    std::fs::write(
+        &main,
+        format!("{}\nsource {}/*\n", common::NETWORK_HEAD, dir.display()),
+    )
+    .unwrap();
     for ports in shapes {
-        let file = tmp.path().join("interfaces");
-        let content = interfaces::splice(HEAD, Some(&interfaces::render_block(&ports))).unwrap();
-        std::fs::write(&file, &content).unwrap();
-        let parsed = ifquery(&file);
+        let listed = Listed {
+            ports: ports.clone(),
+            neutral: vec!["tap300i0".into()],
+        };
+        std::fs::write(dir.join("ovs-autoattach"), stanzas::render(&listed)).unwrap();
+        let all = ifquery_all(&main);
+        assert!(
+            !all.contains("iface tap") && !all.contains("iface veth"),
+            "{all}"
+        );
+        let mut names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+        names.push("tap300i0");
+        let parsed = check(Command::new("ifquery").arg("-i").arg(&main).args(&names));
         for p in &ports {
             assert!(
                 parsed.contains(&format!("iface {} inet manual", p.name)),
@@ -98,6 +115,7 @@ fn ifquery_parses_every_shape() {
                 );
             }
         }
+        assert!(parsed.contains("iface tap300i0 inet manual"), "{parsed}");
     }
 }
 
@@ -105,47 +123,31 @@ fn host() -> Ovs {
     Ovs::reload_host()
 }
 
-/// `port bridge tag trunks vlan_mode owner` for every guest port, as ovs-vsctl reports it.
-fn oracle(ovs: &Ovs) -> Vec<String> {
-    GUESTS
-        .iter()
-        .map(|(p, _, _)| {
-            format!(
-                "{p} {} {} owner={}",
-                ovs.bridge_of(p).unwrap_or_else(|| "-".into()),
-                ovs.vlan(p),
-                ovs.owner(p).unwrap_or_else(|| "-".into())
-            )
-        })
-        .collect()
-}
-
-fn assert_guests_in_place(ovs: &Ovs) {
-    for (p, bridge, vlan) in GUESTS {
-        assert_eq!(ovs.bridge_of(p).as_deref(), Some(bridge), "{p}");
-        assert_eq!(ovs.vlan(p), vlan, "{p}");
-        assert_eq!(ovs.owner(p).as_deref(), Some("ovs-autoattach"), "{p}");
-    }
-}
-
 #[test]
 fn written_files_parse_and_list_the_guest_ports() {
     let ovs = host();
+    let head = ovs.network_head();
     ovs.tool_ok(&["apply"]);
-    let content = std::fs::read_to_string(ovs.interfaces_path()).unwrap();
-    assert!(
-        content.starts_with(HEAD),
-        "the admin's part is kept byte for byte"
+    assert_eq!(
+        read(&ovs.interfaces_path()),
+        head,
+        "Proxmox's file is never written"
     );
-    assert!(content.contains("iface veth200i0 inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n    ovs_options tag=10 trunks=20,30 vlan_mode=native-untagged\n    ovs_extra set Port veth200i0 external_ids:owner=ovs-autoattach\n"), "{content}");
-    let parsed = ifquery(&ovs.interfaces_path());
-    for (p, _, _) in GUESTS {
+    let content = read(&ovs.stanzas_path());
+    assert!(content.contains("\niface veth200i0 inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n    ovs_options tag=10 trunks=20,30 vlan_mode=native-untagged\n    ovs_extra set Port veth200i0 external_ids:owner=ovs-autoattach\n"), "{content}");
+    let parsed = check(
+        Command::new("ifquery")
+            .arg("-i")
+            .arg(ovs.interfaces_path())
+            .args(GUESTS.map(|g| g.0)),
+    );
+    for (p, bridge, _) in GUESTS {
         assert!(
-            parsed.contains(&format!("iface {p} inet manual")),
+            parsed.contains(&format!("iface {p} inet manual")) && parsed.contains(bridge),
             "{parsed}"
         );
     }
-    let nm = std::fs::read_to_string(ovs.nmstate_path()).unwrap();
+    let nm = read(&ovs.nmstate_path());
     validate_nmstate(&nm);
     for (p, _, _) in GUESTS {
         assert_eq!(
@@ -154,74 +156,24 @@ fn written_files_parse_and_list_the_guest_ports() {
             "{p}\n{nm}"
         );
     }
-    // clear puts the admin's file back exactly and removes the nmstate file.
+    // clear removes the ports and the nmstate file; the names of links that still exist keep a
+    // neutral stanza (nothing but `iface NAME inet manual`), so that no reload downs them.
     ovs.tool_ok(&["clear"]);
-    assert_eq!(
-        std::fs::read_to_string(ovs.interfaces_path()).unwrap(),
-        HEAD
-    );
+    assert_eq!(read(&ovs.interfaces_path()), head);
     assert!(!ovs.nmstate_path().exists());
-}
-
-/// The reload problem, reproduced and solved: without the managed block `ifreload -a` deletes
-/// the guest ports (they are not in `ovs_ports`); with it, every guest port keeps its bridge, its
-/// VLAN settings and its ownership mark.
-#[test]
-fn ifreload_keeps_guest_ports_with_vlan_and_mark() {
-    let ovs = host();
-    ovs.write_config("interfaces_file: null\n");
-    ovs.tool_ok(&["apply"]);
-    let out = ovs.ifupdown(&[], "ifreload -a");
-    assert!(out.status.success(), "ifreload: {}", text(&out.stderr));
+    let listed = stanzas::parse(&read(&ovs.stanzas_path())).unwrap();
+    assert!(listed.ports.is_empty(), "{listed:?}");
+    let mut neutral = listed.neutral.clone();
+    neutral.sort();
+    let mut want: Vec<String> = GUESTS.iter().map(|g| g.0.to_string()).collect();
+    want.sort();
+    assert_eq!(neutral, want);
+    // Once the links are gone, so is the file.
     for (p, _, _) in GUESTS {
-        assert_eq!(
-            ovs.bridge_of(p),
-            None,
-            "without the block ifreload drops {p}"
-        );
+        ovs.del_link(p);
     }
-
-    // The runbook's stanzas (no ovs_options, no ovs_extra) keep the ports but lose their VLAN
-    // settings and mark: ifupdown2 clears those columns before re-adding.
-    ovs.write_config(&format!(
-        "interfaces_file: {}\n",
-        ovs.interfaces_path().display()
-    ));
-    ovs.tool_ok(&["apply"]);
-    let runbook: String = std::fs::read_to_string(ovs.interfaces_path())
-        .unwrap()
-        .lines()
-        .filter(|l| !l.contains("ovs_options") && !l.contains("ovs_extra"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(ovs.interfaces_path(), runbook).unwrap();
-    assert!(ovs.ifupdown(&[], "ifreload -a").status.success());
-    assert_eq!(ovs.bridge_of("tap100i0").as_deref(), Some("vmbr1"));
-    assert_eq!(
-        ovs.vlan("tap100i0"),
-        "[] [] []",
-        "the runbook's stanza loses the tag"
-    );
-    assert_eq!(ovs.owner("tap100i0"), None);
-
-    // Unmarked ports count as someone else's from now on; start over with ports of ours.
-    for (p, _, _) in GUESTS {
-        ovs.vsctl(&["del-port", p]);
-    }
-    ovs.tool_ok(&["apply"]);
-    let before = oracle(&ovs);
-    let out = ovs.ifupdown(&[], "ifreload -a");
-    assert!(out.status.success(), "ifreload: {}", text(&out.stderr));
-    let after = oracle(&ovs);
-    println!(
-        "before ifreload -a:\n  {}\nafter ifreload -a:\n  {}",
-        before.join("\n  "),
-        after.join("\n  ")
-    );
-    assert_eq!(before, after);
-    assert_guests_in_place(&ovs);
-    // And the uplinks ifupdown2 manages are still there.
-    assert_eq!(ovs.bridge_of("eno1").as_deref(), Some("ovsbr0"));
+    ovs.tool_ok(&["clear"]);
+    assert!(!ovs.stanzas_path().exists());
 }
 
 #[test]
@@ -240,8 +192,8 @@ fn fifty_parallel_plugs_all_land_in_both_files() {
     for mut c in children {
         assert!(c.wait().unwrap().success());
     }
-    let content = std::fs::read_to_string(ovs.interfaces_path()).unwrap();
-    let nm = std::fs::read_to_string(ovs.nmstate_path()).unwrap();
+    let content = read(&ovs.stanzas_path());
+    let nm = read(&ovs.nmstate_path());
     for n in &names {
         assert_eq!(
             content.matches(&format!("iface {n} inet manual\n")).count(),
@@ -255,37 +207,8 @@ fn fifty_parallel_plugs_all_land_in_both_files() {
         );
         assert_eq!(ovs.bridge_of(n).as_deref(), Some("ovsbr0"));
     }
-    ifquery(&ovs.interfaces_path());
+    stanzas::parse(&content).unwrap();
     validate_nmstate(&nm);
-}
-
-#[test]
-fn damaged_markers_fail_the_run_and_leave_the_file_alone() {
-    let ovs = host();
-    let damaged = [
-        format!("{HEAD}# BEGIN ovs-autoattach\nauto x\n"),
-        format!("{HEAD}# END ovs-autoattach\n# BEGIN ovs-autoattach\n"),
-        format!(
-            "{HEAD}# BEGIN ovs-autoattach\n# END ovs-autoattach\n# BEGIN ovs-autoattach\n# END ovs-autoattach\n"
-        ),
-        format!("{HEAD}  # BEGIN ovs-autoattach\n# END ovs-autoattach\n"),
-    ];
-    for content in damaged {
-        std::fs::write(ovs.interfaces_path(), &content).unwrap();
-        let out = ovs.tool_code(&["apply"], 1);
-        assert!(
-            out.contains(&format!("{}:", ovs.interfaces_path().display()))
-                && out.contains("left unchanged"),
-            "{out}"
-        );
-        assert_eq!(
-            std::fs::read_to_string(ovs.interfaces_path()).unwrap(),
-            content
-        );
-    }
-    // OVS is the primary state: the ports are attached regardless.
-    assert_eq!(ovs.bridge_of("tap100i0").as_deref(), Some("vmbr1"));
-    assert!(ovs.nmstate_path().exists());
 }
 
 #[test]
@@ -297,30 +220,236 @@ fn unchanged_state_never_rewrites_the_files() {
         let m = std::fs::metadata(p).unwrap();
         (m.ino(), m.mtime(), m.mtime_nsec())
     };
-    let (i, n) = (stamp(&ovs.interfaces_path()), stamp(&ovs.nmstate_path()));
+    let files = [
+        ovs.stanzas_path(),
+        ovs.nmstate_path(),
+        ovs.interfaces_path(),
+    ];
+    let before: Vec<_> = files.iter().map(|f| stamp(f)).collect();
     std::thread::sleep(std::time::Duration::from_millis(20));
     let out = ovs.tool_ok(&["apply"]);
     assert!(out.contains("no file rewritten"), "{out}");
     ovs.tool_ok(&["plug", "tap100i0"]);
-    assert_eq!(stamp(&ovs.interfaces_path()), i);
-    assert_eq!(stamp(&ovs.nmstate_path()), n);
+    let after: Vec<_> = files.iter().map(|f| stamp(f)).collect();
+    assert_eq!(before, after);
+}
+
+/// A plug drops the entries of links that are gone: the source of a live migration never runs
+/// `post-stop`, and its NICs simply vanish.
+#[test]
+fn every_run_drops_the_stanzas_of_vanished_links() {
+    let ovs = host();
+    ovs.tool_ok(&["apply"]);
+    ovs.del_link("tap100i1");
+    ovs.tool_ok(&["plug", "tap100i0"]);
+    let listed = stanzas::parse(&read(&ovs.stanzas_path())).unwrap();
+    let names: Vec<&str> = listed.names().collect();
+    assert!(!names.contains(&"tap100i1"), "{names:?}");
+    assert!(names.contains(&"veth200i0"), "{names:?}");
+    assert!(!read(&ovs.nmstate_path()).contains("tap100i1"));
+}
+
+/// Admin stanzas of an interfaces file by name: every line from `iface NAME` to the next blank
+/// line, and the `auto` line naming it.
+fn admin_stanzas(content: &str, guests: &[&str]) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in content.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["iface", name, ..] => {
+                current = (!guests.contains(name)).then(|| name.to_string());
+            }
+            [] => current = None,
+            _ => {}
+        }
+        if let Some(n) = &current {
+            let e = out.entry(n.clone()).or_default();
+            e.push_str(line.trim_end());
+            e.push('\n');
+        }
+    }
+    out
+}
+
+const FIXTURE_GUESTS: [&str; 4] = ["tap100i0", "tap100i1", "veth200i0", "vethA1b2C3"];
+
+/// The host of the Proxmox fixtures: the guests their managed block lists, running, on `vmbr1`.
+fn fixture_host() -> Ovs {
+    let ovs = Ovs::start();
+    ovs.add_bridge("vmbr1");
+    ovs.guest(
+        "qemu-server",
+        100,
+        "net0: virtio=BC:24:11:A3:DA:B1,bridge=vmbr1,tag=10\nnet1: virtio=BC:24:11:A3:DA:B2,bridge=vmbr1,trunks=20;30-32\n",
+    );
+    ovs.guest(
+        "lxc",
+        200,
+        "net0: name=eth0,bridge=vmbr1,tag=10,trunks=20;30,type=veth\n",
+    );
+    ovs.tap("tap100i0");
+    ovs.tap("tap100i1");
+    ovs.veth("veth200i0");
+    ovs.veth("vethA1b2C3");
+    ovs.write_config("bridge: vmbr1\n");
+    ovs
+}
+
+fn fixture(name: &str, ovs: &Ovs) -> String {
+    let path = format!(
+        "{}/tests/fixtures/proxmox-writer/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    read(std::path::Path::new(&path))
+        .replace("source /etc/network/interfaces.d/*\n", &ovs.source_line())
+}
+
+/// Upgrade from every file exactly as Proxmox's network editor wrote it (and from the intact
+/// block it started from): every marked stanza and marker goes, every admin stanza stays as it
+/// was (fixture 03 puts `vlan60`, `vmbr0` and `vmbr1` between guest stanzas), ifupdown2 parses
+/// the result, and the guests are listed in the tool's own file instead.
+#[test]
+fn upgrade_from_each_proxmox_fixture() {
+    for name in [
+        "01-before.interfaces",
+        "02-after-comment-edit.interfaces",
+        "03-after-create-admin-stanzas-inside.interfaces",
+        "04-after-create-vlan60-after-end.interfaces",
+        "05-empty-block-before.interfaces",
+        "05-empty-block-after.interfaces",
+    ] {
+        let ovs = fixture_host();
+        let before = fixture(name, &ovs);
+        std::fs::write(ovs.interfaces_path(), &before).unwrap();
+        let out = ovs.tool_ok(&["apply"]);
+        let after = read(&ovs.interfaces_path());
+        for gone in [
+            "ovs-autoattach",
+            "tap100i",
+            "veth200i0",
+            "vethA1b2C3",
+            "allow-ovs",
+        ] {
+            assert!(
+                !after.contains(gone),
+                "{name}: {gone} left:\n{after}\n{out}"
+            );
+        }
+        assert_eq!(
+            admin_stanzas(&after, &FIXTURE_GUESTS),
+            admin_stanzas(&before, &FIXTURE_GUESTS),
+            "{name}"
+        );
+        assert!(after.contains(&ovs.source_line()), "{name}");
+        assert!(after.contains("# network interface settings; autogenerated\n"));
+        let parsed = ifquery_all(&ovs.interfaces_path());
+        for admin in ["vmbr0", "vmbr1", "vlan50", "eno1"] {
+            assert!(
+                parsed.contains(&format!("iface {admin}")),
+                "{name}: {parsed}"
+            );
+        }
+        if name.starts_with("03") || name.starts_with("04") {
+            assert!(parsed.contains("iface vlan60"), "{name}");
+        }
+        let listed = stanzas::parse(&read(&ovs.stanzas_path())).unwrap();
+        let mut names: Vec<&str> = listed.ports.iter().map(|p| p.name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, FIXTURE_GUESTS, "{name}");
+        // Idempotent: the next run writes nothing.
+        let again = ovs.tool_ok(&["apply"]);
+        assert!(again.contains("no file rewritten"), "{name}: {again}");
+    }
+}
+
+/// The intact block as 0.1.0 appended it goes, and the admin's bytes are exactly what they were
+/// before the block was appended.
+#[test]
+fn upgrade_from_an_intact_block_keeps_the_admins_bytes() {
+    let ovs = fixture_host();
+    let admin = fixture("05-empty-block-after.interfaces", &ovs);
+    let with_block = fixture("01-before.interfaces", &ovs);
+    assert!(with_block.starts_with(&admin));
+    std::fs::write(ovs.interfaces_path(), &with_block).unwrap();
+    let out = ovs.tool_ok(&["apply"]);
+    assert!(out.contains("moving the stanzas of"), "{out}");
+    assert_eq!(read(&ovs.interfaces_path()), admin);
+}
+
+/// A pending GUI change (`interfaces.new`) is cleaned the same way, so "Apply Configuration"
+/// (the rename of `.new` over `interfaces`, then `ifreload -a`) brings no old stanza back and
+/// loses no guest port: the tool's file is Proxmox's editor's blind spot.
+#[test]
+fn a_pending_gui_change_is_cleaned_too_and_apply_loses_nothing() {
+    let ovs = fixture_host();
+    std::fs::write(ovs.interfaces_path(), fixture("01-before.interfaces", &ovs)).unwrap();
+    let pending = ovs.dir.join("etc/interfaces.new");
+    std::fs::write(&pending, fixture("02-after-comment-edit.interfaces", &ovs)).unwrap();
+    ovs.tool_ok(&["apply"]);
+    let cleaned = read(&pending);
+    assert!(
+        !cleaned.contains("ovs-autoattach") && !cleaned.contains("tap100i0"),
+        "{cleaned}"
+    );
+    assert!(
+        cleaned.contains("#Management (uplink eno1)"),
+        "the pending edit is kept"
+    );
+    let listed_before = read(&ovs.stanzas_path());
+    // "Apply Configuration".
+    std::fs::rename(&pending, ovs.interfaces_path()).unwrap();
+    ovs.tool_ok(&["apply"]);
+    assert_eq!(read(&ovs.stanzas_path()), listed_before);
+    for g in FIXTURE_GUESTS {
+        assert_eq!(ovs.bridge_of(g).as_deref(), Some("vmbr1"), "{g}");
+    }
+}
+
+/// Without a `source` line the old stanzas stay (removing them would make ifupdown2 forget
+/// interfaces it may down), and every run says which line to add.
+#[test]
+fn without_the_source_line_nothing_moves_and_the_warning_names_the_line() {
+    let ovs = fixture_host();
+    let before = fixture("01-before.interfaces", &ovs).replace(&ovs.source_line(), "");
+    std::fs::write(ovs.interfaces_path(), &before).unwrap();
+    let out = ovs.tool_ok(&["apply"]);
+    assert_eq!(read(&ovs.interfaces_path()), before);
+    assert_eq!(out.matches("add the line `source ").count(), 1, "{out}");
+    assert!(
+        out.contains(&format!("{}/etc/interfaces.d/*`", ovs.dir.display())),
+        "{out}"
+    );
 }
 
 #[test]
-fn legacy_runbook_block_is_migrated_in_place() {
+fn legacy_runbook_block_is_migrated_out() {
     let ovs = host();
+    ovs.veth("vethOld");
+    let head = ovs.network_head();
     let legacy = "# BEGIN nmstate-monitor\n# Managed by nmstate-monitor, do not edit manually.\nauto vethOld\nallow-ovs vethOld\niface vethOld inet manual\n    ovs_type OVSPort\n    ovs_bridge ovsbr0\n# END nmstate-monitor\n";
-    let tail = "\nsource /etc/network/interfaces.d/*\n";
-    std::fs::write(ovs.interfaces_path(), format!("{HEAD}\n{legacy}{tail}")).unwrap();
+    std::fs::write(ovs.interfaces_path(), format!("{head}\n{legacy}")).unwrap();
     ovs.tool_ok(&["apply"]);
-    let content = std::fs::read_to_string(ovs.interfaces_path()).unwrap();
+    assert_eq!(read(&ovs.interfaces_path()), head);
     assert!(
-        content.starts_with(&format!("{HEAD}\n# BEGIN ovs-autoattach\n")),
-        "{content}"
+        read(&ovs.stanzas_path()).contains("iface vethOld inet manual\n    ovs_type OVSPort\n")
     );
+}
+
+/// A damaged file of the tool's own is reported with its line and written anew.
+#[test]
+fn a_damaged_stanzas_file_is_rewritten() {
+    let ovs = host();
+    std::fs::write(
+        ovs.stanzas_path(),
+        "iface tap1 inet manual\n    pre-up touch /tmp/x\n",
+    )
+    .unwrap();
+    let out = ovs.tool_ok(&["apply"]);
     assert!(
-        content.ends_with(&format!("# END ovs-autoattach\n{tail}")),
-        "{content}"
+        out.contains(&format!("{}:2:", ovs.stanzas_path().display())),
+        "{out}"
     );
-    assert!(!content.contains("nmstate-monitor") && !content.contains("vethOld"));
+    stanzas::parse(&read(&ovs.stanzas_path())).unwrap();
+    let _ = text(&[]);
 }

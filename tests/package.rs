@@ -236,7 +236,7 @@ fn package_builds_installs_and_purges_cleanly() {
     assert!(all(&out).contains("attached tap100i0"), "{}", all(&out));
     assert_eq!(ovs.bridge_of("tap100i0").as_deref(), Some("ovsbr0"));
     assert_eq!(ovs.vlan("tap100i0"), "10 [] []");
-    let block = std::fs::read_to_string(ovs.interfaces_path()).unwrap();
+    let block = std::fs::read_to_string(ovs.stanzas_path()).unwrap();
     assert!(block.contains("iface tap100i0 inet manual"), "{block}");
     assert!(ovs.nmstate_path().exists());
     assert!(
@@ -244,22 +244,74 @@ fn package_builds_installs_and_purges_cleanly() {
         "the system /run/openvswitch was touched"
     );
 
-    // --- remove with Open vSwitch down ---
-    // prerm remove runs clear: it empties the host files even so, exits 1, and the removal goes
-    // on.
+    // --- remove with Open vSwitch up, then a reload ---
+    // prerm remove runs `clear --keep-ports`: the running guest's port stays where it is, with
+    // its VLAN, and only loses the mark; the files go (but a neutral stanza for the live tap, so
+    // that ifupdown2 never downs it). The next `ifreload -a` on a Proxmox-like bridge leaves the
+    // guest where it is.
+    let head = format!(
+        "auto lo\niface lo inet loopback\n\nauto ovsbr0\niface ovsbr0 inet manual\n    ovs_type OVSBridge\n    ovs_ports_condone_regex ^(tap|veth|fwln)\n    ovs_options datapath_type=netdev\n\n{}",
+        ovs.source_line()
+    );
+    std::fs::write(ovs.interfaces_path(), &head).unwrap();
+    let out = common::run(Command::new("ip").args([
+        "netns",
+        "exec",
+        &ovs.ns,
+        "unshare",
+        "-m",
+        "bash",
+        "-ec",
+        &format!(
+            "mount --make-rprivate /; mount --bind {d} /run/openvswitch; OVS_AUTOATTACH_CONFIG={cfg} dpkg --remove {PKG}",
+            cfg = cfg.display(),
+        ),
+    ]));
+    println!("dpkg --remove (OVS up):\n{}", all(&out));
+    assert!(out.status.success(), "{}", all(&out));
+    assert!(all(&out).contains("handed back tap100i0"), "{}", all(&out));
+    assert!(!Path::new("/usr/sbin/ovs-autoattach").exists());
+    assert_eq!(ovs.bridge_of("tap100i0").as_deref(), Some("ovsbr0"));
+    assert_eq!(ovs.vlan("tap100i0"), "10 [] []");
+    assert_eq!(ovs.owner("tap100i0"), None, "the mark is gone");
+    assert!(!ovs.nmstate_path().exists());
+    assert_eq!(
+        std::fs::read_to_string(ovs.interfaces_path()).unwrap(),
+        head
+    );
+    let left = std::fs::read_to_string(ovs.stanzas_path()).unwrap();
+    assert!(
+        !left.contains("ovs_bridge") && left.contains("iface tap100i0 inet manual\n"),
+        "{left}"
+    );
+    let out = ovs.ifupdown(&[], "ifreload -a");
+    assert!(out.status.success(), "{}", all(&out));
+    assert_eq!(ovs.bridge_of("tap100i0").as_deref(), Some("ovsbr0"));
+    assert_eq!(ovs.vlan("tap100i0"), "10 [] []");
+    assert!(
+        ovs.sh("ip -o link show tap100i0").contains(",UP"),
+        "tap100i0 is up"
+    );
+
+    // --- reinstall, then remove with Open vSwitch down ---
+    // prerm tolerates the failure: it says so and the removal goes on.
     ovs.stop("vswitchd");
     ovs.stop("ovsdb");
+    run_ok(
+        Command::new("dpkg")
+            .env("OVS_AUTOATTACH_CONFIG", &cfg)
+            .arg("-i")
+            .arg(&deb),
+    );
     let out = run_ok(
         Command::new("dpkg")
             .env("OVS_AUTOATTACH_CONFIG", &cfg)
             .args(["--remove", PKG]),
     );
     println!("dpkg --remove (OVS down):\n{out}");
-    assert!(out.contains("'ovs-autoattach clear' exited 1"), "{out}");
-    let block = std::fs::read_to_string(ovs.interfaces_path()).unwrap();
-    assert_eq!(
-        block, "auto lo\niface lo inet loopback\n",
-        "the managed block is gone"
+    assert!(
+        out.contains("'ovs-autoattach clear --keep-ports' exited 1"),
+        "{out}"
     );
     assert!(!ovs.nmstate_path().exists());
     assert!(!Path::new("/usr/sbin/ovs-autoattach").exists());

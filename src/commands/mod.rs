@@ -10,8 +10,9 @@ use crate::decide::desired::{self, Decision, Desired, Guests, HostLink, Master};
 use crate::decide::guest::GuestId;
 use crate::decide::observed::Observed;
 use crate::decide::plan::{self, Change, Plan, Scope};
-use crate::host::hostfiles::{self, HostPort, Written};
-use crate::host::links::{Link, Rtnl};
+use crate::decide::ports::{self, HostPort};
+use crate::host::hostfiles::{self, Update, Written};
+use crate::host::links::{self, Link, Rtnl};
 use crate::host::lock::{self, Mode};
 use crate::host::ovsdb::TxnError;
 use crate::host::pve;
@@ -57,8 +58,12 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
         // Act.
         let write_files = || {
             let after = plan::after(&observed, &plan);
-            let ports = hostfiles::entries(&after, |name| host.is_guest_nic(name));
-            (hostfiles::sync(config, &ports), ports.len())
+            let ports = ports::entries(&after, |name| host.is_guest_nic(name));
+            let exists = |name: &str| host.names.contains(name);
+            (
+                hostfiles::update(config, Update::All(&ports), &exists),
+                ports.len(),
+            )
         };
         let (failed, (files, listed)) =
             commit(&mut ovs, &observed, &plan, &host.mtus, write_files)?;
@@ -112,21 +117,41 @@ fn observe(config: &Config, ovs: &mut Vswitch) -> anyhow::Result<(Host, Observed
 }
 
 /// `plug IFACE`: the fast additive path for one interface. One link lookup, at most one guest
-/// configuration read, a narrow OVS read and one transaction; never removes another port.
+/// configuration read, a narrow OVS read and one transaction; never removes another port. The
+/// host files get its one entry (and lose the entries whose link is gone).
 pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
     let started = Instant::now();
     let _lock = lock::main(&config.run_dir, Mode::Shared)?;
     let mut lap = Instant::now();
     let mut rtnl = Rtnl::open()?;
+    let unplugged = |why: &str| {
+        let files = hostfiles::update(
+            config,
+            Update::One {
+                name: iface,
+                port: None,
+            },
+            &links::exists,
+        );
+        log::info!("{why}");
+        Ok(report(
+            "plug",
+            &Plan::default(),
+            0,
+            &[],
+            None,
+            files,
+            started,
+        ))
+    };
     let Some(link) = rtnl.by_name(iface)? else {
         log::warn!("{iface} does not exist (any more); nothing to plug");
-        return Ok(true);
+        return unplugged("plug: nothing attached");
     };
     if !config.is_candidate(iface) {
-        log::info!(
+        return unplugged(&format!(
             "{iface} is not a guest NIC (see prefixes and exclude in the configuration); left alone"
-        );
-        return Ok(true);
+        ));
     }
     let master = match link.master {
         Some(index) => rtnl.by_index(index)?,
@@ -143,17 +168,20 @@ pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
         let plan = plan::build(config, &desired, &observed, Scope::Additive);
         let invalid = log_decisions(&desired);
         let mtus = bridge_mtus(&mut rtnl, &plan)?;
-        let write_files = || match plan::after(&observed, &plan).remove(iface) {
-            Some(p) if matches!(desired.nics.get(iface), Some(Decision::Attach(_))) => {
-                let port = HostPort {
-                    name: iface.to_string(),
-                    bridge: p.bridge,
-                    vlan: p.vlan,
-                    owned: p.owned,
-                };
-                hostfiles::upsert(config, port)
-            }
-            _ => Ok(Written::default()),
+        let write_files = || {
+            let port = match plan::after(&observed, &plan).remove(iface) {
+                Some(p) if matches!(desired.nics.get(iface), Some(Decision::Attach(_))) => {
+                    Some(HostPort {
+                        name: iface.to_string(),
+                        bridge: p.bridge,
+                        vlan: p.vlan,
+                        owned: p.owned,
+                    })
+                }
+                _ => None,
+            };
+            let update = Update::One { name: iface, port };
+            hostfiles::update(config, update, &links::exists)
         };
         let (failed, files) = commit(&mut ovs, &observed, &plan, &mtus, write_files)?;
         Ok(report(
@@ -162,19 +190,27 @@ pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
     })
 }
 
-/// `clear`: removes every port carrying the ownership mark, the managed block and the nmstate
-/// file. The files are cleared even when OVS cannot be reached, so that package removal
-/// never leaves stanzas behind.
-pub fn clear(config: &Config) -> anyhow::Result<Success> {
+/// `clear`: removes every port carrying the ownership mark and the host files. With
+/// `keep_ports` (package removal), the marked ports of links that exist stay where they are and
+/// only lose the mark, so that no running guest loses its network. The files are cleared even
+/// when OVS cannot be reached, so that package removal never leaves stanzas behind; a name whose
+/// link exists keeps a neutral stanza (see [`crate::decide::stanzas`]), so that ifupdown2 downs
+/// no running guest on the next reload.
+pub fn clear(config: &Config, keep_ports: bool) -> anyhow::Result<Success> {
     let started = Instant::now();
     let _lock = lock::main(&config.run_dir, Mode::Exclusive)?;
+    let live: BTreeSet<String> = Rtnl::open()?.dump()?.into_iter().map(|l| l.name).collect();
     let ovs_result = Vswitch::connect(config).and_then(|mut ovs| {
         let observed = ovs.observe_all()?;
-        let plan = plan::clear(&observed);
+        let plan = if keep_ports {
+            plan::release(&observed, &live)
+        } else {
+            plan::clear(&observed)
+        };
         let (failed, ()) = commit(&mut ovs, &observed, &plan, &BTreeMap::new(), || ())?;
         Ok((plan, failed))
     });
-    let files = hostfiles::clear(config);
+    let files = hostfiles::update(config, Update::Clear, &|name: &str| live.contains(name));
     let (plan, failed) = ovs_result?;
     Ok(report("clear", &plan, 0, &failed, None, files, started))
 }
@@ -199,6 +235,12 @@ impl Host {
             .iter()
             .map(|l| host_link(l, l.master.and_then(|m| by_index.get(&m).copied())))
             .collect();
+        for name in desired::refused_names(config, &links) {
+            log::warn!(
+                "link {} is named like a guest NIC but is not a valid interface name (at most 15 bytes of letters, digits, '-', '_', '.'); never attached or written to any file",
+                name.escape_debug()
+            );
+        }
         let guests = read_guests(config, &desired::guests_to_read(config, &links));
         Ok(Host {
             names: all.iter().map(|l| l.name.clone()).collect(),
@@ -391,12 +433,14 @@ fn report(
             false
         }
     };
-    let [attached, updated, moved, pruned] = plan.counts();
+    let [attached, updated, moved, pruned, handed_back] = plan.counts();
+    let handed_back = if handed_back > 0 {
+        format!("{handed_back} handed back, ")
+    } else {
+        String::new()
+    };
     let written = files.as_ref().map(|w| {
-        let names: Vec<&str> = [(w.nmstate, "nmstate"), (w.interfaces, "interfaces")]
-            .into_iter()
-            .filter_map(|(written, n)| written.then_some(n))
-            .collect();
+        let names = w.names();
         if names.is_empty() {
             "no file rewritten".to_string()
         } else {
@@ -407,7 +451,7 @@ fn report(
         .map(|n| format!("{n} guest ports in host files, "))
         .unwrap_or_default();
     log::info!(
-        "{what}: {attached} attached, {updated} updated, {moved} moved, {pruned} pruned, {invalid} invalid, {} failed; {listed}{}; {} ms",
+        "{what}: {attached} attached, {updated} updated, {moved} moved, {pruned} pruned, {handed_back}{invalid} invalid, {} failed; {listed}{}; {} ms",
         failed.len(),
         written.unwrap_or_else(|_| "host files not updated".into()),
         started.elapsed().as_millis()

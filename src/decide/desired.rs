@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::Config;
 use crate::decide::guest::{GuestConfig, GuestId, Kind, NicId};
+use crate::decide::ifname;
 use crate::decide::vlan::Vlan;
 
 /// A host link as the decision needs it.
@@ -72,6 +73,16 @@ pub fn candidates<'a>(
     links
         .iter()
         .filter(|l| l.kind.as_deref() != Some("openvswitch") && config.is_candidate(&l.name))
+}
+
+/// Links named like guest NICs (a configured prefix) whose names are not valid interface names:
+/// never candidates, reported once per run so that an admin sees them.
+pub fn refused_names<'a>(config: &Config, links: &'a [HostLink]) -> Vec<&'a str> {
+    links
+        .iter()
+        .filter(|l| config.has_prefix(&l.name) && ifname::validate(&l.name).is_err())
+        .map(|l| l.name.as_str())
+        .collect()
 }
 
 /// The guest configuration files that [`build`] will consult for these links.
@@ -237,6 +248,28 @@ mod tests {
     fn missing_default_bridge_is_invalid() {
         let d = decide_one(&[link("vethA1b2C3")], &[], &["vmbr1"]);
         assert!(matches!(d.nics["vethA1b2C3"], Decision::Invalid(_)));
+    }
+
+    #[test]
+    fn hostile_names_are_refused_not_decided() {
+        let links = [
+            link("tap$(id>pw)"),
+            link("tap a"),
+            link("veth;x"),
+            link("tap100i0"),
+            link("eno;1"),
+        ];
+        let d = build(
+            &Config::default(),
+            &links,
+            &Guests::default(),
+            &bridges(&["ovsbr0"]),
+        );
+        assert_eq!(d.nics.keys().collect::<Vec<_>>(), vec!["tap100i0"]);
+        assert_eq!(
+            refused_names(&Config::default(), &links),
+            vec!["tap$(id>pw)", "tap a", "veth;x"]
+        );
     }
 
     #[test]

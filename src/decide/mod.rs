@@ -2,16 +2,21 @@
 //! socket, a file or a process, so every rule is unit-tested without root.
 //!
 //! [`guest`] parses guest configurations, [`desired`] says where every guest NIC belongs,
-//! [`plan`] compares that with what OVS holds ([`observed`]), and [`nmstate`] and
-//! [`interfaces`] render the host files. [`vlan`], [`ifname`] and [`glob`] are the value types
-//! and checks they share.
+//! [`plan`] compares that with what OVS holds ([`observed`]). The host files list the guest
+//! ports ([`ports`]): [`stanzas`] renders the tool's ifupdown2 file, [`nmstate`] the nmstate
+//! file, [`sources`] checks that the interfaces file reads ours, and [`migrate`] cleans the
+//! interfaces file of what older versions wrote into it. [`vlan`], [`ifname`] and [`glob`] are
+//! the value types and checks they share.
 
 pub mod desired;
 pub mod glob;
 pub mod guest;
 pub mod ifname;
-pub mod interfaces;
+pub mod migrate;
 pub mod nmstate;
 pub mod observed;
 pub mod plan;
+pub mod ports;
+pub mod sources;
+pub mod stanzas;
 pub mod vlan;

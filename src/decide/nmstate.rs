@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::decide::ifname;
+use crate::decide::ports::HostPort;
 use crate::decide::vlan::{self, Vlan, VlanMode};
-use crate::host::hostfiles::HostPort;
 
 const HEADER: &str = "# Managed by ovs-autoattach: guest ports on Open vSwitch. Do not edit; changes are overwritten.\n";
 
@@ -88,11 +89,16 @@ struct IdRange {
     max: u16,
 }
 
-/// Renders the file for `ports` (any order) with `default_bridge` always declared.
+/// Renders the file for `ports` (any order) with `default_bridge` always declared. A port or
+/// bridge whose name is not a valid interface name is never written.
 pub fn render(ports: &[HostPort], default_bridge: &str) -> String {
+    let ports: Vec<&HostPort> = ports
+        .iter()
+        .filter(|p| ifname::validate(&p.name).is_ok() && ifname::validate(&p.bridge).is_ok())
+        .collect();
     let mut by_bridge: BTreeMap<&str, Vec<&HostPort>> = BTreeMap::new();
     by_bridge.entry(default_bridge).or_default();
-    for p in ports {
+    for p in &ports {
         by_bridge.entry(p.bridge.as_str()).or_default().push(p);
     }
     let mut interfaces = Vec::new();
@@ -115,6 +121,7 @@ pub fn render(ports: &[HostPort], default_bridge: &str) -> String {
     }
     let mut veths: Vec<&HostPort> = ports
         .iter()
+        .copied()
         .filter(|p| p.name.starts_with("veth"))
         .collect();
     veths.sort_by(|a, b| a.name.cmp(&b.name));
@@ -132,8 +139,8 @@ pub fn render(ports: &[HostPort], default_bridge: &str) -> String {
     format!("{HEADER}{body}")
 }
 
-/// Reads back the ports of a file this module rendered (for the additive `plug` path when no
-/// interfaces block carries them). Ownership is not recorded in nmstate, so it comes back false.
+/// Reads back the ports of a file this module rendered (for the additive `plug` path when the
+/// tool's ifupdown2 file is disabled). Ownership is not recorded in nmstate, so it comes back false.
 pub fn parse(text: &str) -> Result<Vec<HostPort>, String> {
     let doc: Doc = yaml_serde::from_str(text).map_err(|e| e.to_string())?;
     let mut ports = Vec::new();
@@ -142,7 +149,9 @@ pub fn parse(text: &str) -> Result<Vec<HostPort>, String> {
         .into_iter()
         .filter(|i| i.kind == "ovs-bridge")
     {
+        ifname::validate(&iface.name)?;
         for p in iface.bridge.map(|b| b.port).unwrap_or_default() {
+            ifname::validate(&p.name)?;
             ports.push(HostPort {
                 name: p.name,
                 bridge: iface.name.clone(),

@@ -39,6 +39,13 @@ pub enum Change {
         to: String,
         vlan: Vlan,
     },
+    /// Remove the ownership mark and leave the port where it is: the port is handed back to
+    /// whoever plugged the NIC (package removal).
+    Disown {
+        port: String,
+        uuid: Uuid,
+        bridge: String,
+    },
     /// Remove the port from `bridge`.
     Prune {
         port: String,
@@ -54,6 +61,7 @@ impl Change {
             Change::Attach { port, .. }
             | Change::Update { port, .. }
             | Change::Move { port, .. }
+            | Change::Disown { port, .. }
             | Change::Prune { port, .. } => port,
         }
     }
@@ -98,6 +106,10 @@ impl Change {
                     verb("move", "moved")
                 )
             }
+            Change::Disown { port, bridge, .. } => format!(
+                "{} {port} on {bridge} (left in place, ownership mark removed)",
+                verb("hand back", "handed back")
+            ),
             Change::Prune {
                 port,
                 bridge,
@@ -138,15 +150,16 @@ impl Plan {
         self.changes.is_empty()
     }
 
-    /// Counts of (attach, update, move, prune).
-    pub fn counts(&self) -> [usize; 4] {
-        let mut c = [0; 4];
+    /// Counts of (attach, update, move, prune, hand back).
+    pub fn counts(&self) -> [usize; 5] {
+        let mut c = [0; 5];
         for change in &self.changes {
             c[match change {
                 Change::Attach { .. } => 0,
                 Change::Update { .. } => 1,
                 Change::Move { .. } => 2,
                 Change::Prune { .. } => 3,
+                Change::Disown { .. } => 4,
             }] += 1;
         }
         c
@@ -233,6 +246,26 @@ pub fn clear(observed: &Observed) -> Plan {
     Plan { changes }
 }
 
+/// The plan of `clear --keep-ports` (package removal): every marked port whose link exists is
+/// handed back (mark removed, port left where it is, so no running guest loses its network);
+/// marked rows whose link is gone are pruned as `clear` would.
+pub fn release(observed: &Observed, live: &BTreeSet<String>) -> Plan {
+    let changes = observed
+        .ports
+        .iter()
+        .filter(|(_, s)| s.owned)
+        .map(|(name, s)| match (&s.bridge, live.contains(name)) {
+            (Some(bridge), true) => Change::Disown {
+                port: name.clone(),
+                uuid: s.uuid.clone(),
+                bridge: bridge.clone(),
+            },
+            _ => prune(name, s, "its link is gone"),
+        })
+        .collect();
+    Plan { changes }
+}
+
 /// A port as it is once a plan is committed: what the host files mirror.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PortAfter {
@@ -279,6 +312,11 @@ pub fn after(observed: &Observed, plan: &Plan) -> BTreeMap<String, PortAfter> {
                 if let Some(p) = ports.get_mut(port) {
                     p.bridge = to.clone();
                     p.vlan = vlan.clone();
+                }
+            }
+            Change::Disown { port, .. } => {
+                if let Some(p) = ports.get_mut(port) {
+                    p.owned = false;
                 }
             }
             Change::Prune { port, .. } => {
@@ -370,7 +408,7 @@ mod tests {
             ("tap101i0", state("ovsbr0", Vlan::default(), false)),
         ]);
         let p = build(&Config::default(), &d, &o, Scope::Additive);
-        assert_eq!(p.counts(), [0, 1, 1, 0]);
+        assert_eq!(p.counts(), [0, 1, 1, 0, 0]);
         assert_eq!(
             p.changes[0].to_string(),
             "update tap100i0 on vmbr1: untagged -> tag=10"
@@ -446,6 +484,26 @@ mod tests {
             p.changes[0].describe(true),
             "pruned tap1 from ovsbr0 (clear)"
         );
+    }
+
+    #[test]
+    fn release_hands_back_live_ports_and_prunes_gone_ones() {
+        let o = observed(&[
+            ("tap1i0", state("ovsbr0", Vlan::default(), true)),
+            ("tap2i0", state("ovsbr0", Vlan::default(), true)),
+            ("tap3i0", state("ovsbr0", Vlan::default(), false)),
+        ]);
+        let p = release(&o, &live(&["tap1i0", "tap3i0"]));
+        let lines: Vec<String> = p.changes.iter().map(|c| c.describe(true)).collect();
+        assert_eq!(
+            lines,
+            [
+                "handed back tap1i0 on ovsbr0 (left in place, ownership mark removed)",
+                "pruned tap2i0 from ovsbr0 (its link is gone)"
+            ]
+        );
+        assert_eq!(p.counts(), [0, 0, 0, 1, 1]);
+        assert!(!after(&o, &p)["tap1i0"].owned);
     }
 
     #[test]

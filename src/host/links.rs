@@ -30,6 +30,18 @@ pub struct Link {
     pub mtu: Option<u32>,     // IFLA_MTU
 }
 
+/// Whether a link named `name` exists in this network namespace, from sysfs: a `stat` costs a
+/// few microseconds where a netlink round trip costs tens, and `plug` asks this for every port
+/// the host files list. Where sysfs is not this namespace's (no `lo` there), every link counts
+/// as existing, which keeps entries rather than dropping them.
+pub fn exists(name: &str) -> bool {
+    if crate::decide::ifname::validate(name).is_err() {
+        return false;
+    }
+    let sys = std::path::Path::new("/sys/class/net");
+    sys.join(name).exists() || !sys.join("lo").exists()
+}
+
 /// A link list changing under a running dump sets NLM_F_DUMP_INTR; a
 /// fresh dump is then the only way to get a consistent snapshot.
 const DUMP_ATTEMPTS: usize = 5;

@@ -77,7 +77,7 @@ impl Ovs {
         ]);
         ovs.vsctl(&["--no-wait", "init"]);
         ovs.start_vswitchd();
-        for dir in ["pve/qemu-server", "pve/lxc", "etc", "run"] {
+        for dir in ["pve/qemu-server", "pve/lxc", "etc/interfaces.d", "run"] {
             std::fs::create_dir_all(ovs.dir.join(dir)).unwrap();
         }
         ovs.write_config("");
@@ -206,8 +206,25 @@ impl Ovs {
         self.dir.join("config.yaml")
     }
 
+    /// The host's interfaces file (Proxmox's), which the tool only cleans of old stanzas.
     pub fn interfaces_path(&self) -> PathBuf {
         self.dir.join("etc/interfaces")
+    }
+
+    /// The tool's own ifupdown2 file.
+    pub fn stanzas_path(&self) -> PathBuf {
+        self.dir.join("etc/interfaces.d/ovs-autoattach")
+    }
+
+    /// The line of the interfaces file that makes ifupdown2 read [`Ovs::stanzas_path`].
+    pub fn source_line(&self) -> String {
+        format!("source {}/etc/interfaces.d/*\n", self.dir.display())
+    }
+
+    /// [`NETWORK_HEAD`] with the `source` line Proxmox's default file ends with, for this test's
+    /// directory.
+    pub fn network_head(&self) -> String {
+        format!("{NETWORK_HEAD}\n{}", self.source_line())
     }
 
     pub fn nmstate_path(&self) -> PathBuf {
@@ -218,7 +235,7 @@ impl Ovs {
     pub fn write_config(&self, extra: &str) {
         let d = self.dir.display();
         let mut cfg = format!(
-            "ovsdb: {}\npve_config_dir: {d}/pve\nrun_dir: {d}/run\nnmstate_file: {d}/etc/nmstate-dynamic.yaml\ninterfaces_file: {d}/etc/interfaces\ntimeout_secs: 10\n",
+            "ovsdb: {}\npve_config_dir: {d}/pve\nrun_dir: {d}/run\nnmstate_file: {d}/etc/nmstate-dynamic.yaml\nstanzas_file: {d}/etc/interfaces.d/ovs-autoattach\ninterfaces_file: {d}/etc/interfaces\ntimeout_secs: 10\n",
             self.db()
         );
         for line in extra.lines() {
@@ -313,13 +330,15 @@ impl Ovs {
     /// Runs `script` (e.g. `ifreload -a`) with Debian's ifupdown2 inside this namespace and a
     /// private mount namespace: `/etc/network` is a test copy whose `interfaces` is this OVS's
     /// interfaces file and whose `if-up.d` holds only `hooks` (name, content); ifupdown2's state
-    /// and lock directories are private; `/run/openvswitch` is this OVS's run directory, so
-    /// ifupdown2's own `ovs-vsctl` calls reach it. The tool's configuration is passed through
+    /// and lock directories are private to the test and carried over from one call to the next,
+    /// as on a host (ifupdown2 remembers what it brought up, and downs what vanished from its
+    /// configuration); `/run/openvswitch` is this OVS's run directory, so ifupdown2's own
+    /// `ovs-vsctl` calls reach it. The tool's configuration is passed through
     /// `OVS_AUTOATTACH_CONFIG`.
     pub fn ifupdown(&self, hooks: &[(&str, &str)], script: &str) -> Output {
         let d = self.dir.display().to_string();
         let net = self.dir.join("net");
-        let _ = std::fs::remove_dir_all(&net);
+        let _ = std::fs::remove_dir_all(net.join("etc"));
         for sub in [
             "etc",
             "etc/if-up.d",
@@ -406,7 +425,7 @@ impl Ovs {
         ovs.tap("tap100i1");
         ovs.veth("veth200i0");
         ovs.veth("vethRaw01");
-        std::fs::write(ovs.interfaces_path(), NETWORK_HEAD).unwrap();
+        std::fs::write(ovs.interfaces_path(), ovs.network_head()).unwrap();
         ovs
     }
 }
@@ -419,5 +438,109 @@ impl Drop for Ovs {
             let _ = Command::new("ip").args(["netns", "del", g]).output();
         }
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+/// [`NETWORK_HEAD`] as Proxmox's ifupdown2 treats it: Proxmox's build gives every OVS bridge
+/// `ovs-ports-condone-regex ^(tap|veth|fwln)` by default; Debian's needs it spelled out.
+pub fn condone(head: &str) -> String {
+    head.replace(
+        "    ovs_type OVSBridge\n",
+        "    ovs_type OVSBridge\n    ovs_ports_condone_regex ^(tap|veth|fwln)\n",
+    )
+}
+
+/// An `ovsdb-client monitor` of the Port table's name and VLAN columns, running until
+/// [`Monitor::rows`] stops it: every row state OVS held meanwhile, not just the last.
+pub struct Monitor {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl Ovs {
+    pub fn monitor_ports(&self) -> Monitor {
+        let out = self.dir.join(format!(
+            "monitor{}.json",
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let file = std::fs::File::create(&out).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "ovsdb-client",
+                "monitor",
+                "--format=json",
+            ])
+            .arg(self.db())
+            .args(["Open_vSwitch", "Port", "name,tag,trunks,vlan_mode"])
+            .stdout(file)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "ovsdb-client monitor printed nothing"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Monitor { child, out }
+    }
+}
+
+impl Monitor {
+    /// Stops the monitor; returns every (action, port, `tag trunks vlan_mode`) it saw, the VLAN
+    /// columns written as [`Ovs::vlan`] writes them.
+    pub fn rows(mut self) -> Vec<(String, String, String)> {
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(&self.out).unwrap();
+        let mut rows = Vec::new();
+        for line in text.lines().filter(|l| l.starts_with('{')) {
+            let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+            let headings: Vec<&str> = doc["headings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h.as_str().unwrap())
+                .collect();
+            let col = |row: &serde_json::Value, name: &str| {
+                let i = headings.iter().position(|h| *h == name).unwrap();
+                row[i].clone()
+            };
+            for row in doc["data"].as_array().unwrap() {
+                let action = col(row, "action").as_str().unwrap_or_default().to_string();
+                let name = col(row, "name").as_str().unwrap_or_default().to_string();
+                let vlan = format!(
+                    "{} {} {}",
+                    ovs_value(&col(row, "tag"), false),
+                    ovs_value(&col(row, "trunks"), true),
+                    ovs_value(&col(row, "vlan_mode"), false)
+                );
+                rows.push((action, name, vlan));
+            }
+        }
+        rows
+    }
+}
+
+/// An OVSDB JSON datum as `ovs-vsctl get` prints it: `[]` for an empty set, `10`, `[20, 30]`.
+fn ovs_value(v: &serde_json::Value, always_set: bool) -> String {
+    let items: Vec<String> = match v.as_array() {
+        Some(a) if a.len() == 2 && a[0] == "set" => a[1]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_string().trim_matches('"').to_string())
+            .collect(),
+        _ => vec![v.to_string().trim_matches('"').to_string()],
+    };
+    match (items.len(), always_set) {
+        (0, _) => "[]".into(),
+        (1, false) => items[0].clone(),
+        _ => format!("[{}]", items.join(", ")),
     }
 }

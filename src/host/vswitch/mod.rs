@@ -241,6 +241,10 @@ pub fn transaction(
                 deletes.entry(from).or_default().push(datum::uuid(uuid));
                 inserts.entry(to).or_default().push(datum::uuid(uuid));
             }
+            Change::Disown { uuid, .. } => ops.push(json!({
+                "op": "mutate", "table": "Port", "where": [["_uuid", "==", datum::uuid(uuid)]],
+                "mutations": [["external_ids", "delete", datum::set([json!(OWNER_KEY)])]]
+            })),
             Change::Prune { uuid, bridge, .. } => {
                 deletes.entry(bridge).or_default().push(datum::uuid(uuid))
             }
