@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Keeps Proxmox VE guest NICs on their Open vSwitch bridges with their VLAN settings
 ///
@@ -30,8 +30,27 @@ pub struct Cli {
     /// Log warnings and errors only
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Where log lines go
+    #[arg(
+        long,
+        value_name = "TARGET",
+        value_enum,
+        global = true,
+        default_value_t = LogTarget::Stderr,
+        env = "OVS_AUTOATTACH_LOG_TARGET"
+    )]
+    pub log: LogTarget,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The destination of the log lines (`--log`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogTarget {
+    /// Plain lines on standard error: ovs-autoattach: [level: ]message
+    Stderr,
+    /// The system log through /dev/log, facility daemon; nothing at all if it cannot be reached
+    Syslog,
 }
 
 #[derive(Debug, Subcommand)]

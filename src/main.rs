@@ -2,8 +2,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ovs_autoattach::cli::Cli;
+use ovs_autoattach::cli::{Cli, LogTarget};
 use ovs_autoattach::config::UsageError;
+use ovs_autoattach::host::syslog;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -19,16 +20,23 @@ fn main() -> ExitCode {
 }
 
 /// Plain lines on stderr, `ovs-autoattach: [level: ]message`: journald adds the time, and the
-/// Proxmox task log shows hookscript output as it is.
+/// Proxmox task log shows hookscript output as it is. With `--log syslog` the same lines, with
+/// the same filter, go to the system log instead, and nothing to stderr (see [`syslog`]).
 fn init_logging(cli: &Cli) {
     let level = match (cli.verbose, cli.quiet) {
         (true, _) => log::LevelFilter::Debug,
         (_, true) => log::LevelFilter::Warn,
         _ => log::LevelFilter::Info,
     };
-    env_logger::Builder::new()
+    let mut builder = env_logger::Builder::new();
+    builder
         .filter_level(level)
-        .parse_env(env_logger::Env::new().filter("OVS_AUTOATTACH_LOG"))
+        .parse_env(env_logger::Env::new().filter("OVS_AUTOATTACH_LOG"));
+    if cli.log == LogTarget::Syslog {
+        syslog::init(builder.build()).expect("the logger is set once");
+        return;
+    }
+    builder
         .format(|f, record| {
             let level = match record.level() {
                 log::Level::Error => "error: ",

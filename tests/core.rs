@@ -222,9 +222,14 @@ fn plug_attaches_one_nic_only() {
     assert_eq!(ovs.vlan("veth200i0"), "10 [20, 30] native-untagged");
     assert_eq!(ovs.bridge_of("tap100i0"), None);
     assert_eq!(ovs.bridge_of("vethRaw01"), None);
-    // Again: nothing to do.
+    // Again: nothing to do, and nothing to say at the default level; the summary is a debug line.
     let out = ovs.tool_ok(&["plug", "veth200i0"]);
-    assert!(out.contains("0 attached"), "{out}");
+    assert_eq!(out, "", "a plug that changed nothing printed");
+    let out = ovs.tool_ok(&["-v", "plug", "veth200i0"]);
+    assert!(
+        out.contains("ovs-autoattach: debug: plug: 0 attached, 0 updated, 0 moved"),
+        "{out}"
+    );
 }
 
 #[test]

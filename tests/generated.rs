@@ -71,6 +71,16 @@ fn extra_sections() -> Roff {
     );
     para(
         &mut r,
+        "OVS_AUTOATTACH_LOG_TARGET",
+        "Where log lines go, as --log.",
+    );
+    para(
+        &mut r,
+        "OVS_AUTOATTACH_SYSLOG_SOCKET",
+        "With --log syslog: the syslog daemon's socket (default /dev/log).",
+    );
+    para(
+        &mut r,
         "OVS_AUTOATTACH_BIN",
         "Read by the hooks, not by the tool: the path of the tool they run (default /usr/sbin/ovs-autoattach).",
     );
@@ -254,6 +264,8 @@ fn man_page_is_current() {
         "\\-\\-dry\\-run",
         "EXIT STATUS",
         "OVS_AUTOATTACH_CONFIG",
+        "\\-\\-log",
+        "OVS_AUTOATTACH_SYSLOG_SOCKET",
     ] {
         assert!(text.contains(needle), "{needle} missing:\n{text}");
     }

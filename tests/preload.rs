@@ -1,6 +1,7 @@
 //! The LD_PRELOAD library (`preload/`) in real processes: `ip` against a real Open vSwitch, and
 //! a small C program (`preload/testdata/probe.c`) that calls the interposed functions in known
-//! ways, with a stub in place of the tool to count and inspect what gets started.
+//! ways, with a stub in place of the tool to count and inspect what gets started. The real tool
+//! logs to a test socket standing in for `/dev/log` ([`Syslog`]).
 //!
 //! The library must be built first: `cargo build --release -p ovs-autoattach-preload`.
 
@@ -9,10 +10,11 @@ mod common;
 use std::fs::{self, File};
 use std::io::{Read, Seek};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::Ovs;
@@ -107,6 +109,12 @@ struct Ran {
 /// Runs `cmd` with stdout and stderr going to files, not pipes: a detached child inherits
 /// them, and waiting for the end of a pipe would wait for the child too.
 fn run(cmd: &mut Command) -> Ran {
+    run_then(cmd, || {})
+}
+
+/// [`run`], reading the files only once `settled` has returned (it is called after `cmd`
+/// exited): a tool that inherited them could write to them until it is done.
+fn run_then(cmd: &mut Command, settled: impl FnOnce()) -> Ran {
     let out = tempfile::tempfile().unwrap();
     let err = tempfile::tempfile().unwrap();
     let status = cmd
@@ -115,6 +123,7 @@ fn run(cmd: &mut Command) -> Ran {
         .stderr(err.try_clone().unwrap())
         .status()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    settled();
     let read = |mut f: File| {
         let mut s = String::new();
         f.rewind().unwrap();
@@ -162,6 +171,77 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// A stand-in for the syslog daemon: a datagram socket the tool is pointed at with
+/// `OVS_AUTOATTACH_SYSLOG_SOCKET` (the library passes the tool's variables on), read on a
+/// thread of its own so that the tool never waits for a full queue.
+struct Syslog {
+    _dir: tempfile::TempDir,
+    path: String,
+    lines: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Syslog {
+    fn bind() -> Syslog {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, s) = (lines.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = vec![0; 65536];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    l.lock().unwrap().push(line);
+                }
+            }
+        });
+        Syslog {
+            path: path.to_str().unwrap().to_string(),
+            _dir: dir,
+            lines,
+            stop,
+        }
+    }
+
+    /// The variable that points the tool here.
+    fn var(&self) -> (&'static str, &str) {
+        ("OVS_AUTOATTACH_SYSLOG_SOCKET", &self.path)
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Every datagram so far, once one contains `needle` or `limit` has passed.
+    fn wait_for(&self, needle: &str, limit: Duration) -> Vec<String> {
+        wait_until(limit, || self.lines().iter().any(|l| l.contains(needle)));
+        self.lines()
+    }
+}
+
+impl Drop for Syslog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Splits a syslog datagram `<PRI>ovs-autoattach[PID]: message` into PRI and message.
+fn syslog_line(line: &str) -> (u8, &str) {
+    let parse = || {
+        let (pri, rest) = line.strip_prefix('<')?.split_once('>')?;
+        let (pid, message) = rest.strip_prefix("ovs-autoattach[")?.split_once("]: ")?;
+        pid.parse::<u32>().ok()?;
+        Some((pri.parse().ok()?, message))
+    };
+    parse().unwrap_or_else(|| panic!("not a syslog line of the tool: {line:?}"))
+}
+
 /// A stub tool that appends its arguments to `<dir>/calls`.
 fn counting_stub(dir: &Path) -> PathBuf {
     stub(
@@ -196,7 +276,7 @@ fn value(out: &str, key: &str) -> f64 {
 }
 
 /// Waits until `port` is on `bridge`; asserts it happens within a second.
-fn assert_attached_within_a_second(ovs: &Ovs, port: &str, ran: &Ran) {
+fn assert_attached_within_a_second(ovs: &Ovs, port: &str, ran: &Ran, syslog: &Syslog) {
     let since = Instant::now();
     let attached = wait_until(Duration::from_secs(1), || {
         ovs.bridge_of(port).as_deref() == Some("ovsbr0")
@@ -204,8 +284,9 @@ fn assert_attached_within_a_second(ovs: &Ovs, port: &str, ran: &Ran) {
     let elapsed = since.elapsed();
     assert!(
         attached,
-        "{port} not on ovsbr0 a second after the command returned; its stderr (with the tool's):\n{}",
-        ran.stderr
+        "{port} not on ovsbr0 a second after the command returned; its stderr:\n{}\nthe tool's log:\n{}",
+        ran.stderr,
+        syslog.lines().join("\n")
     );
     eprintln!(
         "{port} on ovsbr0 {} ms after the command returned",
@@ -223,18 +304,30 @@ fn ip_link_set_up_attaches_the_veth() {
     );
     ovs.sh("ip link add veth123i0 type veth peer name p123i0");
     let config = ovs.config_path().display().to_string();
+    let syslog = Syslog::bind();
     let ran = run_ok(&mut preloaded(
         &ovs.ns,
         Path::new(common::BIN),
         &[
             ("OVS_AUTOATTACH_CONFIG", &config),
             ("OVS_AUTOATTACH_LOG", "debug"),
+            syslog.var(),
         ],
         &["ip", "link", "set", "veth123i0", "up"],
     ));
-    assert_attached_within_a_second(&ovs, "veth123i0", &ran);
+    assert_attached_within_a_second(&ovs, "veth123i0", &ran, &syslog);
     assert_eq!(started(&ran.stderr).len(), 1, "{}", ran.stderr);
-    assert!(ran.stderr.contains("veth123i0 (rtnetlink): started"));
+    let started_line = format!(
+        "veth123i0 (rtnetlink): started {} --log syslog plug veth123i0, pid ",
+        common::BIN
+    );
+    assert!(ran.stderr.contains(&started_line), "{}", ran.stderr);
+    // OVS_AUTOATTACH_LOG=debug reached the tool too: its debug lines are in syslog.
+    let lines = syslog.wait_for("plug: 1 attached", Duration::from_secs(5));
+    assert!(
+        lines.iter().any(|l| l.starts_with("<31>ovs-autoattach[")),
+        "{lines:#?}"
+    );
 }
 
 #[test]
@@ -246,16 +339,18 @@ fn ip_tuntap_add_attaches_the_tap() {
         "net0: virtio=BC:24:11:00:01:24,bridge=ovsbr0\n",
     );
     let config = ovs.config_path().display().to_string();
+    let syslog = Syslog::bind();
     let ran = run_ok(&mut preloaded(
         &ovs.ns,
         Path::new(common::BIN),
         &[
             ("OVS_AUTOATTACH_CONFIG", &config),
             ("OVS_AUTOATTACH_LOG", "debug"),
+            syslog.var(),
         ],
         &["ip", "tuntap", "add", "tap124i0", "mode", "tap"],
     ));
-    assert_attached_within_a_second(&ovs, "tap124i0", &ran);
+    assert_attached_within_a_second(&ovs, "tap124i0", &ran, &syslog);
     assert!(
         ran.stderr.contains("tap124i0 (ioctl TUNSETIFF): started"),
         "{}",
@@ -263,6 +358,74 @@ fn ip_tuntap_add_attaches_the_tap() {
     );
     // The tap outlived `ip` (persistent), and the tool holds no descriptor of it.
     ovs.sh("ip link show tap124i0 >/dev/null");
+}
+
+#[test]
+fn the_callers_output_is_its_own_and_the_tools_lines_go_to_syslog() {
+    let probe = probe().to_str().unwrap();
+    let ovs = Ovs::start();
+    ovs.guest(
+        "lxc",
+        127,
+        "net0: name=eth0,bridge=ovsbr0,hwaddr=BC:24:11:00:01:27,type=veth\n",
+    );
+    ovs.sh("ip link add veth127i0 type veth peer name p127i0");
+    let config = ovs.config_path().display().to_string();
+    let syslog = Syslog::bind();
+    let argv = [probe, "lookup", "veth127i0"];
+
+    let without = run_ok(&mut plain(&ovs.ns, &argv));
+    // The real tool, at the default log level. Its output files are read once it is done: its
+    // summary is its last line.
+    let mut lines = Vec::new();
+    let with = run_then(
+        &mut preloaded(
+            &ovs.ns,
+            Path::new(common::BIN),
+            &[("OVS_AUTOATTACH_CONFIG", &config), syslog.var()],
+            &argv,
+        ),
+        || {
+            lines = syslog.wait_for("plug: ", Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(200));
+        },
+    );
+    assert!(with.status.success(), "{}{}", with.stdout, with.stderr);
+    let log = lines.join("\n");
+    assert_eq!(
+        ovs.bridge_of("veth127i0").as_deref(),
+        Some("ovsbr0"),
+        "the tool did not attach; its log:\n{log}"
+    );
+    assert_eq!(
+        (with.stdout.as_str(), with.stderr.as_str()),
+        (without.stdout.as_str(), without.stderr.as_str()),
+        "stdout and stderr with the library (left) and without"
+    );
+    // The probe's own output, so that a probe printing nothing cannot pass.
+    assert_eq!(
+        without.stdout,
+        "looking up veth127i0\nif_nametoindex(veth127i0) found yes\n"
+    );
+    assert_eq!(
+        without.stderr,
+        "probe: before the lookup\nprobe: after the lookup\n"
+    );
+
+    // Every line of the tool reached syslog, as daemon.info (facility 3, severity 6): what it
+    // did, then its summary.
+    let messages: Vec<(u8, &str)> = lines.iter().map(|l| syslog_line(l)).collect();
+    assert_eq!(messages.len(), 2, "{log}");
+    assert_eq!(
+        messages[0],
+        (30, "attached veth127i0 to ovsbr0 untagged"),
+        "{log}"
+    );
+    assert_eq!(messages[1].0, 30, "{log}");
+    assert!(
+        messages[1].1.starts_with("plug: 1 attached, 0 updated"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -295,7 +458,7 @@ fn a_hundred_thousand_lookups_start_the_tool_once_and_other_names_never() {
 
     // Anything started late would have shown up by now.
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(calls(dir.path()), ["plug veth125i0"]);
+    assert_eq!(calls(dir.path()), ["--log syslog plug veth125i0"]);
 
     let (h, d) = (
         value(&hooked.stdout, "ns_per_call"),
@@ -344,7 +507,7 @@ fn threads_racing_on_one_name_start_the_tool_once() {
     assert_eq!(started(&ran.stderr).len(), 1, "{}", ran.stderr);
     assert!(wait_until(Duration::from_secs(5), || !calls(dir.path()).is_empty()));
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(calls(dir.path()), ["plug veth126i0"]);
+    assert_eq!(calls(dir.path()), ["--log syslog plug veth126i0"]);
 }
 
 #[test]
@@ -384,10 +547,10 @@ fn return_values_and_errno_are_those_of_the_real_functions() {
     let mut got = calls(dir.path());
     got.sort();
     expected = [
-        "plug tap132i0",
-        "plug veth130i0",
-        "plug veth130i1",
-        "plug veth130i2",
+        "--log syslog plug tap132i0",
+        "--log syslog plug veth130i0",
+        "--log syslog plug veth130i1",
+        "--log syslog plug veth130i2",
     ];
     assert_eq!(got, expected);
     // Spot checks of the shared output, so that a probe printing nothing cannot pass.
@@ -503,9 +666,19 @@ fn the_tool_inherits_no_descriptors_and_the_caller_keeps_no_zombie() {
     );
     let caller_sid: i32 = fields[10].parse().unwrap();
 
-    // The tool's descriptors when it started: 0, 1, 2 and the script bash reads itself from.
+    // The tool's descriptors when it started: 0, 1, 2 on /dev/null (the caller's are files),
+    // and the script bash reads itself from.
     let fds = fd_numbers(&fs::read_to_string(dir.path().join("fds")).unwrap());
-    assert!(fds.iter().any(|(fd, _)| *fd == 2), "{fds:?}");
+    let standard: Vec<(u32, &str)> = fds
+        .iter()
+        .filter(|(fd, _)| *fd <= 2)
+        .map(|(fd, target)| (*fd, target.as_str()))
+        .collect();
+    assert_eq!(
+        standard,
+        [(0, "/dev/null"), (1, "/dev/null"), (2, "/dev/null")],
+        "{fds:?}"
+    );
     for (fd, target) in &fds {
         assert!(
             *fd <= 2 || Path::new(target) == stub,
@@ -524,6 +697,10 @@ fn the_tool_inherits_no_descriptors_and_the_caller_keeps_no_zombie() {
         .collect();
     now.sort();
     assert_eq!(now, [0, 1, 2]);
+    for fd in now {
+        let target = fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
+        assert_eq!(target, Path::new("/dev/null"), "fd {fd}");
+    }
 
     // Signals reset (the caller ignored SIGINT and blocked SIGUSR1; read from the exec'd sleep,
     // since bash itself blocks and ignores some while it runs), a session of its own, the
@@ -546,6 +723,6 @@ fn the_tool_inherits_no_descriptors_and_the_caller_keeps_no_zombie() {
     let env = fs::read_to_string(dir.path().join("env")).unwrap();
     assert_eq!(
         env.trim(),
-        "args=plug tap133i0 LD_PRELOAD=unset CONFIG=/nonexistent/config.yaml"
+        "args=--log syslog plug tap133i0 LD_PRELOAD=unset CONFIG=/nonexistent/config.yaml"
     );
 }

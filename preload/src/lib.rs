@@ -16,7 +16,8 @@
 //! Every hook returns exactly what the real function returned, with `errno` as the real
 //! function left it. A name is handed on only after the real call succeeded, only if it is a
 //! valid interface name starting with one of the configured prefixes (see [`config`]), and at
-//! most once per process ([`seen`]). The tool is started fully detached ([`spawn`]).
+//! most once per process ([`seen`]). The tool is started fully detached and silent: its log
+//! lines go to syslog, never to the caller's output ([`spawn`]).
 //!
 //! The library is `no_std`, depends on libc only, never allocates and never panics by design
 //! (the panic handler aborts).
@@ -270,7 +271,7 @@ fn report(config: &Config, name: &IfName, via: Via, outcome: Option<spawn::Outco
         Some(spawn::Outcome::Started(pid)) => line
             .push(b"started ")
             .push(bin)
-            .push(b" plug ")
+            .push(b" --log syslog plug ")
             .push(name.as_bytes())
             .push(b", pid ")
             .num(pid.into()),

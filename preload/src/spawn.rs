@@ -1,4 +1,6 @@
-//! Starts `ovs-autoattach plug NAME` fully detached from the calling process.
+//! Starts `ovs-autoattach --log syslog plug NAME` fully detached from the calling process, and
+//! silent: its standard input, output and error are `/dev/null`, and `--log syslog` sends its
+//! log lines to the system log instead. The caller's output stays exactly what the caller wrote.
 //!
 //! Everything the child needs (argv, envp) is built first, in fixed-size buffers on the
 //! caller's stack. Then, with every signal blocked in the calling thread:
@@ -7,9 +9,9 @@
 //!    Its exit signal is 0, so its end raises no `SIGCHLD` in the application, and only a wait
 //!    with `__WALL` (ours) can reap it. It calls `setsid` and
 //! 2. clones the final process the same way, then exits at once. The final process resets
-//!    every signal disposition and the signal mask, closes every descriptor above 2 (an
-//!    inherited tap descriptor would keep the tap alive) and `execve`s the tool by absolute
-//!    path.
+//!    every signal disposition and the signal mask, puts `/dev/null` on descriptors 0, 1 and 2,
+//!    closes every descriptor above 2 (an inherited tap descriptor would keep the tap alive)
+//!    and `execve`s the tool by absolute path.
 //!
 //! `CLONE_VFORK` suspends the caller only until the final process has called `execve` and
 //! the intermediate has exited; the caller then reaps the intermediate. The final process is
@@ -107,12 +109,19 @@ unsafe fn child_env(env: *const *const c_char, out: &mut [*const c_char; MAX_ENV
     out[n] = ptr::null();
 }
 
-/// Starts `<bin> plug <name>` as described in the module documentation.
+/// Starts `<bin> --log syslog plug <name>` as described in the module documentation.
 #[cold]
 #[inline(never)]
 pub fn plug(config: &Config, name: &IfName) -> Outcome {
     let bin = config.bin();
-    let argv: [*const c_char; 4] = [bin.as_ptr(), c"plug".as_ptr(), name.as_c_str(), ptr::null()];
+    let argv: [*const c_char; 6] = [
+        bin.as_ptr(),
+        c"--log".as_ptr(),
+        c"syslog".as_ptr(),
+        c"plug".as_ptr(),
+        name.as_c_str(),
+        ptr::null(),
+    ];
     let mut envp = [ptr::null(); MAX_ENV];
     // SAFETY: `environ` is libc's null-terminated environment; it is only read.
     unsafe { child_env(ptr::addr_of!(environ).read(), &mut envp) };
@@ -217,7 +226,8 @@ struct KernelSigaction {
     mask: u64,
 }
 
-/// The final process: clean signal state, no inherited descriptors, exec the tool.
+/// The final process: clean signal state, `/dev/null` on 0–2, no other descriptors, exec the
+/// tool.
 extern "C" fn final_process(arg: *mut c_void) -> c_int {
     let job = arg.cast::<Job>();
     // SAFETY: only system calls, on the Job the caller keeps alive until our execve or exit.
@@ -241,12 +251,42 @@ extern "C" fn final_process(arg: *mut c_void) -> c_int {
         }
         let none: u64 = 0;
         sigprocmask(libc::SIG_SETMASK, &none, ptr::null_mut());
+        silence();
         close_from(3);
         libc::syscall(libc::SYS_execve, (*job).path, (*job).argv, (*job).envp);
         ptr::write_volatile(&raw mut (*job).exec_errno, *libc::__errno_location());
         libc::syscall(libc::SYS_exit, 127 as c_long);
     }
     127
+}
+
+/// Puts `/dev/null` (read-write) on descriptors 0, 1 and 2, so that nothing the tool writes
+/// reaches the caller's output and nothing it reads comes from the caller's input. The
+/// descriptor `openat` returns is left for [`close_from`] if it is above 2.
+///
+/// If `/dev/null` cannot be opened (a chroot without `/dev`), 0–2 stay as inherited: closing
+/// them instead would hand their numbers to the next files the tool opens, and a stray write to
+/// standard error would then land in one of them. The tool is still quiet, since `--log syslog`
+/// keeps its log lines off standard error.
+unsafe fn silence() {
+    unsafe {
+        let null = libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD as c_long,
+            c"/dev/null".as_ptr(),
+            libc::O_RDWR as c_long,
+        );
+        if null < 0 {
+            return;
+        }
+        for fd in 0..=2 {
+            // dup3 rather than dup2, which aarch64 lacks; dup3 refuses equal descriptors,
+            // and a `null` that is already one of 0–2 is in place.
+            if null != fd {
+                libc::syscall(libc::SYS_dup3, null, fd, 0 as c_long);
+            }
+        }
+    }
 }
 
 /// Closes every descriptor from `first` on: `close_range` (Linux 5.9), or a loop up to the

@@ -224,6 +224,17 @@ static int cmd_tapfd(const char *name, const char *done) {
     return 0;
 }
 
+/* lookup NAME: what a program that only looks a NIC up writes: a line on stdout and one on
+ * stderr before and after one if_nametoindex. */
+static int cmd_lookup(const char *name) {
+    printf("looking up %s\n", name);
+    fprintf(stderr, "probe: before the lookup\n");
+    unsigned i = if_nametoindex(name);
+    printf("if_nametoindex(%s) found %s\n", name, i ? "yes" : "no");
+    fprintf(stderr, "probe: after the lookup\n");
+    return i ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if ((argc == 4 || argc == 5) && !strcmp(argv[1], "loop"))
@@ -232,6 +243,7 @@ int main(int argc, char **argv) {
     if (argc == 5 && !strcmp(argv[1], "threads")) return cmd_threads(argv[2], atoi(argv[3]), atol(argv[4]));
     if (argc == 3 && !strcmp(argv[1], "errno")) return cmd_errno(argv[2]);
     if (argc == 4 && !strcmp(argv[1], "tapfd")) return cmd_tapfd(argv[2], argv[3]);
-    fprintf(stderr, "usage: probe loop|ioctl-loop|threads|errno|tapfd ...\n");
+    if (argc == 3 && !strcmp(argv[1], "lookup")) return cmd_lookup(argv[2]);
+    fprintf(stderr, "usage: probe loop|ioctl-loop|threads|errno|tapfd|lookup ...\n");
     return 2;
 }

@@ -450,7 +450,19 @@ fn report(
     let listed = listed
         .map(|n| format!("{n} guest ports in host files, "))
         .unwrap_or_default();
-    log::info!(
+    // A plug that changed nothing says so at debug level only: hooks and the preload library
+    // plug every NIC they see, most of which need nothing.
+    let noop = what == "plug"
+        && plan.is_empty()
+        && invalid == 0
+        && failed.is_empty()
+        && files.as_ref().is_ok_and(|w| w.names().is_empty());
+    log::log!(
+        if noop {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        },
         "{what}: {attached} attached, {updated} updated, {moved} moved, {pruned} pruned, {handed_back}{invalid} invalid, {} failed; {listed}{}; {} ms",
         failed.len(),
         written.unwrap_or_else(|_| "host files not updated".into()),

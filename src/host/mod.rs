@@ -3,7 +3,8 @@
 //!
 //! [`links`] speaks rtnetlink, [`ovsdb`] is an RFC 7047 client and [`vswitch`] the Open vSwitch
 //! schema over it, [`pve`] reads guest configurations, [`files`] writes files atomically,
-//! [`hostfiles`] keeps the host files in step, and [`lock`] serializes runs.
+//! [`hostfiles`] keeps the host files in step, [`lock`] serializes runs, and [`syslog`] sends log
+//! lines to the system log.
 
 pub mod files;
 pub mod hostfiles;
@@ -11,4 +12,5 @@ pub mod links;
 pub mod lock;
 pub mod ovsdb;
 pub mod pve;
+pub mod syslog;
 pub mod vswitch;
