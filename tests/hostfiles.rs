@@ -453,3 +453,41 @@ fn a_damaged_stanzas_file_is_rewritten() {
     stanzas::parse(&read(&ovs.stanzas_path())).unwrap();
     let _ = text(&[]);
 }
+
+/// nmstate's `nmstate.service` applies every `.yml`/`.yaml` in /etc/nmstate at boot, and our
+/// file would detach the bridges' uplinks: while the service is enabled the file is not written,
+/// and removed if it was there.
+#[test]
+fn the_nmstate_file_is_withheld_while_nmstate_service_is_enabled() {
+    let ovs = host();
+    std::fs::create_dir_all("/etc/nmstate").unwrap();
+    let file =
+        std::path::PathBuf::from(format!("/etc/nmstate/oaa-test-{}.yaml", std::process::id()));
+    ovs.write_config(&format!("nmstate_file: {}\n", file.display()));
+    let systemd = ovs.dir.join("systemd");
+    std::fs::create_dir_all(systemd.join("multi-user.target.wants")).unwrap();
+    let run = |args: &[&str]| {
+        let out = common::run(
+            ovs.tool_cmd(args)
+                .env("OVS_AUTOATTACH_SYSTEMD_DIR", &systemd),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    run(&["apply"]);
+    assert!(file.exists(), "written while the service is not enabled");
+    std::os::unix::fs::symlink(
+        "/usr/lib/systemd/system/nmstate.service",
+        systemd.join("multi-user.target.wants/nmstate.service"),
+    )
+    .unwrap();
+    let out = run(&["apply"]);
+    let exists = file.exists();
+    let _ = std::fs::remove_file(&file);
+    assert!(!exists, "removed while the service is enabled");
+    assert!(out.contains("nmstate.service is enabled"), "{out}");
+    assert!(
+        read(&ovs.stanzas_path()).contains("iface tap100i0"),
+        "the other file is unaffected"
+    );
+}

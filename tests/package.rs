@@ -372,7 +372,7 @@ fn boot_unit_verifies() {
         "Type=oneshot",
         "DefaultDependencies=no",
         "Wants=ovsdb-server.service ovs-vswitchd.service",
-        "Before=networking.service pve-guests.service shutdown.target",
+        "Before=networking.service pve-guests.service nmstate.service shutdown.target",
         "WantedBy=multi-user.target",
     ] {
         assert!(unit.lines().any(|l| l == line), "{line} missing");

@@ -172,8 +172,10 @@ fn intact_blocks(kinds: &[Line], lines: &[&str]) -> Vec<(usize, usize)> {
     blocks
 }
 
-/// Cleans `content` as the module documentation says. Pure: the caller writes the result.
-pub fn clean(content: &str) -> Migration {
+/// Cleans `content` as the module documentation says. `is_guest_name` says which names are guest
+/// NICs (the tool's prefixes): an unmarked guest-port stanza is reported only for those, since
+/// an uplink (`eno1`) has the same shape. Pure: the caller writes the result.
+pub fn clean(content: &str, is_guest_name: impl Fn(&str) -> bool) -> Migration {
     let lines: Vec<&str> = content.split_inclusive('\n').collect();
     let kinds: Vec<Line> = lines.iter().map(|l| classify(l)).collect();
     let blocks = intact_blocks(&kinds, &lines);
@@ -190,7 +192,7 @@ pub fn clean(content: &str) -> Migration {
                 *r = true;
             }
             removed.push(s.name.to_string());
-        } else if shaped {
+        } else if shaped && is_guest_name(s.name) {
             unmarked.push((s.first + 1, s.name.to_string()));
         }
     }
@@ -269,6 +271,17 @@ pub fn clean(content: &str) -> Migration {
 mod tests {
     use super::*;
 
+    fn clean_(content: &str) -> Migration {
+        clean(content, |n| n.starts_with("tap") || n.starts_with("veth"))
+    }
+
+    #[test]
+    fn uplinks_are_not_reported() {
+        let content = "auto eno1\niface eno1 inet manual\n\tovs_type OVSPort\n\tovs_bridge vmbr1\n";
+        let m = clean_(content);
+        assert!(m.unmarked.is_empty() && m.content == content);
+    }
+
     const HEAD: &str = "# my network\nauto lo\niface lo inet loopback\n\nauto vmbr0\niface vmbr0 inet manual\n    ovs_type OVSBridge\n    ovs_ports eno1\n";
 
     /// The block as ovs-autoattach 0.1.0 rendered it, appended as it appended it.
@@ -276,20 +289,20 @@ mod tests {
 
     #[test]
     fn an_intact_block_goes_and_the_admins_bytes_stay() {
-        let m = clean(&format!("{HEAD}\n{OLD_BLOCK}"));
+        let m = clean_(&format!("{HEAD}\n{OLD_BLOCK}"));
         assert_eq!(m.content, HEAD);
         assert_eq!(m.removed, ["tap100i0", "veth101i0"]);
         assert!(m.unmarked.is_empty());
         // In the middle of the file.
         let tail = "\n# after\nsource /etc/network/interfaces.d/*\n";
-        let m = clean(&format!("{HEAD}\n{OLD_BLOCK}{tail}"));
+        let m = clean_(&format!("{HEAD}\n{OLD_BLOCK}{tail}"));
         assert_eq!(m.content, format!("{HEAD}{tail}"));
     }
 
     #[test]
     fn the_runbooks_block_goes() {
         let legacy = "# BEGIN nmstate-monitor\n# Managed by nmstate-monitor, do not edit manually.\nauto veth1234\nallow-ovs veth1234\niface veth1234 inet manual\n    ovs_type OVSPort\n    ovs_bridge ovsbr0\n\nauto tap5678\nallow-ovs tap5678\niface tap5678 inet manual\n    ovs_type OVSPort\n    ovs_bridge ovsbr0\n# END nmstate-monitor\n";
-        let m = clean(&format!("{HEAD}\n{legacy}"));
+        let m = clean_(&format!("{HEAD}\n{legacy}"));
         assert_eq!(m.content, HEAD);
         assert_eq!(m.removed, ["veth1234", "tap5678"]);
     }
@@ -297,7 +310,7 @@ mod tests {
     #[test]
     fn nothing_to_do_changes_nothing() {
         for content in [HEAD, "", "no newline", "auto x\n\n\n"] {
-            let m = clean(content);
+            let m = clean_(content);
             assert_eq!(m.content, content);
             assert!(!m.changed(content));
         }
@@ -308,7 +321,7 @@ mod tests {
         let content = format!(
             "{HEAD}\nauto tap200i0\niface tap200i0 inet manual\n\tovs_bridge vmbr1\n\tovs_type OVSPort\n"
         );
-        let m = clean(&content);
+        let m = clean_(&content);
         assert_eq!(m.content, content);
         assert_eq!(m.unmarked, [(11, "tap200i0".to_string())]);
     }
@@ -318,7 +331,7 @@ mod tests {
         let content = format!(
             "{HEAD}\n# BEGIN ovs-autoattach\nauto vlan60\niface vlan60 inet static\n    address 10.60.0.10/24\n    ovs_type OVSIntPort\n    ovs_bridge vmbr1\n\nauto tap1i0\niface tap1i0 inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n# END ovs-autoattach\n"
         );
-        let m = clean(&content);
+        let m = clean_(&content);
         assert_eq!(
             m.content,
             format!(
@@ -331,7 +344,7 @@ mod tests {
     #[test]
     fn shared_auto_lines_keep_the_other_names() {
         let content = "auto lo tap1i0 eno1\niface lo inet loopback\n\niface tap1i0 inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n    ovs_extra set Port tap1i0 external_ids:owner=ovs-autoattach\n\nauto eno1\niface eno1 inet manual\n";
-        let m = clean(content);
+        let m = clean_(content);
         assert_eq!(
             m.content,
             "auto lo eno1\niface lo inet loopback\n\nauto eno1\niface eno1 inet manual\n"
@@ -345,7 +358,7 @@ mod tests {
             "auto tap1i0\niface tap1i0 inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n    post-up echo hi\n    ovs_extra set Port tap1i0 external_ids:owner=ovs-autoattach\n",
             "iface tap$(x) inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n    ovs_extra set Port tap$(x) external_ids:owner=ovs-autoattach\n",
         ] {
-            assert_eq!(clean(content).content, content);
+            assert_eq!(clean_(content).content, content);
         }
     }
 
@@ -353,14 +366,14 @@ mod tests {
     fn orphan_markers_go_even_under_an_admin_stanza() {
         let content = "auto vmbr1\niface vmbr1 inet manual\n\tovs_type OVSBridge\n# END ovs-autoattach\n#Guests\n";
         assert_eq!(
-            clean(content).content,
+            clean_(content).content,
             "auto vmbr1\niface vmbr1 inet manual\n\tovs_type OVSBridge\n#Guests\n"
         );
     }
 
     #[test]
     fn cleaning_is_idempotent() {
-        let once = clean(&format!("{HEAD}\n{OLD_BLOCK}\n# tail\n")).content;
-        assert_eq!(clean(&once).content, once);
+        let once = clean_(&format!("{HEAD}\n{OLD_BLOCK}\n# tail\n")).content;
+        assert_eq!(clean_(&once).content, once);
     }
 }

@@ -89,6 +89,23 @@ struct IdRange {
     max: u16,
 }
 
+/// Where `nmstatectl service` (nmstate's `nmstate.service`) looks for state files at boot.
+pub const SERVICE_DIR: &str = "/etc/nmstate";
+
+/// Whether `nmstate.service`, when enabled, would apply `file` at boot: a `.yml` or `.yaml` file
+/// directly in [`SERVICE_DIR`]. Applying ours would do damage, as nmstate 2.2's own merge code
+/// shows: a bridge's `port` list is the complete list, so the uplink is detached and internal
+/// ports are deleted; at boot, before the guests run, a listed tap is created as an OVS
+/// internal interface and a listed veth fails the whole apply. The file is then renamed to
+/// `.applied`.
+pub fn applied_at_boot(file: &std::path::Path) -> bool {
+    file.parent() == Some(std::path::Path::new(SERVICE_DIR))
+        && matches!(
+            file.extension().and_then(|e| e.to_str()),
+            Some("yml" | "yaml")
+        )
+}
+
 /// Renders the file for `ports` (any order) with `default_bridge` always declared. A port or
 /// bridge whose name is not a valid interface name is never written.
 pub fn render(ports: &[HostPort], default_bridge: &str) -> String {
@@ -258,6 +275,20 @@ pub(crate) mod tests {
                 ],
             ),
         ]
+    }
+
+    #[test]
+    fn only_yaml_files_in_etc_nmstate_are_applied_at_boot() {
+        use std::path::Path;
+        assert!(applied_at_boot(Path::new(
+            "/etc/nmstate/nmstate-dynamic.yaml"
+        )));
+        assert!(applied_at_boot(Path::new("/etc/nmstate/x.yml")));
+        assert!(!applied_at_boot(Path::new("/etc/nmstate/x.yaml.off")));
+        assert!(!applied_at_boot(Path::new("/etc/nmstate/sub/x.yaml")));
+        assert!(!applied_at_boot(Path::new(
+            "/etc/ovs-autoattach/nmstate-dynamic.yaml"
+        )));
     }
 
     #[test]

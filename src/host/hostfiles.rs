@@ -126,8 +126,17 @@ pub fn update(
         Err(e) => errors.push(e),
     }
     if let Some(path) = &config.nmstate_file {
+        let refused = nmstate::applied_at_boot(path) && nmstate_service_enabled();
+        if refused {
+            log::warn!(
+                "{}: not written, and removed if it was there: nmstate.service is enabled and would apply it at boot, detaching every other port of the guests' bridges; set nmstate_file to a path outside {}",
+                path.display(),
+                nmstate::SERVICE_DIR
+            );
+        }
         let result = match update {
             Update::Clear => files::remove(path),
+            _ if refused => files::remove(path),
             _ => files::write_if_changed(path, &nmstate::render(&listed.ports, &config.bridge)),
         };
         match result {
@@ -216,7 +225,7 @@ fn migrate_interfaces(config: &Config) -> anyhow::Result<Pending> {
         else {
             continue;
         };
-        let cleaned = migrate::clean(&content);
+        let cleaned = migrate::clean(&content, |name| config.is_candidate(name));
         for (line, name) in &cleaned.unmarked {
             log::warn!(
                 "{}:{line}: the stanza of {name} looks like a guest port but carries no mark of this tool; left in place (remove it in the Proxmox GUI or by hand if a guest owns {name}: ifreload -a replays its VLAN)",
@@ -274,6 +283,25 @@ fn migrate_interfaces(config: &Config) -> anyhow::Result<Pending> {
         }
     }
     Ok(pending)
+}
+
+/// Whether systemd would start nmstate's `nmstate.service`: an enablement link of it in some
+/// `*.wants` or `*.requires` directory under `/etc/systemd/system` (overridable with
+/// `OVS_AUTOATTACH_SYSTEMD_DIR`, for tests). The boot unit runs `Before=nmstate.service`, so the
+/// file is gone before that service looks.
+fn nmstate_service_enabled() -> bool {
+    let root = std::env::var_os("OVS_AUTOATTACH_SYSTEMD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/systemd/system"));
+    let Ok(dirs) = std::fs::read_dir(&root) else {
+        return false;
+    };
+    dirs.flatten().any(|d| {
+        let name = d.file_name();
+        let name = name.to_string_lossy();
+        (name.ends_with(".wants") || name.ends_with(".requires"))
+            && d.path().join("nmstate.service").symlink_metadata().is_ok()
+    })
 }
 
 fn clean_temps(path: &Path) {
