@@ -5,8 +5,9 @@
 use proptest::prelude::*;
 
 use ovs_autoattach::decide::guest::{GuestConfig, Kind};
+use ovs_autoattach::decide::ifname;
 use ovs_autoattach::decide::interfaces::{BEGIN, END, parse_block, render_block, splice};
-use ovs_autoattach::decide::{ifname, vlan::Vlan};
+use ovs_autoattach::decide::vlan::{TAG_MAX, TAG_MIN, TRUNK_MAX, TRUNK_MIN, Vlan};
 use ovs_autoattach::host::hostfiles::HostPort;
 
 fn config() -> ProptestConfig {
@@ -45,8 +46,8 @@ fn port() -> impl Strategy<Value = HostPort> {
     (
         "(tap|veth)[0-9]{3}i[0-9]",
         "(ovsbr0|vmbr[0-9])",
-        proptest::option::of(1u16..=4094),
-        prop::collection::vec(1u16..=4094, 0..5),
+        proptest::option::of(TAG_MIN..=TAG_MAX),
+        prop::collection::vec(TRUNK_MIN..=TRUNK_MAX, 0..5),
         any::<bool>(),
     )
         .prop_map(|(name, bridge, tag, trunks, owned)| HostPort {
@@ -81,8 +82,8 @@ proptest! {
             if let Some(b) = &spec.bridge {
                 prop_assert!(ifname::validate(b).is_ok(), "bridge {b:?}");
             }
-            prop_assert!(spec.tag.is_none_or(|t| (1..=4094).contains(&t)));
-            prop_assert!(spec.trunks.iter().all(|t| (1..=4094).contains(t)));
+            prop_assert!(spec.tag.is_none_or(|t| (1..=4094).contains(&t)), "tag {:?}", spec.tag);
+            prop_assert!(spec.trunks.iter().all(|t| (0..=4095).contains(t)), "trunks {:?}", spec.trunks);
             prop_assert!(spec.trunks.windows(2).all(|w| w[0] < w[1]));
         }
     }

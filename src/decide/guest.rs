@@ -162,9 +162,13 @@ fn parse_net(kind: Kind, value: &str) -> Result<NetSpec, String> {
     };
     let tag = seen
         .get("tag")
-        .map(|t| vlan::parse_id(t).map_err(|e| format!("tag: {e}")))
+        .map(|t| vlan::parse_tag(t).map_err(|e| format!("tag: {e}")))
         .transpose()?;
     let trunks = match seen.get("trunks") {
+        // pve-common `PVE/Network.pm` `$ovs_bridge_add_port` adds `trunks=` (and
+        // `vlan_mode=native-untagged`) only `if $trunks`, and the string "0" is false in Perl:
+        // Proxmox plugs such a NIC without trunks.
+        Some(&"0") => Vec::new(),
         Some(t) => vlan::parse_trunks(t).map_err(|e| format!("trunks: {e}"))?,
         None => Vec::new(),
     };
@@ -326,6 +330,68 @@ mod tests {
         assert_eq!(c.nets[&7].as_ref().unwrap().tag, Some(7));
         assert!(c.nets[&8].is_err());
         assert!(c.nets[&9].is_err());
+    }
+
+    /// Trunk IDs 0 and 4095 are accepted and passed on: qemu-server `PVE/QemuServer/Network.pm`
+    /// `$net_fmt` and pve-container `PVE/LXC/Config.pm` `$netconf_desc` check `trunks` against a
+    /// pattern only (`\d+(?:-\d+)?(?:;\d+(?:-\d+)?)*`, LXC `\d+(?:;\d+)*`), and pve-common
+    /// `PVE/Network.pm` `$ovs_bridge_add_port` hands them to `ovs-vsctl add-port ... trunks=`,
+    /// which takes 0-4095. `tag` stays 1-4094 (`minimum => 1, maximum => 4094` in both formats).
+    #[test]
+    fn trunks_take_zero_and_4095() {
+        let c = qemu(concat!(
+            "net0: virtio,bridge=vmbr0,trunks=10;4095\n",
+            "net1: virtio,bridge=vmbr0,tag=10,trunks=0;20\n",
+            "net2: virtio,bridge=vmbr0,trunks=0-2;4094-4095\n",
+            "net3: virtio,bridge=vmbr0,trunks=4096\n",
+            "net4: virtio,bridge=vmbr0,trunks=1-4096\n",
+            "net5: virtio,bridge=vmbr0,tag=4095,trunks=5\n",
+        ));
+        assert_eq!(c.nets[&0].as_ref().unwrap().trunks, vec![10, 4095]);
+        let n = c.nets[&1].as_ref().unwrap();
+        assert_eq!((n.tag, n.trunks.as_slice()), (Some(10), &[0, 20][..]));
+        assert_eq!(
+            c.nets[&2].as_ref().unwrap().trunks,
+            vec![0, 1, 2, 4094, 4095]
+        );
+        for i in [3, 4] {
+            assert!(
+                c.nets[&i]
+                    .as_ref()
+                    .unwrap_err()
+                    .contains("is outside 0-4095"),
+                "net{i}: {:?}",
+                c.nets[&i]
+            );
+        }
+        assert!(
+            c.nets[&5]
+                .as_ref()
+                .unwrap_err()
+                .contains("is outside 1-4094")
+        );
+        let l = GuestConfig::parse(
+            Kind::Lxc,
+            "net0: name=eth0,bridge=vmbr0,tag=10,trunks=0;4095\n",
+        );
+        let n = l.nets[&0].as_ref().unwrap();
+        assert_eq!((n.tag, n.trunks.as_slice()), (Some(10), &[0, 4095][..]));
+    }
+
+    /// `trunks=0` alone is no trunk at all: pve-common `PVE/Network.pm` `$ovs_bridge_add_port`
+    /// pushes `trunks=` and `vlan_mode=native-untagged` only `if $trunks`, and "0" is false in
+    /// Perl ("00" is not).
+    #[test]
+    fn trunks_zero_alone_is_no_trunk() {
+        let c = qemu(concat!(
+            "net0: virtio,bridge=vmbr0,tag=10,trunks=0\n",
+            "net1: virtio,bridge=vmbr0,trunks=0\n",
+            "net2: virtio,bridge=vmbr0,trunks=00\n",
+        ));
+        let n = c.nets[&0].as_ref().unwrap();
+        assert_eq!((n.tag, n.trunks.as_slice()), (Some(10), &[][..]));
+        assert!(c.nets[&1].as_ref().unwrap().trunks.is_empty());
+        assert_eq!(c.nets[&2].as_ref().unwrap().trunks, vec![0]);
     }
 
     #[test]

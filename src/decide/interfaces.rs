@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use crate::decide::ifname;
 use crate::decide::observed::{OWNER_KEY, OWNER_VALUE};
-use crate::decide::vlan::{Vlan, VlanMode, parse_id};
+use crate::decide::vlan::{Vlan, VlanMode, parse_tag, parse_trunk_id};
 use crate::host::hostfiles::HostPort;
 
 pub const BEGIN: &str = "# BEGIN ovs-autoattach";
@@ -232,9 +232,9 @@ fn parse_options(options: &[&str]) -> Result<Vlan, String> {
     let mut vlan = Vlan::default();
     for o in options {
         match o.split_once('=') {
-            Some(("tag", v)) => vlan.tag = Some(parse_id(v)?),
+            Some(("tag", v)) => vlan.tag = Some(parse_tag(v)?),
             Some(("trunks", v)) => {
-                vlan.trunks = v.split(',').map(parse_id).collect::<Result<_, _>>()?;
+                vlan.trunks = v.split(',').map(parse_trunk_id).collect::<Result<_, _>>()?;
                 vlan.trunks.sort_unstable();
                 vlan.trunks.dedup();
             }
@@ -372,5 +372,26 @@ mod tests {
             "x\n{BEGIN}\niface tap1 inet manual\n    ovs_bridge ovsbr0\n    ovs_options tag=5000\n{END}\n"
         );
         assert_eq!(parse_block(&bad).unwrap_err().line, 5);
+    }
+
+    /// `ovs_options` takes the same ranges as the guest configuration: tag 1-4094, trunk IDs
+    /// 0-4095.
+    #[test]
+    fn parse_block_vlan_ranges() {
+        let block = |options: &str| {
+            format!(
+                "{BEGIN}\niface tap1 inet manual\n    ovs_bridge ovsbr0\n    ovs_options {options}\n{END}\n"
+            )
+        };
+        let ports =
+            parse_block(&block("tag=4094 trunks=0,4095 vlan_mode=native-untagged")).unwrap();
+        assert_eq!(ports[0].vlan, Vlan::proxmox(Some(4094), vec![0, 4095]));
+        assert_eq!(
+            parse_block(&block("tag=1")).unwrap()[0].vlan,
+            Vlan::proxmox(Some(1), vec![])
+        );
+        for bad in ["tag=0", "tag=4095", "trunks=4096", "trunks=1,,2"] {
+            assert!(parse_block(&block(bad)).is_err(), "{bad}");
+        }
     }
 }
