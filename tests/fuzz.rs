@@ -20,9 +20,13 @@ fn config() -> ProptestConfig {
 /// Values that look like net<n> items, valid and not.
 fn net_item() -> impl Strategy<Value = String> {
     prop_oneof![
-        "(virtio|e1000)(=[0-9A-F:]{0,17})?",
+        "(virtio|e1000|vmxnet3|virtuo)(=[0-9A-F:]{0,17})?",
+        "(virtio|e1000|macaddr|hwaddr)=[0-9A-Fa-f][02468ACEace](:[0-9A-F]{2}){5}",
+        "model=(virtio|e1000|x)",
+        "name=eth[0-9]",
+        "(| |\t)",
         "bridge=[a-z0-9/ .;$-]{0,18}",
-        "tag=-?[0-9]{0,6}",
+        "tag=[+-]?[0-9]{0,6}",
         "trunks=[0-9;-]{0,20}",
         "(firewall|link_down)=[a-z0-9]{0,5}",
         "mtu=[0-9a-z]{0,6}",
@@ -86,6 +90,15 @@ proptest! {
             prop_assert!(spec.trunks.iter().all(|t| (0..=4095).contains(t)), "trunks {:?}", spec.trunks);
             prop_assert!(spec.trunks.windows(2).all(|w| w[0] < w[1]));
         }
+    }
+
+    /// Empty items between the others change nothing (`parse_property_string` skips them).
+    #[test]
+    fn empty_items_change_nothing(items in prop::collection::vec(net_item(), 1..7), lxc in any::<bool>()) {
+        let kind = if lxc { Kind::Lxc } else { Kind::Qemu };
+        let plain = GuestConfig::parse(kind, &format!("net0: {}\n", items.join(",")));
+        let padded = GuestConfig::parse(kind, &format!("net0: {}\n", items.join(",,")));
+        prop_assert_eq!(plain, padded);
     }
 
     #[test]
