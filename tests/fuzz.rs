@@ -101,6 +101,19 @@ proptest! {
         prop_assert_eq!(plain, padded);
     }
 
+    /// A duplicated net<n> key: for LXC the last line always wins; for QEMU a last line that is
+    /// accepted on its own wins.
+    #[test]
+    fn last_net_line_wins(first in prop::collection::vec(net_item(), 0..7), last in prop::collection::vec(net_item(), 0..7), lxc in any::<bool>()) {
+        let kind = if lxc { Kind::Lxc } else { Kind::Qemu };
+        let last = format!("net0: {}\n", last.join(","));
+        let alone = GuestConfig::parse(kind, &last).nets[&0].clone();
+        let both = GuestConfig::parse(kind, &format!("net0: {}\n{last}", first.join(","))).nets[&0].clone();
+        if lxc || alone.is_ok() {
+            prop_assert_eq!(both, alone);
+        }
+    }
+
     #[test]
     fn guest_parser_survives_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
         let _ = GuestConfig::parse(Kind::Qemu, &String::from_utf8_lossy(&bytes));

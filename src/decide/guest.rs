@@ -106,8 +106,17 @@ pub struct GuestConfig {
 impl GuestConfig {
     /// Parses the top section of a configuration file. Lines that are not `net<n>` are ignored,
     /// garbage included: they are not this tool's business and Proxmox reports them itself.
+    ///
+    /// A `net<n>` key given on several lines takes the value Proxmox's own parser ends up with:
+    /// qemu-server's `parse_vm_config` and pve-container's `parse_pct_config` store each line in
+    /// turn (`$conf->{$key} = $value`), so the last line wins. qemu-server stores a value only
+    /// when its check passes, so a QEMU line Proxmox refuses leaves the previous value in place;
+    /// pve-container warns and stores it anyway. A `net<n>:` with nothing after it matches
+    /// neither parser's line pattern and is skipped by both.
     pub fn parse(kind: Kind, text: &str) -> GuestConfig {
         let mut nets: BTreeMap<u8, Result<NetSpec, String>> = BTreeMap::new();
+        // Whether Proxmox holds the value recorded in `nets` (as opposed to having no value).
+        let mut held: BTreeMap<u8, bool> = BTreeMap::new();
         for line in text.split('\n') {
             if line.starts_with('[') {
                 break;
@@ -124,17 +133,21 @@ impl GuestConfig {
             if index >= MAX_NICS {
                 continue;
             }
-            // qemu-server's `parse_vm_config` and pve-container's `parse_pct_config` match
-            // `<key>:\s*(.+?)\s*$`: the value without Perl's whitespace around it (a CRLF
-            // file's `\r` included).
-            let parsed = parse_net(
-                kind,
-                value.trim_matches(|c: char| c.is_ascii() && is_perl_space(c as u8)),
-            );
-            if nets.contains_key(&index) {
-                nets.insert(index, Err(format!("net{index} is defined more than once")));
+            let (stored, parsed) = if value.is_empty() {
+                (false, Err(format!("net{index} has no value")))
             } else {
+                // Both parsers match `<key>:\s*(.+?)\s*$`: the value without Perl's whitespace
+                // around it (a CRLF file's `\r` included).
+                let value = value.trim_matches(|c: char| c.is_ascii() && is_perl_space(c as u8));
+                match parse_net(kind, value) {
+                    Ok(spec) => (true, Ok(spec)),
+                    Err(LineError::Unusable(e)) => (true, Err(e)),
+                    Err(LineError::Refused(e)) => (kind == Kind::Lxc, Err(e)),
+                }
+            };
+            if stored || held.get(&index) != Some(&true) {
                 nets.insert(index, parsed);
+                held.insert(index, stored);
             }
         }
         GuestConfig { nets }
@@ -161,12 +174,59 @@ const QEMU_MODELS: [&str; 14] = [
     "vmxnet3",
 ];
 
-/// Parses the value of a `net<n>` line as Proxmox does: split into items by
-/// [`split_items`], then the checks of qemu-server's `$net_fmt` or pve-container's
-/// `$netconf_desc` for the NIC's identity (QEMU model and MAC, LXC name and MAC) and for the keys
-/// this tool reads. Other known keys (`queues`, `ip`, `type`, ...) and unknown keys are not
-/// checked.
-fn parse_net(kind: Kind, value: &str) -> Result<NetSpec, String> {
+/// Why a `net<n>` value is not used. The difference decides whether a later line with the same
+/// key replaces an earlier one (see [`GuestConfig::parse`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum LineError {
+    /// Proxmox's own parser refuses the value (`parse_property_string` and the format's checks).
+    Refused(String),
+    /// Proxmox accepts the value but cannot plug the NIC: OVS refuses the trunks, or no bridge
+    /// can have that name.
+    Unusable(String),
+}
+
+/// Parses the value of a `net<n>` line: first everything Proxmox checks ([`check_net`]), then
+/// what Proxmox leaves to OVS and Linux.
+fn parse_net(kind: Kind, value: &str) -> Result<NetSpec, LineError> {
+    let net = check_net(kind, value).map_err(LineError::Refused)?;
+    if let Some(b) = net.bridge {
+        // Longer than a Linux interface name, `.` or `..`: no such bridge can exist.
+        ifname::validate(b).map_err(|e| LineError::Unusable(format!("bridge: {e}")))?;
+    }
+    let trunks = match net.trunks {
+        // pve-common `PVE/Network.pm` `$ovs_bridge_add_port` adds `trunks=` (and
+        // `vlan_mode=native-untagged`) only `if $trunks`, and the string "0" is false in Perl:
+        // Proxmox plugs such a NIC without trunks.
+        Some("0") => Vec::new(),
+        // IDs above 4095 and reversed ranges pass Proxmox's pattern; `ovs-vsctl` refuses them.
+        Some(t) => {
+            vlan::parse_trunks(t).map_err(|e| LineError::Unusable(format!("trunks: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    Ok(NetSpec {
+        bridge: net.bridge.map(str::to_string),
+        tag: net.tag,
+        trunks,
+        firewall: net.firewall,
+        link_down: net.link_down,
+    })
+}
+
+/// A `net<n>` value that passed Proxmox's checks, with `bridge` and `trunks` still as written.
+struct Checked<'a> {
+    bridge: Option<&'a str>,
+    tag: Option<u16>,
+    trunks: Option<&'a str>,
+    firewall: bool,
+    link_down: bool,
+}
+
+/// Checks a `net<n>` value as Proxmox does: split into items by [`split_items`], then the checks
+/// of qemu-server's `$net_fmt` or pve-container's `$netconf_desc` for the NIC's identity (QEMU
+/// model and MAC, LXC name and MAC) and for the keys this tool reads. Other known keys
+/// (`queues`, `ip`, `type`, ...) and unknown keys are not checked.
+fn check_net(kind: Kind, value: &str) -> Result<Checked<'_>, String> {
     // qemu-server's and pve-container's `check_type` refuse a value holding a line feed or a
     // carriage return.
     if value.contains('\r') {
@@ -195,36 +255,22 @@ fn parse_net(kind: Kind, value: &str) -> Result<NetSpec, String> {
             check_mac(&seen, "hwaddr")?;
         }
     }
-    let bridge = match seen.get("bridge") {
-        Some(b) => {
-            // QEMU's `pve-bridge-id` format and LXC's pattern: `[-_.\w\d]+`.
-            if !is_name_pattern(b) {
-                return Err(format!("bridge {b:?} is not a valid bridge name"));
-            }
-            // Longer than a Linux interface name, `.` or `..`: no such bridge can exist.
-            ifname::validate(b).map_err(|e| format!("bridge: {e}"))?;
-            Some((*b).to_string())
-        }
-        None => None,
-    };
+    let bridge = seen.get("bridge").copied();
+    // QEMU's `pve-bridge-id` format and LXC's pattern: `[-_.\w\d]+`.
+    if let Some(b) = bridge.filter(|b| !is_name_pattern(b)) {
+        return Err(format!("bridge {b:?} is not a valid bridge name"));
+    }
     let tag = seen
         .get("tag")
         .map(|t| vlan::parse_tag(t).map_err(|e| format!("tag: {e}")))
         .transpose()?;
-    let trunks = match seen.get("trunks") {
-        Some(t) if !is_trunks_pattern(kind, t) => {
-            return Err(match kind {
-                Kind::Qemu => format!("trunks {t:?} is not a list like 20;30-40"),
-                Kind::Lxc => format!("trunks {t:?} is not a list like 20;30 (LXC takes no ranges)"),
-            });
-        }
-        // pve-common `PVE/Network.pm` `$ovs_bridge_add_port` adds `trunks=` (and
-        // `vlan_mode=native-untagged`) only `if $trunks`, and the string "0" is false in Perl:
-        // Proxmox plugs such a NIC without trunks.
-        Some(&"0") => Vec::new(),
-        Some(t) => vlan::parse_trunks(t).map_err(|e| format!("trunks: {e}"))?,
-        None => Vec::new(),
-    };
+    let trunks = seen.get("trunks").copied();
+    if let Some(t) = trunks.filter(|t| !is_trunks_pattern(kind, t)) {
+        return Err(match kind {
+            Kind::Qemu => format!("trunks {t:?} is not a list like 20;30-40"),
+            Kind::Lxc => format!("trunks {t:?} is not a list like 20;30 (LXC takes no ranges)"),
+        });
+    }
     let firewall = flag(&seen, "firewall")?;
     let link_down = flag(&seen, "link_down")?;
     if let Some(mtu) = seen.get("mtu") {
@@ -244,7 +290,7 @@ fn parse_net(kind: Kind, value: &str) -> Result<NetSpec, String> {
             return Err(format!("rate {rate:?} is negative"));
         }
     }
-    Ok(NetSpec {
+    Ok(Checked {
         bridge,
         tag,
         trunks,
@@ -865,10 +911,80 @@ mod tests {
         assert_eq!(c.nets[&2].as_ref().unwrap().trunks, vec![0]);
     }
 
+    /// A duplicated `net<n>` key: the last line wins. qemu-server `PVE/QemuServer.pm`
+    /// `parse_vm_config` (line 2069 at 9.2.6) and pve-container `PVE/LXC/Config.pm`
+    /// `parse_pct_config` (line 1211) both store each `key: value` line in turn with
+    /// `$conf->{$key} = $value`.
     #[test]
-    fn duplicated_net_key_is_an_error() {
-        let c = qemu("net0: virtio,bridge=vmbr0\nnet0: virtio,bridge=vmbr1\n");
-        assert!(c.nets[&0].as_ref().unwrap_err().contains("more than once"));
+    fn duplicated_net_key_last_line_wins() {
+        let c = qemu(
+            "net0: virtio,bridge=vmbr0,tag=5\nnet1: virtio,bridge=vmbr0\nnet0: virtio,bridge=vmbr1,tag=6\n",
+        );
+        let n = c.nets[&0].as_ref().unwrap();
+        assert_eq!((n.bridge.as_deref(), n.tag), (Some("vmbr1"), Some(6)));
+        assert!(c.nets[&1].is_ok());
+        let l = lxc("net0: name=eth0,bridge=vmbr0,tag=5\nnet0: name=eth0,bridge=vmbr1\n");
+        let n = l.nets[&0].as_ref().unwrap();
+        assert_eq!((n.bridge.as_deref(), n.tag), (Some("vmbr1"), None));
+        // A bad line followed by a good one: the good one.
+        let c = qemu("net0: virtio,bridge=vmbr0,tag=0\nnet0: virtio,bridge=vmbr1\n");
+        assert_eq!(
+            c.nets[&0].as_ref().unwrap().bridge.as_deref(),
+            Some("vmbr1")
+        );
+        let l = lxc("net0: eth0,bridge=vmbr0\nnet0: name=eth0,bridge=vmbr1\n");
+        assert_eq!(
+            l.nets[&0].as_ref().unwrap().bridge.as_deref(),
+            Some("vmbr1")
+        );
+    }
+
+    /// A later QEMU line that Proxmox refuses does not replace the earlier value: qemu-server
+    /// `PVE/QemuServer.pm` `parse_vm_config` runs `check_type` in an `eval` (line 2052 at 9.2.6),
+    /// only warns "unable to parse value of 'net0'" when it fails and stores the value only in the
+    /// success branch (line 2069). pve-container `PVE/LXC/Config.pm` `parse_pct_config` warns
+    /// and stores it anyway (lines 1209-1211), so for LXC the NIC is invalid.
+    #[test]
+    fn duplicated_net_key_refused_last_line() {
+        let text = "net0: virtio,bridge=vmbr0,tag=5\nnet0: virtio,bridge=vmbr1,tag=0\n";
+        let n = qemu(text).nets[&0].clone().unwrap();
+        assert_eq!((n.bridge.as_deref(), n.tag), (Some("vmbr0"), Some(5)));
+        let l = lxc("net0: name=eth0,bridge=vmbr0,tag=5\nnet0: name=eth0,bridge=vmbr1,tag=0\n");
+        assert!(
+            l.nets[&0]
+                .as_ref()
+                .unwrap_err()
+                .contains("VLAN ID 0 is outside 1-4094")
+        );
+        // Only refused lines: the last one's error.
+        let c = qemu("net0: virtio,bridge=vmbr0,tag=0\nnet0: virtio,bridge=vmbr0,tag=9999\n");
+        assert!(c.nets[&0].as_ref().unwrap_err().contains("VLAN ID 9999"));
+    }
+
+    /// A later line that Proxmox accepts but cannot plug replaces the earlier value and makes the
+    /// NIC invalid: Proxmox stores it (the `trunks` pattern passes) and its `tap_plug` then fails
+    /// in `ovs-vsctl`. A `net0:` with nothing after it matches neither parser's line pattern
+    /// (`:\s*(.+?)\s*$` needs a character) and is skipped.
+    #[test]
+    fn duplicated_net_key_unusable_and_empty_lines() {
+        let c = qemu(concat!(
+            "net0: virtio,bridge=vmbr0,tag=5\nnet0: virtio,bridge=vmbr0,trunks=5000\n",
+            "net1: virtio,bridge=vmbr0,tag=5\nnet1: virtio,bridge=vmbr0,trunks=40-30\nnet1: virtio,tag=0\n",
+            "net2: virtio,bridge=vmbr0,tag=5\nnet2:\n",
+            "net3:\n",
+        ));
+        assert!(
+            c.nets[&0]
+                .as_ref()
+                .unwrap_err()
+                .contains("trunk VLAN ID 5000 is outside 0-4095")
+        );
+        // The refused third line leaves the unusable second one in place.
+        assert!(c.nets[&1].as_ref().unwrap_err().contains("reversed"));
+        assert_eq!(c.nets[&2].as_ref().unwrap().tag, Some(5));
+        assert_eq!(c.nets[&3], Err("net3 has no value".into()));
+        let l = lxc("net0: name=eth0,bridge=vmbr0,tag=5\nnet0:\n");
+        assert_eq!(l.nets[&0].as_ref().unwrap().tag, Some(5));
     }
 
     #[test]
