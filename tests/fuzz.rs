@@ -7,7 +7,8 @@ use proptest::prelude::*;
 use ovs_autoattach::decide::guest::{GuestConfig, Kind};
 use ovs_autoattach::decide::ports::HostPort;
 use ovs_autoattach::decide::stanzas::{self, Listed};
-use ovs_autoattach::decide::{ifname, migrate, vlan::Vlan};
+use ovs_autoattach::decide::vlan::{TAG_MAX, TAG_MIN, TRUNK_MAX, TRUNK_MIN, Vlan};
+use ovs_autoattach::decide::{ifname, migrate};
 
 const BEGIN: &str = "# BEGIN ovs-autoattach";
 const END: &str = "# END ovs-autoattach";
@@ -22,9 +23,13 @@ fn config() -> ProptestConfig {
 /// Values that look like net<n> items, valid and not.
 fn net_item() -> impl Strategy<Value = String> {
     prop_oneof![
-        "(virtio|e1000)(=[0-9A-F:]{0,17})?",
+        "(virtio|e1000|vmxnet3|virtuo)(=[0-9A-F:]{0,17})?",
+        "(virtio|e1000|macaddr|hwaddr)=[0-9A-Fa-f][02468ACEace](:[0-9A-F]{2}){5}",
+        "model=(virtio|e1000|x)",
+        "name=eth[0-9]",
+        "(| |\t)",
         "bridge=[a-z0-9/ .;$-]{0,18}",
-        "tag=-?[0-9]{0,6}",
+        "tag=[+-]?[0-9]{0,6}",
         "trunks=[0-9;-]{0,20}",
         "(firewall|link_down)=[a-z0-9]{0,5}",
         "mtu=[0-9a-z]{0,6}",
@@ -48,8 +53,8 @@ fn port() -> impl Strategy<Value = HostPort> {
     (
         "(tap|veth)[0-9]{3}i[0-9]",
         "(ovsbr0|vmbr[0-9])",
-        proptest::option::of(1u16..=4094),
-        prop::collection::vec(1u16..=4094, 0..5),
+        proptest::option::of(TAG_MIN..=TAG_MAX),
+        prop::collection::vec(TRUNK_MIN..=TRUNK_MAX, 0..5),
         any::<bool>(),
     )
         .prop_map(|(name, bridge, tag, trunks, owned)| HostPort {
@@ -84,9 +89,31 @@ proptest! {
             if let Some(b) = &spec.bridge {
                 prop_assert!(ifname::validate(b).is_ok(), "bridge {b:?}");
             }
-            prop_assert!(spec.tag.is_none_or(|t| (1..=4094).contains(&t)));
-            prop_assert!(spec.trunks.iter().all(|t| (1..=4094).contains(t)));
+            prop_assert!(spec.tag.is_none_or(|t| (1..=4094).contains(&t)), "tag {:?}", spec.tag);
+            prop_assert!(spec.trunks.iter().all(|t| (0..=4095).contains(t)), "trunks {:?}", spec.trunks);
             prop_assert!(spec.trunks.windows(2).all(|w| w[0] < w[1]));
+        }
+    }
+
+    /// Empty items between the others change nothing (`parse_property_string` skips them).
+    #[test]
+    fn empty_items_change_nothing(items in prop::collection::vec(net_item(), 1..7), lxc in any::<bool>()) {
+        let kind = if lxc { Kind::Lxc } else { Kind::Qemu };
+        let plain = GuestConfig::parse(kind, &format!("net0: {}\n", items.join(",")));
+        let padded = GuestConfig::parse(kind, &format!("net0: {}\n", items.join(",,")));
+        prop_assert_eq!(plain, padded);
+    }
+
+    /// A duplicated net<n> key: for LXC the last line always wins; for QEMU a last line that is
+    /// accepted on its own wins.
+    #[test]
+    fn last_net_line_wins(first in prop::collection::vec(net_item(), 0..7), last in prop::collection::vec(net_item(), 0..7), lxc in any::<bool>()) {
+        let kind = if lxc { Kind::Lxc } else { Kind::Qemu };
+        let last = format!("net0: {}\n", last.join(","));
+        let alone = GuestConfig::parse(kind, &last).nets[&0].clone();
+        let both = GuestConfig::parse(kind, &format!("net0: {}\n{last}", first.join(","))).nets[&0].clone();
+        if lxc || alone.is_ok() {
+            prop_assert_eq!(both, alone);
         }
     }
 

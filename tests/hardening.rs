@@ -467,8 +467,9 @@ fn hostile_guest_configurations_are_refused() {
         ),
         (
             604,
-            b"net0: virtio,bridge=ovsbr0\nnet0: virtio,bridge=ovsbr0,tag=5\n".to_vec(),
-            "net0 is defined more than once",
+            // A duplicated net0: the last line wins, and this one cannot be plugged.
+            b"net0: virtio,bridge=ovsbr0\nnet0: virtio,bridge=ovsbr0,trunks=5000\n".to_vec(),
+            "trunk VLAN ID 5000 is outside 0-4095",
         ),
         (
             605,

@@ -311,6 +311,25 @@ mod tests {
         );
     }
 
+    /// Trunk IDs 0 and 4095 reach the port as Proxmox's own `tap_plug` would set them.
+    #[test]
+    fn trunk_edges_are_attached() {
+        let g = guest(
+            Kind::Qemu,
+            102,
+            "net0: virtio,bridge=vmbr1,tag=10,trunks=0;4095\nnet1: virtio,bridge=vmbr1,tag=10,trunks=0\n",
+        );
+        let d = decide_one(&[link("tap102i0"), link("tap102i1")], &[g], &["vmbr1"]);
+        assert_eq!(
+            d.nics["tap102i0"],
+            attach("vmbr1", Vlan::proxmox(Some(10), vec![0, 4095]))
+        );
+        assert_eq!(
+            d.nics["tap102i1"],
+            attach("vmbr1", Vlan::proxmox(Some(10), vec![]))
+        );
+    }
+
     #[test]
     fn linux_bridge_or_no_bridge_detaches() {
         let g = guest(Kind::Qemu, 101, "net0: virtio,bridge=vmbr0\nnet1: virtio\n");

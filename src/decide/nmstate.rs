@@ -239,8 +239,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// The shapes every renderer is tested on: empty, one port, tag, trunks, tag+trunks, several
-    /// bridges.
+    /// The shapes every renderer is tested on: empty, one port, tag, trunks, tag+trunks, trunk IDs
+    /// at the ends of their range, several bridges.
     pub fn shapes() -> Vec<(&'static str, Vec<HostPort>)> {
         vec![
             ("empty", vec![]),
@@ -263,6 +263,16 @@ pub(crate) mod tests {
                     "veth102i0",
                     "ovsbr0",
                     Vlan::proxmox(Some(10), vec![20, 30]),
+                )],
+            ),
+            // Trunk IDs 0 and 4095 are valid in OVS (and in NetworkManager's `ovs-port.trunks`,
+            // 0-4095); nmstate's trunk tags are plain u16 ids and id-ranges.
+            (
+                "trunk_edges",
+                vec![port(
+                    "tap103i0",
+                    "ovsbr0",
+                    Vlan::proxmox(Some(10), vec![0, 1, 2, 4095]),
                 )],
             ),
             (

@@ -29,7 +29,7 @@ use std::fmt::Write as _;
 use crate::decide::ifname;
 use crate::decide::observed::{OWNER_KEY, OWNER_VALUE};
 use crate::decide::ports::HostPort;
-use crate::decide::vlan::{Vlan, VlanMode, parse_id};
+use crate::decide::vlan::{Vlan, VlanMode, parse_tag, parse_trunk_id};
 
 const HEADER: &str = "\
 # Written by ovs-autoattach: the guest ports it keeps on Open vSwitch. The whole file is
@@ -177,9 +177,9 @@ pub fn parse_options(options: &[&str]) -> Result<Vlan, String> {
     let mut vlan = Vlan::default();
     for o in options {
         match o.split_once('=') {
-            Some(("tag", v)) => vlan.tag = Some(parse_id(v)?),
+            Some(("tag", v)) => vlan.tag = Some(parse_tag(v)?),
             Some(("trunks", v)) => {
-                vlan.trunks = v.split(',').map(parse_id).collect::<Result<_, _>>()?;
+                vlan.trunks = v.split(',').map(parse_trunk_id).collect::<Result<_, _>>()?;
                 vlan.trunks.sort_unstable();
                 vlan.trunks.dedup();
             }
@@ -269,6 +269,23 @@ mod tests {
         ];
         let text = render(&listed(evil.to_vec(), &["veth`x`", "veth 1"]));
         assert_eq!(text, HEADER);
+    }
+
+    /// `ovs_options` takes the guest configuration's ranges: tag 1-4094, trunk IDs 0-4095.
+    #[test]
+    fn vlan_ranges_read_back() {
+        let file = |options: &str| {
+            format!(
+                "iface tap1 inet manual\n    ovs_type OVSPort\n    ovs_bridge ovsbr0\n    ovs_options {options}\n"
+            )
+        };
+        let ports = parse(&file("tag=4094 trunks=0,4095 vlan_mode=native-untagged"))
+            .unwrap()
+            .ports;
+        assert_eq!(ports[0].vlan.trunks, [0, 4095]);
+        for bad in ["tag=0", "tag=4095", "trunks=4096"] {
+            assert_eq!(parse(&file(bad)).unwrap_err().line, 4, "{bad}");
+        }
     }
 
     #[test]
