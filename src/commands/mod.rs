@@ -7,7 +7,10 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::decide::desired::{self, Decision, Desired, Guests, HostLink, Master};
+use crate::decide::firewall;
 use crate::decide::guest::GuestId;
+use crate::decide::guest::NicId;
+use crate::decide::linkplan::{self, LinkState};
 use crate::decide::observed::Observed;
 use crate::decide::plan::{self, Change, Plan, Scope};
 use crate::decide::ports::{self, HostPort};
@@ -17,6 +20,7 @@ use crate::host::lock::{self, Mode};
 use crate::host::ovsdb::TxnError;
 use crate::host::pve;
 use crate::host::vswitch::{Unconfirmed, Vswitch};
+use crate::host::{linkops, sysctl};
 
 /// How often a transaction refused because OVS changed under us is retried from a fresh read.
 const ATTEMPTS: usize = 3;
@@ -50,23 +54,57 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
             Scope::Full { live: &host.names },
         );
         let invalid = log_decisions(&desired);
+        let release = linkplan::before_commit(&desired, &host.states);
         timing(&mut lap, "decision");
         if dry_run {
             print_plan(&plan);
+            for op in &release {
+                println!("{op}");
+            }
+            let after = linkplan::after_commit(
+                &desired,
+                &plan,
+                &host.states,
+                |b| bridge_mtu(&host.mtus, b),
+                sysctl::ipv6_enabled,
+            );
+            for op in &after {
+                println!("{op} (once the ports are in place)");
+            }
             return Ok(invalid == 0);
         }
         // Act.
+        let mut rtnl = Rtnl::open()?;
+        let mut failed = linkops::carry_out(&mut rtnl, &release);
+        let fwlns = firewall_ports(&desired);
         let write_files = || {
             let after = plan::after(&observed, &plan);
-            let ports = ports::entries(&after, |name| host.is_guest_nic(name));
-            let exists = |name: &str| host.names.contains(name);
+            let ports = ports::entries(&after, |name| {
+                host.is_guest_nic(name) || fwlns.contains(name)
+            });
+            let exists = |name: &str| host.names.contains(name) || fwlns.contains(name);
             (
                 hostfiles::update(config, Update::All(&ports), &exists),
                 ports.len(),
             )
         };
-        let (failed, (files, listed)) =
+        let (ovs_failed, (files, listed)) =
             commit(&mut ovs, &observed, &plan, &host.mtus, write_files)?;
+        failed.extend(ovs_failed);
+        // The links as the transaction left them (a new fwln's device exists now).
+        let states = if plan.is_empty() && release.is_empty() {
+            host.states.clone()
+        } else {
+            link_states(&rtnl.dump()?)
+        };
+        let ops = linkplan::after_commit(
+            &desired,
+            &plan,
+            &states,
+            |b| bridge_mtu(&host.mtus, b),
+            sysctl::ipv6_enabled,
+        );
+        failed.extend(linkops::carry_out(&mut rtnl, &ops));
         // Report.
         Ok(report(
             "apply",
@@ -162,17 +200,35 @@ pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
     timing(&mut lap, "link and guest configuration");
     let mut ovs = Vswitch::connect(config)?;
     retrying(|| {
-        let observed = ovs.observe_port(iface)?;
-        timing(&mut lap, "OVSDB read");
+        let mut observed = ovs.observe_port(iface)?;
         let desired = desired::build(config, &links, &guests, &bridge_names(&observed));
+        // A firewall NIC is carried by its fwln: that is the port to read.
+        let port = match desired.nics.get(iface) {
+            Some(Decision::Attach(t)) => t.port(iface).to_string(),
+            _ => iface.to_string(),
+        };
+        if port != iface {
+            observed = ovs.observe_port(&port)?;
+        }
+        timing(&mut lap, "OVSDB read");
         let plan = plan::build(config, &desired, &observed, Scope::Additive);
         let invalid = log_decisions(&desired);
-        let mtus = bridge_mtus(&mut rtnl, &plan)?;
+        let mut mtus = bridge_mtus(&mut rtnl, &plan)?;
+        if let Some(Decision::Attach(t)) = desired.nics.get(iface) {
+            if !mtus.contains_key(&t.bridge) {
+                if let Some(mtu) = rtnl.by_name(&t.bridge)?.and_then(|l| l.mtu) {
+                    mtus.insert(t.bridge.clone(), mtu);
+                }
+            }
+        }
+        let neighbours = plug_links(&mut rtnl, iface)?;
+        let release = linkplan::before_commit(&desired, &neighbours);
+        let mut failed = linkops::carry_out(&mut rtnl, &release);
         let write_files = || {
-            let port = match plan::after(&observed, &plan).remove(iface) {
+            let host_port = match plan::after(&observed, &plan).remove(&port) {
                 Some(p) if matches!(desired.nics.get(iface), Some(Decision::Attach(_))) => {
                     Some(HostPort {
-                        name: iface.to_string(),
+                        name: port.clone(),
                         bridge: p.bridge,
                         vlan: p.vlan,
                         owned: p.owned,
@@ -180,10 +236,28 @@ pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
                 }
                 _ => None,
             };
-            let update = Update::One { name: iface, port };
-            hostfiles::update(config, update, &links::exists)
+            let update = Update::One {
+                name: &port,
+                port: host_port,
+            };
+            let exists = |name: &str| name == port || links::exists(name);
+            hostfiles::update(config, update, &exists)
         };
-        let (failed, files) = commit(&mut ovs, &observed, &plan, &mtus, write_files)?;
+        let (ovs_failed, files) = commit(&mut ovs, &observed, &plan, &mtus, write_files)?;
+        failed.extend(ovs_failed);
+        let states = if plan.is_empty() && release.is_empty() {
+            neighbours
+        } else {
+            plug_links(&mut rtnl, iface)?
+        };
+        let ops = linkplan::after_commit(
+            &desired,
+            &plan,
+            &states,
+            |b| mtus.get(b).copied().unwrap_or(DEFAULT_MTU),
+            sysctl::ipv6_enabled,
+        );
+        failed.extend(linkops::carry_out(&mut rtnl, &ops));
         Ok(report(
             "plug", &plan, invalid, &failed, None, files, started,
         ))
@@ -225,6 +299,8 @@ struct Host {
     /// files filter every OVS port through it.
     guest_nics: BTreeSet<String>,
     mtus: BTreeMap<String, u32>,
+    /// Every link's state, for the kernel-side decisions ([`linkplan`]).
+    states: BTreeMap<String, LinkState>,
 }
 
 impl Host {
@@ -251,6 +327,7 @@ impl Host {
                 .iter()
                 .filter_map(|l| Some((l.name.clone(), l.mtu?)))
                 .collect(),
+            states: link_states(&all),
             links,
             guests,
         })
@@ -260,6 +337,68 @@ impl Host {
     fn is_guest_nic(&self, name: &str) -> bool {
         self.guest_nics.contains(name)
     }
+}
+
+/// The links by name as [`linkplan`] sees them, their masters by name.
+fn link_states(all: &[Link]) -> BTreeMap<String, LinkState> {
+    let names: BTreeMap<u32, &str> = all.iter().map(|l| (l.index, l.name.as_str())).collect();
+    all.iter()
+        .map(|l| {
+            (
+                l.name.clone(),
+                LinkState {
+                    up: l.up,
+                    mtu: l.mtu,
+                    master: l.master.and_then(|m| names.get(&m).map(|n| n.to_string())),
+                    alias: l.alias.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// `plug`'s view of the links [`linkplan`] looks at: the NIC, and its fwbr and fwln if it has
+/// the firewall shape or had it. One lookup each, no dump.
+fn plug_links(rtnl: &mut Rtnl, iface: &str) -> anyhow::Result<BTreeMap<String, LinkState>> {
+    let mut names = vec![iface.to_string()];
+    if let Some(nic) = NicId::parse(iface) {
+        let fw = firewall::names(nic);
+        names.extend([fw.fwbr, fw.fwln]);
+    }
+    let mut found = Vec::new();
+    for name in &names {
+        if let Some(link) = rtnl.by_name(name)? {
+            if let Some(m) = link.master {
+                if let Some(master) = rtnl.by_index(m)? {
+                    if !found.iter().any(|l: &Link| l.index == master.index) {
+                        found.push(master);
+                    }
+                }
+            }
+            found.push(link);
+        }
+    }
+    Ok(link_states(&found))
+}
+
+/// The OVS ports that carry firewall NICs in `desired` (their fwlns).
+fn firewall_ports(desired: &Desired) -> BTreeSet<String> {
+    desired
+        .nics
+        .iter()
+        .filter_map(|(name, d)| match d {
+            Decision::Attach(t) if t.firewall.is_some() => Some(t.port(name).to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// MTU Proxmox falls back to nowhere (it refuses a bridge without one); a bridge whose link the
+/// tool cannot see gets Linux's default.
+const DEFAULT_MTU: u32 = 1500;
+
+fn bridge_mtu(mtus: &BTreeMap<String, u32>, bridge: &str) -> u32 {
+    mtus.get(bridge).copied().unwrap_or(DEFAULT_MTU)
 }
 
 fn host_link(link: &Link, master: Option<&Link>) -> HostLink {
@@ -378,7 +517,10 @@ fn commit<F: Send>(
     });
     timing(&mut lap, AFTER_COMMIT_TIMING);
     let failed = match waited {
-        Ok(failed) => Ok(failed),
+        Ok(failed) => Ok(failed
+            .into_iter()
+            .map(|(port, why)| (port, format!("ovs-vswitchd reports: {why}")))
+            .collect()),
         Err(e) => match e.downcast::<Unconfirmed>() {
             Ok(u) => {
                 log::warn!("{u}");
@@ -424,7 +566,7 @@ fn report(
     started: Instant,
 ) -> Success {
     for (port, why) in failed.iter().filter(|(_, why)| why != "unconfirmed") {
-        log::warn!("{port}: ovs-vswitchd reports: {why}");
+        log::warn!("{port}: {why}");
     }
     let files_ok = match &files {
         Ok(_) => true,

@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::Config;
-use crate::decide::guest::{GuestConfig, GuestId, Kind, NicId};
+use crate::decide::firewall;
+use crate::decide::guest::{GuestConfig, GuestId, Kind, NetSpec, NicId};
 use crate::decide::ifname;
 use crate::decide::vlan::Vlan;
 
@@ -37,11 +38,46 @@ pub enum GuestFile {
     Unreadable(String),
 }
 
-/// Where a NIC belongs.
+/// Where a NIC belongs, in the shape Proxmox's `tap_plug` gives it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     pub bridge: String,
     pub vlan: Vlan,
+    /// `firewall=1`: the NIC sits in a Linux bridge and this OVS internal port carries the VLAN.
+    pub firewall: Option<firewall::Names>,
+    /// `rate=` in bytes per second, set on the NIC (not the fwln) whenever the tool plugs it.
+    pub rate: Option<u64>,
+    /// A QEMU NIC with a pending value targets it (what `pve-bridge` plugs); a port already
+    /// where the current value puts it is left alone too: Proxmox may have plugged either.
+    pub also: Option<(String, Vlan)>,
+}
+
+impl Target {
+    /// A plain target: that bridge and VLAN, nothing else.
+    pub fn plain(bridge: impl Into<String>, vlan: Vlan) -> Target {
+        Target {
+            bridge: bridge.into(),
+            vlan,
+            firewall: None,
+            rate: None,
+            also: None,
+        }
+    }
+
+    /// The OVS port that carries the NIC: the fwln of a firewall NIC, the NIC itself otherwise.
+    pub fn port<'a>(&'a self, nic: &'a str) -> &'a str {
+        self.firewall.as_ref().map_or(nic, |f| f.fwln.as_str())
+    }
+
+    /// Whether a port on `bridge` with `vlan` is where this target (or its accepted
+    /// alternative) puts it.
+    pub fn accepts(&self, bridge: &str, vlan: &Vlan) -> bool {
+        (bridge == self.bridge && *vlan == self.vlan)
+            || self
+                .also
+                .as_ref()
+                .is_some_and(|(b, v)| b == bridge && v == vlan)
+    }
 }
 
 /// What to do with one guest NIC.
@@ -62,6 +98,9 @@ pub enum Decision {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Desired {
     pub nics: BTreeMap<String, Decision>,
+    /// LXC NICs with `link_down=1`: pve-container's `net_tap_plug` sets them down (and plugs
+    /// them nowhere), whatever their bridge.
+    pub down: BTreeSet<String>,
 }
 
 /// The links that are guest NICs: a configured prefix, no exclude match, and not an OVS internal
@@ -112,7 +151,16 @@ pub fn build(
     let nics = candidates(config, links)
         .map(|l| (l.name.clone(), decide(config, l, guests, bridges)))
         .collect();
-    Desired { nics }
+    let down = candidates(config, links)
+        .filter_map(|l| NicId::parse(&l.name))
+        .filter(|nic| nic.guest.kind == Kind::Lxc)
+        .filter(|nic| {
+            matches!(guests.files.get(&nic.guest), Some(GuestFile::Parsed(conf))
+                if matches!(conf.nets.get(&nic.index), Some(Ok(spec)) if spec.link_down))
+        })
+        .map(|nic| format!("veth{}i{}", nic.guest.vmid, nic.index))
+        .collect();
+    Desired { nics, down }
 }
 
 fn decide(
@@ -121,10 +169,14 @@ fn decide(
     guests: &Guests,
     bridges: &BTreeSet<String>,
 ) -> Decision {
-    if let Master::Other(master) = &link.master {
-        return Decision::Ignore(format!("enslaved to {master}"));
-    }
     let nic = NicId::parse(&link.name);
+    // A NIC in its own fwbr is decided from its configuration: it may be a firewall NIC to
+    // repair, or one whose firewall was switched off. Any other master is someone else's.
+    match (&link.master, nic) {
+        (Master::Other(master), Some(nic)) if firewall::is_fwbr_of(master, nic) => {}
+        (Master::Other(master), _) => return Decision::Ignore(format!("enslaved to {master}")),
+        _ => {}
+    }
     let file = nic.and_then(|n| guests.files.get(&n.guest));
     match (nic, file) {
         (Some(nic), Some(GuestFile::Parsed(conf))) => from_guest(nic, conf, bridges),
@@ -141,10 +193,9 @@ fn decide(
         )),
         // No configuration: a raw LXC container, a non-Proxmox host, or a name outside the
         // Proxmox pattern. It goes to the default bridge, untagged.
-        _ if bridges.contains(&config.bridge) => Decision::Attach(Target {
-            bridge: config.bridge.clone(),
-            vlan: Vlan::default(),
-        }),
+        _ if bridges.contains(&config.bridge) => {
+            Decision::Attach(Target::plain(config.bridge.clone(), Vlan::default()))
+        }
         _ => Decision::Invalid(format!(
             "the default bridge {} does not exist in Open vSwitch",
             config.bridge
@@ -159,27 +210,63 @@ fn from_guest(nic: NicId, conf: &GuestConfig, bridges: &BTreeSet<String>) -> Dec
         Some(Err(e)) => return Decision::Invalid(format!("{key}: {e}")),
         Some(Ok(spec)) => spec,
     };
+    // pve-bridge plugs a pending value when there is one; a broken pending value is Proxmox's
+    // to report, and the current one stands.
+    let pending = match conf.pending.get(&nic.index) {
+        Some(Ok(p)) if nic.guest.kind == Kind::Qemu => Some(p),
+        _ => None,
+    };
+    let primary = match from_spec(nic, pending.unwrap_or(spec), bridges) {
+        Ok(target) => target,
+        Err(decision) => return decision,
+    };
+    match (primary, pending) {
+        (Decision::Attach(mut target), Some(_)) => {
+            if let Ok(Decision::Attach(current)) = from_spec(nic, spec, bridges) {
+                if current.firewall == target.firewall {
+                    target.also = Some((current.bridge, current.vlan));
+                }
+            }
+            Decision::Attach(target)
+        }
+        (decision, _) => decision,
+    }
+}
+
+/// The decision for one `net<n>` value; `Err` carries a decision that is final whatever else
+/// the configuration says.
+fn from_spec(nic: NicId, spec: &NetSpec, bridges: &BTreeSet<String>) -> Result<Decision, Decision> {
+    let key = nic.key();
     let Some(bridge) = &spec.bridge else {
-        return Decision::Detach(format!("{key} names no bridge"));
+        return Ok(Decision::Detach(format!("{key} names no bridge")));
     };
     if !bridges.contains(bridge) {
-        return Decision::Detach(format!("{key} bridge {bridge} is not an OVS bridge"));
+        return Ok(Decision::Detach(format!(
+            "{key} bridge {bridge} is not an OVS bridge"
+        )));
     }
-    // Proxmox keeps an LXC NIC with link_down=1 off its bridge on purpose; QEMU's link_down is a
-    // QMP link state and the tap stays attached.
+    // Proxmox keeps an LXC NIC with link_down=1 off its bridge on purpose (and sets it down);
+    // QEMU's link_down is a QMP link state and the tap stays attached.
     if spec.link_down && nic.guest.kind == Kind::Lxc {
-        return Decision::Detach(format!("{key} has link_down=1"));
+        return Ok(Decision::Detach(format!("{key} has link_down=1")));
     }
-    if spec.firewall {
-        return Decision::Ignore(format!(
-            "{key} has firewall=1: Proxmox plugs it through fwbr{}i{}",
-            nic.guest.vmid, nic.index
-        ));
-    }
-    Decision::Attach(Target {
+    let firewall = if spec.firewall {
+        let names = firewall::names(nic);
+        if let Err(e) = ifname::validate(&names.fwln) {
+            // Proxmox's own check_iface_name refuses it too: such a NIC cannot be plugged.
+            return Err(Decision::Invalid(format!("{key} has firewall=1, but {e}")));
+        }
+        Some(names)
+    } else {
+        None
+    };
+    Ok(Decision::Attach(Target {
         bridge: bridge.clone(),
         vlan: Vlan::proxmox(spec.tag, spec.trunks.clone()),
-    })
+        firewall,
+        rate: spec.rate,
+        also: None,
+    }))
 }
 
 #[cfg(test)]
@@ -215,10 +302,7 @@ mod tests {
     }
 
     fn attach(bridge: &str, vlan: Vlan) -> Decision {
-        Decision::Attach(Target {
-            bridge: bridge.into(),
-            vlan,
-        })
+        Decision::Attach(Target::plain(bridge, vlan))
     }
 
     #[test]
@@ -352,16 +436,21 @@ mod tests {
     }
 
     #[test]
-    fn firewall_and_foreign_masters_are_ignored() {
+    fn firewall_nics_get_the_fwbr_shape_and_foreign_masters_are_ignored() {
         let g = guest(
             Kind::Qemu,
             300,
-            "net0: virtio,bridge=ovsbr0,firewall=1\nnet1: virtio,bridge=ovsbr0\n",
+            "net0: virtio,bridge=ovsbr0,firewall=1,tag=10,rate=5\nnet1: virtio,bridge=ovsbr0\nnet2: virtio,bridge=ovsbr0,firewall=1\n",
         );
-        let enslaved = HostLink {
+        let in_own_fwbr = HostLink {
+            name: "tap300i2".into(),
+            kind: Some("tun".into()),
+            master: Master::Other("fwbr300i2".into()),
+        };
+        let in_other_bridge = HostLink {
             name: "tap300i1".into(),
             kind: Some("tun".into()),
-            master: Master::Other("fwbr300i1".into()),
+            master: Master::Other("fwbr300i0".into()),
         };
         let on_ovs = HostLink {
             name: "tap301i0".into(),
@@ -370,13 +459,49 @@ mod tests {
         };
         let g301 = guest(Kind::Qemu, 301, "net0: virtio,bridge=ovsbr0\n");
         let d = decide_one(
-            &[link("tap300i0"), enslaved, on_ovs],
+            &[link("tap300i0"), in_other_bridge, in_own_fwbr, on_ovs],
             &[g, g301],
             &["ovsbr0"],
         );
-        assert!(matches!(d.nics["tap300i0"], Decision::Ignore(_)));
-        assert!(matches!(d.nics["tap300i1"], Decision::Ignore(_)));
+        let Decision::Attach(t) = &d.nics["tap300i0"] else {
+            panic!("{:?}", d.nics["tap300i0"]);
+        };
+        assert_eq!(t.port("tap300i0"), "fwln300o0");
+        assert_eq!(t.firewall.as_ref().unwrap().fwbr, "fwbr300i0");
+        assert_eq!(t.vlan, Vlan::proxmox(Some(10), vec![]));
+        assert_eq!(t.rate, Some(5 * 1_048_576));
+        assert!(
+            matches!(&d.nics["tap300i2"], Decision::Attach(t) if t.port("tap300i2") == "fwln300o2")
+        );
+        assert!(
+            matches!(d.nics["tap300i1"], Decision::Ignore(_)),
+            "someone else's bridge"
+        );
         assert_eq!(d.nics["tap301i0"], attach("ovsbr0", Vlan::default()));
+    }
+
+    /// qemu-server `src/usr/pve-bridge`: `$netconf = $conf->{pending}->{$netid} if
+    /// !$migratedfrom && defined($conf->{pending}->{$netid})`. pve-container's `lxcnetaddbr`
+    /// reads `$conf->{"net$2"}` only.
+    #[test]
+    fn a_pending_value_is_the_target_and_the_current_one_is_accepted() {
+        let text =
+            "net0: virtio,bridge=vmbr1,tag=10\n[PENDING]\nnet0: virtio,bridge=vmbr1,tag=20\n";
+        let q = guest(Kind::Qemu, 100, text);
+        let l = guest(Kind::Lxc, 100, &text.replace("virtio", "name=eth0"));
+        let d = decide_one(&[link("tap100i0"), link("veth100i0")], &[q, l], &["vmbr1"]);
+        let Decision::Attach(t) = &d.nics["tap100i0"] else {
+            panic!()
+        };
+        assert_eq!(t.vlan, Vlan::proxmox(Some(20), vec![]));
+        assert!(t.accepts("vmbr1", &Vlan::proxmox(Some(10), vec![])));
+        assert!(t.accepts("vmbr1", &Vlan::proxmox(Some(20), vec![])));
+        assert!(!t.accepts("vmbr1", &Vlan::default()));
+        assert_eq!(
+            d.nics["veth100i0"],
+            attach("vmbr1", Vlan::proxmox(Some(10), vec![])),
+            "LXC ignores pending values"
+        );
     }
 
     #[test]

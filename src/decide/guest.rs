@@ -94,6 +94,9 @@ pub struct NetSpec {
     pub trunks: Vec<u16>,
     pub firewall: bool,
     pub link_down: bool,
+    /// `rate=` in bytes per second, as Proxmox's `tap_rate_limit` computes it
+    /// (`int(rate * 1024 * 1024)`); `None` for no limit (absent, or 0 after that rounding).
+    pub rate: Option<u64>,
 }
 
 /// The `net<n>` lines of a guest's current configuration, each parsed on its own so that one
@@ -101,6 +104,11 @@ pub struct NetSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GuestConfig {
     pub nets: BTreeMap<u8, Result<NetSpec, String>>,
+    /// QEMU only: the `net<n>` lines of the `[PENDING]` section, a change Proxmox has not
+    /// applied yet. qemu-server's `pve-bridge` plugs a NIC with its pending value when there is
+    /// one (a hotplugged NIC, a VM resumed from a state file), so both values can be live.
+    /// pve-container's `lxcnetaddbr` reads the current value only, so for LXC this stays empty.
+    pub pending: BTreeMap<u8, Result<NetSpec, String>>,
 }
 
 impl GuestConfig {
@@ -114,13 +122,33 @@ impl GuestConfig {
     /// pve-container warns and stores it anyway. A `net<n>:` with nothing after it matches
     /// neither parser's line pattern and is skipped by both.
     pub fn parse(kind: Kind, text: &str) -> GuestConfig {
+        let current = text.split('\n').take_while(|l| !l.starts_with('['));
+        let pending = match kind {
+            Kind::Qemu => Some(
+                text.split('\n')
+                    .skip_while(|l| l.trim_end() != "[PENDING]")
+                    .skip(1)
+                    .take_while(|l| !l.starts_with('[')),
+            ),
+            Kind::Lxc => None,
+        };
+        GuestConfig {
+            nets: parse_nets(kind, current),
+            pending: pending.map(|p| parse_nets(kind, p)).unwrap_or_default(),
+        }
+    }
+}
+
+/// The `net<n>` lines of one section.
+fn parse_nets<'a>(
+    kind: Kind,
+    lines: impl Iterator<Item = &'a str>,
+) -> BTreeMap<u8, Result<NetSpec, String>> {
+    {
         let mut nets: BTreeMap<u8, Result<NetSpec, String>> = BTreeMap::new();
         // Whether Proxmox holds the value recorded in `nets` (as opposed to having no value).
         let mut held: BTreeMap<u8, bool> = BTreeMap::new();
-        for line in text.split('\n') {
-            if line.starts_with('[') {
-                break;
-            }
+        for line in lines {
             let Some((key, value)) = line.split_once(':') else {
                 continue;
             };
@@ -150,7 +178,7 @@ impl GuestConfig {
                 held.insert(index, stored);
             }
         }
-        GuestConfig { nets }
+        nets
     }
 }
 
@@ -210,6 +238,7 @@ fn parse_net(kind: Kind, value: &str) -> Result<NetSpec, LineError> {
         trunks,
         firewall: net.firewall,
         link_down: net.link_down,
+        rate: net.rate,
     })
 }
 
@@ -220,6 +249,7 @@ struct Checked<'a> {
     trunks: Option<&'a str>,
     firewall: bool,
     link_down: bool,
+    rate: Option<u64>,
 }
 
 /// Checks a `net<n>` value as Proxmox does: split into items by [`split_items`], then the checks
@@ -283,12 +313,18 @@ fn check_net(kind: Kind, value: &str) -> Result<Checked<'_>, String> {
             .filter(|m| (min..=max).contains(m))
             .ok_or_else(|| format!("mtu {mtu:?} is not a number from {min} to {max}"))?;
     }
+    let mut rate_bytes = None;
     if let Some(rate) = seen.get("rate") {
         // A number in both formats; only QEMU's has `minimum => 0`.
         let r = schema_number(rate).ok_or_else(|| format!("rate {rate:?} is not a number"))?;
         if kind == Kind::Qemu && r < 0.0 {
             return Err(format!("rate {rate:?} is negative"));
         }
+        // pve-common `tap_rate_limit`: `int($rate * 1024 * 1024)`, and no limit when that is 0
+        // (`return if !$rate`). A negative LXC rate is truncated the same way; tc refuses it,
+        // so it counts as no limit here.
+        let bytes = (r * 1_048_576.0).trunc();
+        rate_bytes = (bytes >= 1.0 && bytes < u64::MAX as f64).then_some(bytes as u64);
     }
     Ok(Checked {
         bridge,
@@ -296,6 +332,7 @@ fn check_net(kind: Kind, value: &str) -> Result<Checked<'_>, String> {
         trunks,
         firewall,
         link_down,
+        rate: rate_bytes,
     })
 }
 

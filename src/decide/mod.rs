@@ -9,9 +9,11 @@
 //! the value types and checks they share.
 
 pub mod desired;
+pub mod firewall;
 pub mod glob;
 pub mod guest;
 pub mod ifname;
+pub mod linkplan;
 pub mod migrate;
 pub mod nmstate;
 pub mod observed;

@@ -11,17 +11,20 @@ use std::fmt;
 
 use crate::config::Config;
 use crate::decide::desired::{Decision, Desired, Target};
+use crate::decide::firewall;
 use crate::decide::guest::NicId;
 use crate::decide::observed::{Observed, PortState, Uuid};
 use crate::decide::vlan::Vlan;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    /// Create the port (and its interface) on `bridge`, marked as ours.
+    /// Create the port (and its interface) on `bridge`, marked as ours. `internal`: an OVS
+    /// internal port (a firewall NIC's fwln), whose kernel device ovs-vswitchd creates.
     Attach {
         port: String,
         bridge: String,
         vlan: Vlan,
+        internal: bool,
     },
     /// Rewrite the VLAN columns of a port that is on the right bridge.
     Update {
@@ -79,8 +82,17 @@ impl Change {
             }
         };
         match self {
-            Change::Attach { port, bridge, vlan } => {
-                format!("{} {port} to {bridge} {vlan}", verb("attach", "attached"))
+            Change::Attach {
+                port,
+                bridge,
+                vlan,
+                internal,
+            } => {
+                let kind = if *internal { " (internal port)" } else { "" };
+                format!(
+                    "{} {port} to {bridge} {vlan}{kind}",
+                    verb("attach", "attached")
+                )
             }
             Change::Update {
                 port,
@@ -167,27 +179,48 @@ impl Plan {
 }
 
 pub fn build(config: &Config, desired: &Desired, observed: &Observed, scope: Scope<'_>) -> Plan {
+    let full = matches!(scope, Scope::Full { .. });
     let mut changes = Vec::new();
     for (name, decision) in &desired.nics {
-        let port = observed.ports.get(name);
-        match (decision, port) {
-            (Decision::Attach(target), None) => changes.push(Change::Attach {
-                port: name.clone(),
-                bridge: target.bridge.clone(),
-                vlan: target.vlan.clone(),
-            }),
-            (Decision::Attach(target), Some(state)) => changes.extend(correct(name, target, state)),
-            (Decision::Detach(reason), Some(state)) if state.owned => {
-                if let Scope::Full { .. } = scope {
-                    changes.push(prune(name, state, reason));
+        match decision {
+            Decision::Attach(target) => {
+                let port = target.port(name);
+                match observed.ports.get(port) {
+                    None => changes.push(Change::Attach {
+                        port: port.to_string(),
+                        bridge: target.bridge.clone(),
+                        vlan: target.vlan.clone(),
+                        internal: target.firewall.is_some(),
+                    }),
+                    Some(state) => changes.extend(correct(port, target, state)),
+                }
+                // A firewall NIC is never an OVS port itself (Proxmox's tap_plug del-ports it);
+                // a port of ours left from before firewall=1 goes.
+                if let (Some(_), Some(state)) = (&target.firewall, observed.ports.get(name)) {
+                    if state.owned && full {
+                        changes.push(prune(name, state, "firewall=1: plugged through its fwbr"));
+                    }
                 }
             }
-            _ => {}
+            Decision::Detach(reason) => match observed.ports.get(name) {
+                Some(state) if state.owned && full => changes.push(prune(name, state, reason)),
+                _ => {}
+            },
+            Decision::Ignore(_) | Decision::Invalid(_) => {}
         }
     }
     if let Scope::Full { live } = scope {
         for (name, state) in &observed.ports {
-            if desired.nics.contains_key(name) || live.contains(name) || config.is_excluded(name) {
+            if desired.nics.contains_key(name) || config.is_excluded(name) {
+                continue;
+            }
+            if let Some(reason) = unwanted_fwln(name, desired, live) {
+                if state.owned {
+                    changes.push(prune(name, state, reason));
+                }
+                continue;
+            }
+            if live.contains(name) {
                 continue;
             }
             let stale_guest_row = config.is_candidate(name) && NicId::parse(name).is_some();
@@ -199,17 +232,41 @@ pub fn build(config: &Config, desired: &Desired, observed: &Observed, scope: Sco
     Plan { changes }
 }
 
+/// Why a `fwln<vmid>o<n>` port is no longer wanted, if it is one and is not: its NIC is decided
+/// and wants no firewall port (firewall switched off, NIC moved off OVS), or its NIC is gone.
+/// `None` for any other name, and for a fwln whose NIC is left alone or invalid (not decided
+/// means not touched).
+fn unwanted_fwln(name: &str, desired: &Desired, live: &BTreeSet<String>) -> Option<&'static str> {
+    let (vmid, index) = firewall::fwln_owner(name)?;
+    let nics = [format!("tap{vmid}i{index}"), format!("veth{vmid}i{index}")];
+    let mut decided = false;
+    for nic in &nics {
+        match desired.nics.get(nic) {
+            Some(Decision::Attach(t)) if t.port(nic) == name => return None,
+            Some(Decision::Attach(_) | Decision::Detach(_)) => decided = true,
+            Some(Decision::Ignore(_) | Decision::Invalid(_)) => return None,
+            None => {}
+        }
+    }
+    if decided {
+        Some("its NIC no longer has firewall=1 on this bridge")
+    } else if nics.iter().any(|n| live.contains(n)) {
+        None
+    } else {
+        Some("its NIC is gone")
+    }
+}
+
 fn correct(name: &str, target: &Target, state: &PortState) -> Option<Change> {
     match &state.bridge {
-        Some(bridge) if *bridge == target.bridge => {
-            (state.vlan != target.vlan).then(|| Change::Update {
-                port: name.into(),
-                uuid: state.uuid.clone(),
-                bridge: bridge.clone(),
-                from: state.vlan.clone(),
-                to: target.vlan.clone(),
-            })
-        }
+        Some(bridge) if target.accepts(bridge, &state.vlan) => None,
+        Some(bridge) if *bridge == target.bridge => Some(Change::Update {
+            port: name.into(),
+            uuid: state.uuid.clone(),
+            bridge: bridge.clone(),
+            from: state.vlan.clone(),
+            to: target.vlan.clone(),
+        }),
         Some(bridge) => Some(Change::Move {
             port: name.into(),
             uuid: state.uuid.clone(),
@@ -222,6 +279,7 @@ fn correct(name: &str, target: &Target, state: &PortState) -> Option<Change> {
             port: name.into(),
             bridge: target.bridge.clone(),
             vlan: target.vlan.clone(),
+            internal: target.firewall.is_some(),
         }),
     }
 }
@@ -293,7 +351,9 @@ pub fn after(observed: &Observed, plan: &Plan) -> BTreeMap<String, PortAfter> {
         .collect();
     for change in &plan.changes {
         match change {
-            Change::Attach { port, bridge, vlan } => {
+            Change::Attach {
+                port, bridge, vlan, ..
+            } => {
                 ports.insert(
                     port.clone(),
                     PortAfter {
@@ -342,10 +402,7 @@ mod tests {
     }
 
     fn attach(bridge: &str, vlan: Vlan) -> Decision {
-        Decision::Attach(Target {
-            bridge: bridge.into(),
-            vlan,
-        })
+        Decision::Attach(Target::plain(bridge, vlan))
     }
 
     fn observed(ports: &[(&str, PortState)]) -> Observed {
@@ -368,6 +425,7 @@ mod tests {
                 .iter()
                 .map(|(n, d)| (n.to_string(), d.clone()))
                 .collect(),
+            ..Desired::default()
         }
     }
 
@@ -390,7 +448,8 @@ mod tests {
             vec![Change::Attach {
                 port: "tap100i0".into(),
                 bridge: "vmbr1".into(),
-                vlan: tag10
+                vlan: tag10,
+                internal: false,
             }]
         );
         assert_eq!(p.changes[0].to_string(), "attach tap100i0 to vmbr1 tag=10");
@@ -486,6 +545,75 @@ mod tests {
         );
     }
 
+    fn fw(nic: &str, vlan: Vlan) -> Decision {
+        Decision::Attach(Target {
+            firewall: Some(firewall::names(NicId::parse(nic).unwrap())),
+            ..Target::plain("vmbr1", vlan)
+        })
+    }
+
+    #[test]
+    fn a_firewall_nic_is_carried_by_its_fwln_and_only_our_fwlns_go() {
+        let tag10 = Vlan::proxmox(Some(10), vec![]);
+        let d = desired(&[
+            ("tap100i0", fw("tap100i0", tag10.clone())),
+            ("tap101i0", attach("vmbr1", Vlan::default())),
+            ("tap102i0", Decision::Ignore("unreadable".into())),
+        ]);
+        let o = observed(&[
+            // Plain port of ours from before firewall=1.
+            ("tap100i0", state("vmbr1", tag10.clone(), true)),
+            // tap101i0's firewall was switched off: its fwln (ours) goes, Proxmox's stays.
+            ("fwln101o0", state("vmbr1", Vlan::default(), true)),
+            ("tap101i0", state("vmbr1", Vlan::default(), false)),
+            ("fwln102o0", state("vmbr1", Vlan::default(), true)),
+            // A gone guest's fwln, ours.
+            ("fwln103o0", state("vmbr1", Vlan::default(), true)),
+        ]);
+        let l = live(&[
+            "tap100i0",
+            "tap101i0",
+            "tap102i0",
+            "fwln101o0",
+            "fwln102o0",
+            "fwln103o0",
+        ]);
+        let p = build(&Config::default(), &d, &o, Scope::Full { live: &l });
+        let lines: Vec<String> = p.changes.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "attach fwln100o0 to vmbr1 tag=10 (internal port)",
+                "prune tap100i0 from vmbr1 (firewall=1: plugged through its fwbr)",
+                "prune fwln101o0 from vmbr1 (its NIC no longer has firewall=1 on this bridge)",
+                "prune fwln103o0 from vmbr1 (its NIC is gone)",
+            ]
+        );
+        // plug: the fwln only.
+        let p = build(&Config::default(), &d, &o, Scope::Additive);
+        assert_eq!(p.counts(), [1, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_port_where_the_current_value_puts_it_is_left_while_a_value_is_pending() {
+        let mut target = Target::plain("vmbr1", Vlan::proxmox(Some(20), vec![]));
+        target.also = Some(("vmbr1".into(), Vlan::proxmox(Some(10), vec![])));
+        let d = desired(&[("tap100i0", Decision::Attach(target))]);
+        for (tag, changes) in [(10, 0), (20, 0), (30, 1)] {
+            let o = observed(&[(
+                "tap100i0",
+                state("vmbr1", Vlan::proxmox(Some(tag), vec![]), false),
+            )]);
+            assert_eq!(
+                build(&Config::default(), &d, &o, Scope::Additive)
+                    .changes
+                    .len(),
+                changes,
+                "tag {tag}"
+            );
+        }
+    }
+
     #[test]
     fn release_hands_back_live_ports_and_prunes_gone_ones() {
         let o = observed(&[
@@ -540,6 +668,7 @@ mod tests {
                     port: "tap4".into(),
                     bridge: "vmbr1".into(),
                     vlan: Vlan::default(),
+                    internal: false,
                 },
             ],
         };

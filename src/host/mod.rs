@@ -8,9 +8,12 @@
 
 pub mod files;
 pub mod hostfiles;
+pub mod linkops;
 pub mod links;
 pub mod lock;
 pub mod ovsdb;
 pub mod pve;
+pub mod sysctl;
 pub mod syslog;
+pub mod tc;
 pub mod vswitch;

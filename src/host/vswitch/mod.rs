@@ -210,9 +210,17 @@ pub fn transaction(
     let mut deletes: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     for (i, change) in plan.changes.iter().enumerate() {
         match change {
-            Change::Attach { port, bridge, vlan } => {
+            Change::Attach {
+                port,
+                bridge,
+                vlan,
+                internal,
+            } => {
                 let (iface, row) = (format!("iface{i}"), format!("port{i}"));
                 let mut irow = json!({"name": port});
+                if *internal {
+                    irow["type"] = json!("internal");
+                }
                 if let Some(mtu) = mtus.get(bridge) {
                     irow["mtu_request"] = json!(mtu);
                 }
@@ -402,11 +410,13 @@ mod tests {
                     port: "tap100i0".into(),
                     bridge: "vmbr1".into(),
                     vlan: Vlan::proxmox(Some(10), vec![20]),
+                    internal: false,
                 },
                 Change::Attach {
                     port: "tap101i0".into(),
                     bridge: "vmbr1".into(),
                     vlan: Vlan::default(),
+                    internal: false,
                 },
             ],
         };
@@ -488,6 +498,7 @@ mod tests {
                 port: "t".into(),
                 bridge: "nope".into(),
                 vlan: Vlan::default(),
+                internal: false,
             }],
         };
         assert!(transaction(&observed(), &plan, &BTreeMap::new()).is_err());
