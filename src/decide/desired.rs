@@ -127,8 +127,14 @@ pub fn refused_names<'a>(config: &Config, links: &'a [HostLink]) -> Vec<&'a str>
 /// The guest configuration files that [`build`] will consult for these links.
 pub fn guests_to_read(config: &Config, links: &[HostLink]) -> BTreeSet<GuestId> {
     candidates(config, links)
-        .filter(|l| matches!(l.master, Master::None | Master::Ovs))
-        .filter_map(|l| NicId::parse(&l.name).map(|n| n.guest))
+        .filter_map(|l| {
+            let nic = NicId::parse(&l.name)?;
+            match &l.master {
+                Master::None | Master::Ovs => Some(nic.guest),
+                Master::Other(m) if firewall::is_fwbr_of(m, nic) => Some(nic.guest),
+                Master::Other(_) => None,
+            }
+        })
         .collect()
 }
 

@@ -248,6 +248,7 @@ pub struct SetLink {
     pub mtu: Option<u32>,
     /// `Some(0)` releases the link from its master.
     pub master: Option<u32>,
+    pub alias: Option<String>,
 }
 
 /// Writes, each one request answered by the kernel's ACK (`NLM_F_ACK`), so a refusal comes
@@ -261,6 +262,9 @@ impl Rtnl {
         }
         if let Some(master) = change.master {
             attrs.push(raw::attr(raw::IFLA_MASTER_W, &master.to_ne_bytes()));
+        }
+        if let Some(alias) = &change.alias {
+            attrs.push(raw::attr(raw::IFLA_IFALIAS_W, alias.as_bytes()));
         }
         let (flags, mask) = match change.up {
             Some(true) => (libc::IFF_UP as u32, libc::IFF_UP as u32),
@@ -281,13 +285,24 @@ impl Rtnl {
         let attrs = [
             raw::attr(raw::IFLA_IFNAME_W, format!("{name}\0").as_bytes()),
             raw::attr(raw::IFLA_MTU_W, &mtu.to_ne_bytes()),
-            raw::attr(raw::IFLA_IFALIAS_W, alias.as_bytes()),
             raw::attr(raw::IFLA_LINKINFO_W, &kind),
         ];
         let up = libc::IFF_UP as u32;
         let create = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
         self.request(raw::RTM_NEWLINK, create, 0, up, up, &attrs)
-            .with_context(|| format!("creating bridge {name}"))
+            .with_context(|| format!("creating bridge {name}"))?;
+        // The kernel takes IFLA_IFALIAS on a change, not on a creation.
+        let index = self
+            .by_name(name)?
+            .ok_or_else(|| anyhow!("bridge {name} vanished right after its creation"))?
+            .index;
+        self.set(
+            index,
+            &SetLink {
+                alias: Some(alias.to_string()),
+                ..SetLink::default()
+            },
+        )
     }
 
     /// Deletes link `index`.
