@@ -186,10 +186,19 @@ fn lxc_link_down_and_linux_bridge_nics_are_not_attached() {
     ovs.veth("vethDocker1");
     ovs.sh("ip link set vethDocker1 master vmbr0");
     let out = ovs.tool_ok(&["apply"]);
-    assert!(out.contains("0 attached"), "{out}");
+    // The firewall NIC is carried by its fwln (see tests/replug.rs); nothing else is attached.
+    assert!(out.contains("1 attached"), "{out}");
+    assert!(
+        out.contains("attached fwln301o1 to ovsbr0 untagged (internal port)"),
+        "{out}"
+    );
     for p in ["veth300i0", "tap301i0", "tap301i1", "vethDocker1"] {
         assert_eq!(ovs.bridge_of(p), None, "{p}");
     }
+    assert!(
+        out.contains("set veth300i0 down"),
+        "link_down=1 is set down: {out}"
+    );
     // A port of ours for a NIC that turned link_down is removed again.
     ovs.guest("lxc", 300, "net0: name=eth0,bridge=ovsbr0\n");
     ovs.tool_ok(&["apply"]);

@@ -536,6 +536,7 @@ mod tests {
 
     #[test]
     fn guests_to_read_skips_enslaved_and_raw() {
+        // A NIC in its own fwbr is read (it may need repairing); in any other bridge, not.
         let links = [
             link("tap100i0"),
             link("tap100i1"),
@@ -544,7 +545,12 @@ mod tests {
             HostLink {
                 name: "tap300i0".into(),
                 kind: None,
-                master: Master::Other("fwbr300i0".into()),
+                master: Master::Other("vmbr9".into()),
+            },
+            HostLink {
+                name: "tap100i2".into(),
+                kind: None,
+                master: Master::Other("fwbr100i2".into()),
             },
         ];
         let ids: Vec<_> = guests_to_read(&Config::default(), &links)
