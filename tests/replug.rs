@@ -132,7 +132,7 @@ fn firewall_nics_and_rate_limits_survive_a_del_br() {
     ovs.sh("ip link set vmbr1 up");
     let fw = container(&ovs, 300, "bridge=vmbr1,tag=10,firewall=1", "10.9.0.1/24");
     let plain = container(&ovs, 301, "bridge=vmbr1,tag=10", "10.9.0.2/24");
-    let other = container(&ovs, 302, "bridge=vmbr1,tag=20", "10.9.0.3/24");
+    let _other = container(&ovs, 302, "bridge=vmbr1,tag=20", "10.9.0.3/24");
     ovs.guest(
         "qemu-server",
         303,

@@ -101,6 +101,19 @@ impl Ovs {
         );
     }
 
+    /// Starts ovsdb-server again on the same database (after [`Ovs::stop`]).
+    pub fn restart_ovsdb(&self) {
+        let d = self.dir.display().to_string();
+        self.daemon(&[
+            "ovsdb-server",
+            &format!("{d}/conf.db"),
+            &format!("--remote=punix:{d}/db.sock"),
+            &format!("--pidfile={d}/ovsdb.pid"),
+            "--detach",
+            &format!("--log-file={d}/ovsdb.log"),
+        ]);
+    }
+
     pub fn start_vswitchd(&self) {
         let d = self.dir.display().to_string();
         self.daemon(&[
