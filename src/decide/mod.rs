@@ -6,13 +6,15 @@
 //! ports ([`ports`]): [`stanzas`] renders the tool's ifupdown2 file, [`nmstate`] the nmstate
 //! file, [`sources`] checks that the interfaces file reads ours, and [`migrate`] cleans the
 //! interfaces file of what older versions wrote into it. [`vlan`], [`ifname`] and [`glob`] are
-//! the value types and checks they share.
+//! the value types and checks they share. [`mirrors`] keeps the traffic mirrors of
+//! proxmox-ovs-mirror's rules file.
 
 pub mod desired;
 pub mod glob;
 pub mod guest;
 pub mod ifname;
 pub mod migrate;
+pub mod mirrors;
 pub mod nmstate;
 pub mod observed;
 pub mod plan;

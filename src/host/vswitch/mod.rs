@@ -390,7 +390,7 @@ mod tests {
                 ("vmbr1".into(), "B1".into()),
             ]
             .into(),
-            ports: BTreeMap::new(),
+            ..Observed::default()
         }
     }
 
