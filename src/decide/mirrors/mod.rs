@@ -392,14 +392,16 @@ impl MirrorChange {
                     format!("{} mirror {want} ({fixed})", verb("update", "updated"))
                 }
             }
+            // The name is OVS's, not a rule's (a rule-less mirror of ours): shown escaped.
             MirrorChange::Remove {
                 name,
                 bridge,
                 reason,
                 ..
             } => format!(
-                "{} mirror {name} from {bridge} ({reason})",
-                verb("remove", "removed")
+                "{} mirror {} from {bridge} ({reason})",
+                verb("remove", "removed"),
+                name.escape_debug()
             ),
         }
     }

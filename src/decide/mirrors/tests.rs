@@ -291,6 +291,13 @@ fn waiting_rules_lose_their_mirror_and_rule_less_mirrors_are_pruned() {
             "removed mirror mirror_vmbr1_eno1_to_vm100i1 from vmbr2 (no rule asks for it)",
         ]
     );
+    // A rule-less mirror's name comes from OVS: it is logged escaped.
+    let odd = ours("x\n$(id)\u{1b}", "vmbr1", "eno1", "tap100i1");
+    let p = plan_full(&Specs::default(), &observed(&[], vec![odd]));
+    assert_eq!(
+        lines(&p),
+        ["removed mirror x\\n$(id)\\u{1b} from vmbr1 (no rule asks for it)"]
+    );
     // With a line not understood nothing is pruned for want of a rule.
     let specs = Specs::resolve(
         &rules("vmbr1 eno1 100 1\nvmbr1 eno1 105 0 typo=1\n"),
