@@ -55,6 +55,10 @@ pub struct Config {
     /// `stanzas_file`, and cleaned of the managed block older versions wrote into it (a pending
     /// `<interfaces_file>.new` too). Never otherwise written. `null` disables both.
     pub interfaces_file: Option<PathBuf>,
+    /// The traffic-mirroring rules, in proxmox-ovs-mirror's `mirrors.conf` format
+    /// ([`crate::decide::mirrors::rules`]); a missing file means no rules, `null` disables
+    /// mirrors (they are then neither read nor changed, except by `clear`).
+    pub mirrors_file: Option<PathBuf>,
     /// Lock files live here.
     pub run_dir: PathBuf,
     /// Bound on every wait for OVSDB and ovs-vswitchd.
@@ -72,6 +76,7 @@ impl Default for Config {
             nmstate_file: Some("/etc/nmstate/nmstate-dynamic.yaml".into()),
             stanzas_file: Some("/etc/network/interfaces.d/ovs-autoattach".into()),
             interfaces_file: Some("/etc/network/interfaces".into()),
+            mirrors_file: Some("/etc/ovs-mirror/mirrors.conf".into()),
             run_dir: "/run/ovs-autoattach".into(),
             timeout_secs: 10,
         }
@@ -144,6 +149,7 @@ impl Config {
             ("nmstate_file", self.nmstate_file.as_ref()),
             ("stanzas_file", self.stanzas_file.as_ref()),
             ("interfaces_file", self.interfaces_file.as_ref()),
+            ("mirrors_file", self.mirrors_file.as_ref()),
         ] {
             if let Some(path) = path {
                 if !path.is_absolute() {
@@ -235,6 +241,12 @@ mod tests {
         assert_eq!(c.bridge, "vmbr1");
         assert_eq!(c.nmstate_file, None);
         assert_eq!(
+            c.mirrors_file.as_deref(),
+            Some(Path::new("/etc/ovs-mirror/mirrors.conf"))
+        );
+        let off = Config::parse("mirrors_file: null\n").unwrap();
+        assert_eq!(off.mirrors_file, None);
+        assert_eq!(
             c.endpoint().unwrap(),
             Endpoint::Tcp("127.0.0.1:6640".into())
         );
@@ -265,6 +277,7 @@ mod tests {
             "ovsdb: ssl:1.2.3.4:6640\n",
             "ovsdb: tcp:nohost\n",
             "run_dir: relative/dir\n",
+            "mirrors_file: mirrors.conf\n",
             "bridge: [a, b]\n",
             "- just\n- a list\n",
             "bridge: vmbr0\n  bad: indentation\n",

@@ -100,6 +100,10 @@ fn extra_sections() -> Roff {
             "The guest ports in nmstate's format.",
         ),
         (
+            "/etc/ovs-mirror/mirrors.conf",
+            "Traffic-mirroring rules in proxmox-ovs-mirror's format (mirrors_file), kept as OVS mirrors marked owner=ovs-autoattach; see mirrors.md.",
+        ),
+        (
             "/run/ovs-autoattach/",
             "Lock files serializing concurrent runs.",
         ),
@@ -109,7 +113,7 @@ fn extra_sections() -> Roff {
         ),
         (
             "/etc/network/if-up.d/ovs-autoattach",
-            "The ifupdown2 hook: apply when an OVS bridge comes up, plug for a guest port stanza.",
+            "The ifupdown2 hook: apply when an OVS bridge comes up, plug for a guest port stanza or for a mirror rule's source port.",
         ),
         (
             "ovs-autoattach.service",

@@ -1,6 +1,9 @@
 //! The three commands. Each reads top to bottom: observe (links, guest configurations, OVS),
 //! decide (desired state, then the plan, both pure), act (one OVSDB transaction, then the host
-//! files), report (one line per change and a summary with counts and elapsed time).
+//! files), report (one line per change and a summary with counts and elapsed time). The
+//! traffic mirrors of the rules file ride along in [`mirrors`].
+
+mod mirrors;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -11,6 +14,7 @@ use crate::decide::firewall;
 use crate::decide::guest::GuestId;
 use crate::decide::guest::NicId;
 use crate::decide::linkplan::{self, LinkState};
+use crate::decide::mirrors::{MirrorPlan, Scope as MirrorScope};
 use crate::decide::observed::Observed;
 use crate::decide::plan::{self, Change, Plan, Scope};
 use crate::decide::ports::{self, HostPort};
@@ -21,6 +25,7 @@ use crate::host::ovsdb::TxnError;
 use crate::host::pve;
 use crate::host::vswitch::{Unconfirmed, Vswitch};
 use crate::host::{linkops, sysctl};
+use mirrors::{Mirrors, Outcome};
 
 /// How often a transaction refused because OVS changed under us is retried from a fresh read.
 const ATTEMPTS: usize = 3;
@@ -40,6 +45,8 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
         },
     )?;
     let mut ovs = Vswitch::connect(config)?;
+    let rules = Mirrors::read(config, None);
+    rules.log_refused(log::Level::Warn);
     retrying(|| {
         let mut lap = Instant::now();
         // Observe.
@@ -53,11 +60,12 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
             &observed,
             Scope::Full { live: &host.names },
         );
+        let mirrors = rules.plan(&observed, &plan, MirrorScope::Full)?;
         let invalid = log_decisions(&desired);
         let release = linkplan::before_commit(&desired, &host.states);
         timing(&mut lap, "decision");
         if dry_run {
-            print_plan(&plan);
+            print_plan(&plan, &mirrors);
             for op in &release {
                 println!("{op}");
             }
@@ -71,7 +79,7 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
             for op in &after {
                 println!("{op} (once the ports are in place)");
             }
-            return Ok(invalid == 0);
+            return Ok(invalid == 0 && rules.ok(&mirrors));
         }
         // Act.
         let mut rtnl = Rtnl::open()?;
@@ -88,9 +96,16 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
                 ports.len(),
             )
         };
-        let (ovs_failed, (files, listed)) =
-            commit(&mut ovs, &observed, &plan, &host.mtus, write_files)?;
+        let (ovs_failed, (files, listed)) = commit(
+            &mut ovs,
+            &observed,
+            &plan,
+            &mirrors,
+            &host.mtus,
+            write_files,
+        )?;
         failed.extend(ovs_failed);
+        let mirrored = rules.finish(&mirrors, log::Level::Info);
         // The links as the transaction left them (a new fwln's device exists now).
         let states = if plan.is_empty() && release.is_empty() {
             host.states.clone()
@@ -113,6 +128,7 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
             &failed,
             Some(listed),
             files,
+            &mirrored,
             started,
         ))
     })
@@ -162,6 +178,8 @@ pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
     let _lock = lock::main(&config.run_dir, Mode::Shared)?;
     let mut lap = Instant::now();
     let mut rtnl = Rtnl::open()?;
+    let rules = Mirrors::read(config, Some(iface));
+    rules.log_refused(log::Level::Debug);
     let unplugged = |why: &str| {
         let files = hostfiles::update(
             config,
@@ -179,6 +197,7 @@ pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
             &[],
             None,
             files,
+            &Outcome::default(),
             started,
         ))
     };
@@ -186,7 +205,9 @@ pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
         log::warn!("{iface} does not exist (any more); nothing to plug");
         return unplugged("plug: nothing attached");
     };
-    if !config.is_candidate(iface) {
+    // A port that a mirror rule names (a SPAN port coming up) is plugged for its mirrors only.
+    let mirrored = rules.involves(iface);
+    if !config.is_candidate(iface) && !mirrored {
         return unplugged(&format!(
             "{iface} is not a guest NIC (see prefixes and exclude in the configuration); left alone"
         ));
@@ -200,7 +221,16 @@ pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
     timing(&mut lap, "link and guest configuration");
     let mut ovs = Vswitch::connect(config)?;
     retrying(|| {
-        let mut observed = ovs.observe_port(iface)?;
+        let read = |ovs: &mut Vswitch, port: &str| {
+            if mirrored {
+                let mut names = rules.ports_for(iface);
+                names.insert(port.to_string());
+                ovs.observe_ports(&names)
+            } else {
+                ovs.observe_port(port)
+            }
+        };
+        let mut observed = read(&mut ovs, iface)?;
         let desired = desired::build(config, &links, &guests, &bridge_names(&observed));
         // A firewall NIC is carried by its fwln: that is the port to read.
         let port = match desired.nics.get(iface) {
@@ -208,10 +238,15 @@ pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
             _ => iface.to_string(),
         };
         if port != iface {
-            observed = ovs.observe_port(&port)?;
+            observed = read(&mut ovs, &port)?;
         }
         timing(&mut lap, "OVSDB read");
         let plan = plan::build(config, &desired, &observed, Scope::Additive);
+        let mirrors = if mirrored {
+            rules.plan(&observed, &plan, MirrorScope::Involving(iface))?
+        } else {
+            MirrorPlan::default()
+        };
         let invalid = log_decisions(&desired);
         let mut mtus = bridge_mtus(&mut rtnl, &plan)?;
         if let Some(Decision::Attach(t)) = desired.nics.get(iface) {
@@ -243,8 +278,12 @@ pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
             let exists = |name: &str| name == port || links::exists(name);
             hostfiles::update(config, update, &exists)
         };
-        let (ovs_failed, files) = commit(&mut ovs, &observed, &plan, &mtus, write_files)?;
+        let (ovs_failed, files) = commit(&mut ovs, &observed, &plan, &mirrors, &mtus, write_files)?;
         failed.extend(ovs_failed);
+        let mirrored = match mirrored {
+            true => rules.finish(&mirrors, log::Level::Debug),
+            false => Outcome::default(),
+        };
         let states = if plan.is_empty() && release.is_empty() {
             neighbours
         } else {
@@ -259,7 +298,7 @@ pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
         );
         failed.extend(linkops::carry_out(&mut rtnl, &ops));
         Ok(report(
-            "plug", &plan, invalid, &failed, None, files, started,
+            "plug", &plan, invalid, &failed, None, files, &mirrored, started,
         ))
     })
 }
@@ -281,12 +320,22 @@ pub fn clear(config: &Config, keep_ports: bool) -> anyhow::Result<Success> {
         } else {
             plan::clear(&observed)
         };
-        let (failed, ()) = commit(&mut ovs, &observed, &plan, &BTreeMap::new(), || ())?;
-        Ok((plan, failed))
+        let mirrors = mirrors::clear_plan(&observed)?;
+        let (failed, ()) = commit(
+            &mut ovs,
+            &observed,
+            &plan,
+            &mirrors,
+            &BTreeMap::new(),
+            || (),
+        )?;
+        Ok((plan, failed, mirrors::finish_clear(&mirrors)))
     });
     let files = hostfiles::update(config, Update::Clear, &|name: &str| live.contains(name));
-    let (plan, failed) = ovs_result?;
-    Ok(report("clear", &plan, 0, &failed, None, files, started))
+    let (plan, failed, mirrored) = ovs_result?;
+    Ok(report(
+        "clear", &plan, 0, &failed, None, files, &mirrored, started,
+    ))
 }
 
 /// The host as the decision needs it: its links, the guest configurations they point at, and
@@ -460,38 +509,44 @@ fn log_decisions(desired: &Desired) -> usize {
     invalid
 }
 
-fn print_plan(plan: &Plan) {
-    if plan.is_empty() {
+fn print_plan(plan: &Plan, mirror_plan: &MirrorPlan) {
+    let flags = mirror_plan.promisc_on.len() + mirror_plan.promisc_off.len();
+    if plan.is_empty() && mirror_plan.is_empty() && flags == 0 {
         println!("nothing to do");
     }
     for change in &plan.changes {
         println!("{change}");
     }
+    mirrors::print(mirror_plan);
 }
 
-/// Commits `plan`, then runs `write_files` (the host-file update, which describes the committed
-/// state) on a second thread while waiting for ovs-vswitchd to apply the change: the wait is
-/// idle time, and on a host with thousands of ports it is the longest part of a run. With
-/// nothing to commit, `write_files` just runs. Returns the ports whose interface failed (an
+/// Commits `plan` and `mirrors` (in the same transaction), then runs `write_files` (the host-file
+/// update, which describes the committed state) on a second thread while waiting for
+/// ovs-vswitchd to apply the change: the wait is idle time, and on a host with thousands of ports
+/// it is the longest part of a run. With nothing to commit, `write_files` just runs. Returns the ports whose interface failed (an
 /// [`Unconfirmed`] wait is reported here and counted as a failure of every port it names) and
 /// what `write_files` returned. Nothing is written when the transaction fails.
 fn commit<F: Send>(
     ovs: &mut Vswitch,
     observed: &Observed,
     plan: &Plan,
+    mirrors: &MirrorPlan,
     mtus: &BTreeMap<String, u32>,
     write_files: impl FnOnce() -> F + Send,
 ) -> anyhow::Result<(Vec<(String, String)>, F)> {
-    if plan.is_empty() {
+    if plan.is_empty() && mirrors.is_empty() {
         let mut lap = Instant::now();
         let files = write_files();
         timing(&mut lap, "host files");
         return Ok((Vec::new(), files));
     }
     let mut lap = Instant::now();
-    let next_cfg = ovs.commit(observed, plan, mtus)?;
+    let next_cfg = ovs.commit(observed, plan, mirrors, mtus)?;
     timing(&mut lap, "OVSDB transaction");
     for change in &plan.changes {
+        log::info!("{}", change.describe(true));
+    }
+    for change in &mirrors.changes {
         log::info!("{}", change.describe(true));
     }
     let added: Vec<String> = plan
@@ -556,6 +611,7 @@ fn timing(lap: &mut Instant, phase: &str) {
     *lap = Instant::now();
 }
 
+#[allow(clippy::too_many_arguments)]
 fn report(
     what: &str,
     plan: &Plan,
@@ -563,6 +619,7 @@ fn report(
     failed: &[(String, String)],
     listed: Option<usize>,
     files: anyhow::Result<Written>,
+    mirrors: &Outcome,
     started: Instant,
 ) -> Success {
     for (port, why) in failed.iter().filter(|(_, why)| why != "unconfirmed") {
@@ -598,6 +655,7 @@ fn report(
         && plan.is_empty()
         && invalid == 0
         && failed.is_empty()
+        && mirrors.quiet()
         && files.as_ref().is_ok_and(|w| w.names().is_empty());
     log::log!(
         if noop {
@@ -605,10 +663,11 @@ fn report(
         } else {
             log::Level::Info
         },
-        "{what}: {attached} attached, {updated} updated, {moved} moved, {pruned} pruned, {handed_back}{invalid} invalid, {} failed; {listed}{}; {} ms",
+        "{what}: {attached} attached, {updated} updated, {moved} moved, {pruned} pruned, {handed_back}{invalid} invalid, {} failed; {}{listed}{}; {} ms",
         failed.len(),
+        mirrors.segment(),
         written.unwrap_or_else(|_| "host files not updated".into()),
         started.elapsed().as_millis()
     );
-    invalid == 0 && failed.is_empty() && files_ok
+    invalid == 0 && failed.is_empty() && files_ok && mirrors.ok()
 }

@@ -6,7 +6,8 @@
 //! ports ([`ports`]): [`stanzas`] renders the tool's ifupdown2 file, [`nmstate`] the nmstate
 //! file, [`sources`] checks that the interfaces file reads ours, and [`migrate`] cleans the
 //! interfaces file of what older versions wrote into it. [`vlan`], [`ifname`] and [`glob`] are
-//! the value types and checks they share.
+//! the value types and checks they share. [`mirrors`] keeps the traffic mirrors of
+//! proxmox-ovs-mirror's rules file.
 
 pub mod desired;
 pub mod firewall;
@@ -15,6 +16,7 @@ pub mod guest;
 pub mod ifname;
 pub mod linkplan;
 pub mod migrate;
+pub mod mirrors;
 pub mod nmstate;
 pub mod observed;
 pub mod plan;

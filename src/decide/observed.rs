@@ -20,6 +20,9 @@ pub struct Observed {
     pub bridges: BTreeMap<String, Uuid>,
     /// Ports by name: all of them after a full read, or just the one asked for.
     pub ports: BTreeMap<String, PortState>,
+    /// Every `Mirror` row after a full read; on the `plug` path only when a mirror rule involves
+    /// the NIC ([`crate::decide::mirrors`]).
+    pub mirrors: Vec<crate::decide::mirrors::ObservedMirror>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

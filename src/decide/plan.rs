@@ -416,6 +416,7 @@ mod tests {
                 .iter()
                 .map(|(n, s)| (n.to_string(), s.clone()))
                 .collect(),
+            ..Observed::default()
         }
     }
 

@@ -4,7 +4,7 @@
 //! [`links`] speaks rtnetlink, [`ovsdb`] is an RFC 7047 client and [`vswitch`] the Open vSwitch
 //! schema over it, [`pve`] reads guest configurations, [`files`] writes files atomically,
 //! [`hostfiles`] keeps the host files in step, [`lock`] serializes runs, and [`syslog`] sends log
-//! lines to the system log.
+//! lines to the system log. [`promisc`] sets a link's promiscuous flag (for traffic mirrors).
 
 pub mod files;
 pub mod hostfiles;
@@ -12,6 +12,7 @@ pub mod linkops;
 pub mod links;
 pub mod lock;
 pub mod ovsdb;
+pub mod promisc;
 pub mod pve;
 pub mod sysctl;
 pub mod syslog;

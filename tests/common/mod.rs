@@ -240,6 +240,11 @@ impl Ovs {
         format!("{NETWORK_HEAD}\n{}", self.source_line())
     }
 
+    /// The mirror rules file (proxmox-ovs-mirror's `mirrors.conf` format); none by default.
+    pub fn mirrors_path(&self) -> PathBuf {
+        self.dir.join("etc/mirrors.conf")
+    }
+
     pub fn nmstate_path(&self) -> PathBuf {
         self.dir.join("etc/nmstate-dynamic.yaml")
     }
@@ -248,7 +253,7 @@ impl Ovs {
     pub fn write_config(&self, extra: &str) {
         let d = self.dir.display();
         let mut cfg = format!(
-            "ovsdb: {}\npve_config_dir: {d}/pve\nrun_dir: {d}/run\nnmstate_file: {d}/etc/nmstate-dynamic.yaml\nstanzas_file: {d}/etc/interfaces.d/ovs-autoattach\ninterfaces_file: {d}/etc/interfaces\ntimeout_secs: 10\n",
+            "ovsdb: {}\npve_config_dir: {d}/pve\nrun_dir: {d}/run\nnmstate_file: {d}/etc/nmstate-dynamic.yaml\nstanzas_file: {d}/etc/interfaces.d/ovs-autoattach\ninterfaces_file: {d}/etc/interfaces\nmirrors_file: {d}/etc/mirrors.conf\ntimeout_secs: 10\n",
             self.db()
         );
         for line in extra.lines() {

@@ -18,9 +18,9 @@ use crate::decide::vlan::{Vlan, VlanMode};
 /// does; `None` when the reply is not in the usual shape, or reports an error.
 pub fn observed(reply: &[u8]) -> Option<Observed> {
     let Reply {
-        result: (bridges, ports),
+        result: (bridges, ports, mirrors),
     } = serde_json::from_slice(reply).ok()?;
-    if bridges.error.is_some() || ports.error.is_some() {
+    if bridges.error.is_some() || ports.error.is_some() || mirrors.error.is_some() {
         return None;
     }
     let mut owner_of: BTreeMap<&str, &str> = BTreeMap::new();
@@ -30,12 +30,20 @@ pub fn observed(reply: &[u8]) -> Option<Observed> {
             owner_of.insert(p, name);
         }
     }
+    // Mirrors are few: their rows are decoded as the generic decoder does, by the same code.
+    let mut holder: BTreeMap<&str, &str> = BTreeMap::new();
+    for b in &bridges.rows {
+        for m in b.mirrors.uuids() {
+            holder.insert(m, b.name.as_str().unwrap_or_default());
+        }
+    }
     let mut observed = Observed {
         bridges: bridges
             .rows
             .iter()
             .filter_map(|b| Some((b.name.as_str()?.to_string(), b._uuid.as_uuid()?.to_string())))
             .collect(),
+        mirrors: super::mirrors::decode(&mirrors.rows, &holder).ok()?,
         ..Observed::default()
     };
     for p in &ports.rows {
@@ -66,7 +74,11 @@ pub fn observed(reply: &[u8]) -> Option<Observed> {
 #[derive(Deserialize)]
 pub struct Reply<'a> {
     #[serde(borrow)]
-    pub result: (Select<Bridge<'a>>, Select<Port<'a>>),
+    pub result: (
+        Select<Bridge<'a>>,
+        Select<Port<'a>>,
+        Select<serde_json::Value>,
+    ),
 }
 
 #[derive(Deserialize)]
@@ -85,6 +97,8 @@ pub struct Bridge<'a> {
     pub name: Datum<'a>,
     #[serde(borrow)]
     pub ports: Datum<'a>,
+    #[serde(borrow)]
+    pub mirrors: Datum<'a>,
 }
 
 #[derive(Deserialize)]

@@ -13,6 +13,7 @@ use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::decide::mirrors::MirrorPlan;
 use crate::decide::observed::{OWNER_KEY, OWNER_VALUE, Observed, PortState};
 use crate::decide::plan::{Change, Plan};
 use crate::decide::vlan::{Vlan, VlanMode};
@@ -68,13 +69,14 @@ impl Vswitch {
         })
     }
 
-    /// Every bridge and every port, in one consistent snapshot.
+    /// Every bridge, every port and every mirror, in one consistent snapshot.
     pub fn observe_all(&mut self) -> anyhow::Result<Observed> {
         let reply = self.client.transact_raw(
             DB,
             vec![
-                select("Bridge", json!([]), &["_uuid", "name", "ports"]),
+                select("Bridge", json!([]), &["_uuid", "name", "ports", "mirrors"]),
                 select("Port", json!([]), &PORT_COLUMNS),
+                select("Mirror", json!([]), &mirrors::MIRROR_COLUMNS),
             ],
         )?;
         if let Some(observed) = fast::observed(&reply) {
@@ -115,15 +117,18 @@ impl Vswitch {
         Ok(observed)
     }
 
-    /// Commits `plan` in one transaction and returns the `next_cfg` that ovs-vswitchd must reach
-    /// for it to be in effect. A [`crate::host::ovsdb::TxnError`] means nothing was committed.
+    /// Commits `plan` and the mirror changes `mirrors` in one transaction and returns the
+    /// `next_cfg` that ovs-vswitchd must reach for it to be in effect. A
+    /// [`crate::host::ovsdb::TxnError`] means nothing was committed.
     pub fn commit(
         &mut self,
         observed: &Observed,
         plan: &Plan,
+        mirrors: &MirrorPlan,
         mtus: &BTreeMap<String, u32>,
     ) -> anyhow::Result<i64> {
         let mut ops = transaction(observed, plan, mtus)?;
+        ops.extend(mirrors::ops(observed, plan, mirrors)?);
         ops.push(
             json!({"op": "mutate", "table": DB, "where": [], "mutations": [["next_cfg", "+=", 1]]}),
         );
@@ -216,7 +221,7 @@ pub fn transaction(
                 vlan,
                 internal,
             } => {
-                let (iface, row) = (format!("iface{i}"), format!("port{i}"));
+                let (iface, row) = (format!("iface{i}"), port_row(i));
                 let mut irow = json!({"name": port});
                 if *internal {
                     irow["type"] = json!("internal");
@@ -281,6 +286,11 @@ pub fn transaction(
     Ok(ops)
 }
 
+/// The named-uuid of the Port row that [`transaction`] inserts for `plan.changes[i]`.
+fn port_row(i: usize) -> String {
+    format!("port{i}")
+}
+
 /// The three VLAN columns, written explicitly (an empty set clears a column), so that a stale tag
 /// or mode never survives.
 fn vlan_columns(vlan: &Vlan) -> Value {
@@ -308,8 +318,8 @@ fn rows(results: &[Value], i: usize) -> anyhow::Result<&Vec<Value>> {
         .with_context(|| format!("OVSDB result {i} has no rows"))
 }
 
-/// The snapshot of [`Vswitch::observe_all`] from its two results: every bridge with its ports,
-/// every port.
+/// The snapshot of [`Vswitch::observe_all`] from its three results: every bridge with its ports
+/// and mirrors, every port, every mirror.
 fn observed_all(results: &[Value]) -> anyhow::Result<Observed> {
     let bridges = rows(results, 0)?;
     let mut owner_of: BTreeMap<&str, &str> = BTreeMap::new();
@@ -321,6 +331,7 @@ fn observed_all(results: &[Value]) -> anyhow::Result<Observed> {
     }
     let mut observed = Observed {
         bridges: bridge_map(bridges),
+        mirrors: mirrors::decode(rows(results, 2)?, &mirrors::holders(bridges))?,
         ..Observed::default()
     };
     for p in rows(results, 1)? {
@@ -386,6 +397,7 @@ fn max_cur_cfg(tables: &Value) -> i64 {
 }
 
 mod fast;
+mod mirrors;
 
 #[cfg(test)]
 mod tests {
@@ -398,7 +410,7 @@ mod tests {
                 ("vmbr1".into(), "B1".into()),
             ]
             .into(),
-            ports: BTreeMap::new(),
+            ..Observed::default()
         }
     }
 
@@ -528,9 +540,12 @@ mod tests {
         let reply = json!({"id": 1, "error": null, "result": [
             {"rows": [
                 {"_uuid": ["uuid", "B0"], "name": "ovsbr0",
-                 "ports": ["set", [["uuid", "P1"], ["uuid", "P2"], ["uuid", "P5"]]]},
-                {"_uuid": ["uuid", "B1"], "name": "vmbr1", "ports": ["uuid", "P3"]},
-                {"_uuid": ["uuid", "B2"], "name": "empty", "ports": ["set", []]}]},
+                 "ports": ["set", [["uuid", "P1"], ["uuid", "P2"], ["uuid", "P5"]]],
+                 "mirrors": ["set", []]},
+                {"_uuid": ["uuid", "B1"], "name": "vmbr1", "ports": ["uuid", "P3"],
+                 "mirrors": ["set", [["uuid", "M1"], ["uuid", "M2"]]]},
+                {"_uuid": ["uuid", "B2"], "name": "empty", "ports": ["set", []],
+                 "mirrors": ["set", []]}]},
             {"rows": [
                 {"_uuid": ["uuid", "P1"], "name": "tap1\"x\u{e9}", "tag": 10, "trunks": ["set", [30, 20]],
                  "vlan_mode": "native-untagged",
@@ -543,7 +558,20 @@ mod tests {
                  "trunks": ["set", [1.5, 9, -3, 4095]], "vlan_mode": ["set", ["access"]],
                  "external_ids": ["map", [["owner", 5], ["owner", "ovs-autoattach"]]]},
                 {"_uuid": ["uuid", "P5"], "name": "tap5", "tag": -1, "trunks": ["set", []],
-                 "vlan_mode": ["set", []], "external_ids": ["map", [["uuid", "x"]]]}]}]});
+                 "vlan_mode": ["set", []], "external_ids": ["map", [["uuid", "x"]]]}]},
+            {"rows": [
+                {"_uuid": ["uuid", "M1"], "name": "m1", "select_all": false,
+                 "select_src_port": ["uuid", "P3"], "select_dst_port": ["set", [["uuid", "P3"]]],
+                 "select_vlan": ["set", []], "output_port": ["uuid", "P2"], "output_vlan": ["set", []],
+                 "external_ids": ["map", [["owner", "ovs-autoattach"]]]},
+                {"_uuid": ["uuid", "M2"], "name": "m\"2", "select_all": true,
+                 "select_src_port": ["set", []], "select_dst_port": ["set", []],
+                 "select_vlan": ["set", [5]], "output_port": ["set", []], "output_vlan": 9,
+                 "external_ids": ["map", []]},
+                {"_uuid": ["uuid", "M3"], "name": "orphan", "select_all": false,
+                 "select_src_port": ["set", []], "select_dst_port": ["set", []],
+                 "select_vlan": ["set", []], "output_port": ["set", []], "output_vlan": ["set", []],
+                 "external_ids": ["map", []]}]}]});
         let fast = fast::observed(&serde_json::to_vec(&reply).unwrap()).expect("usual shape");
         assert_eq!(fast, generic(&reply).unwrap());
         assert_eq!(fast.ports.len(), 5);
@@ -553,21 +581,32 @@ mod tests {
         );
         assert!(fast.ports["orphan"].owned && fast.ports["orphan"].bridge.is_none());
         assert_eq!(fast.ports["eno1"].bridge.as_deref(), Some("vmbr1"));
+        assert_eq!(fast.mirrors.len(), 3);
+        assert_eq!(fast.mirrors[0].bridge.as_deref(), Some("vmbr1"));
+        assert!(fast.mirrors[0].owned() && fast.mirrors[1].select_all);
+        assert_eq!(fast.mirrors[2].bridge, None);
     }
 
     #[test]
     fn unusual_replies_take_the_generic_way() {
         let port = json!({"_uuid": ["uuid", "P1"], "name": "tap1", "tag": 10, "trunks": ["set", []],
                           "vlan_mode": ["set", []], "external_ids": ["map", []]});
-        let bridges =
-            json!({"rows": [{"_uuid": ["uuid", "B0"], "name": "br", "ports": ["uuid", "P1"]}]});
-        let odd = |port: Value| json!({"id": 1, "result": [bridges, {"rows": [port]}]});
+        let bridges = json!({"rows": [{"_uuid": ["uuid", "B0"], "name": "br", "ports": ["uuid", "P1"],
+                                       "mirrors": ["set", []]}]});
+        let none = json!({"rows": []});
+        let odd = |port: Value| json!({"id": 1, "result": [bridges, {"rows": [port]}, none]});
         let fast = |reply: &Value| fast::observed(&serde_json::to_vec(reply).unwrap());
         assert!(fast(&odd(port.clone())).is_some());
         // An operation error, a missing column, a set that is not a list, a nameless row, an
         // unknown tag, an extra result: all left to the generic decoder (and its errors).
-        let err = json!({"id": 1, "result": [bridges, {"error": "x", "details": "y"}]});
+        let err = json!({"id": 1, "result": [bridges, {"error": "x", "details": "y"}, none]});
         assert!(fast(&err).is_none());
+        let err = json!({"id": 1, "result": [bridges, {"rows": [port]}, {"error": "x"}]});
+        assert!(fast(&err).is_none());
+        let nameless_mirror = json!({"rows": [{"_uuid": ["uuid", "M"], "name": 5}]});
+        let err = json!({"id": 1, "result": [bridges, {"rows": [port]}, nameless_mirror]});
+        assert!(fast(&err).is_none());
+        assert!(generic(&err).is_err());
         let mut missing = port.clone();
         missing.as_object_mut().unwrap().remove("tag");
         assert!(fast(&odd(missing)).is_none());
@@ -581,7 +620,7 @@ mod tests {
         let mut tagged = port.clone();
         tagged["tag"] = json!(["named-uuid", "x"]);
         assert!(fast(&odd(tagged)).is_none());
-        let extra = json!({"id": 1, "result": [bridges, {"rows": [port]}, {"rows": []}]});
+        let extra = json!({"id": 1, "result": [bridges, {"rows": [port]}, none, {"rows": []}]});
         assert!(fast(&extra).is_none());
     }
 

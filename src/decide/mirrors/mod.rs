@@ -1,0 +1,766 @@
+//! Traffic mirrors: the rules of proxmox-ovs-mirror's `mirrors.conf` ([`rules`]), kept as OVS
+//! `Mirror` rows on every `apply` and, for the NICs a rule names, on every `plug`.
+//!
+//! Pure, in three steps:
+//! 1. [`Specs::resolve`] turns each rule into the mirror it asks for: its name, its bridge, the
+//!    OVS port it mirrors and the one it sends the copies out of (guest NICs resolved with the
+//!    guest configurations: `tap`, `veth` for a container, `fwln` behind Proxmox's firewall).
+//! 2. [`build`] compares those with the mirrors OVS holds, as they will be once the port plan of
+//!    the same run is committed ([`ports_after`]): a port the run attaches is referenced by the
+//!    row the same transaction inserts, so a port and its mirror appear together.
+//! 3. [`status`] says, per rule, whether it is active, pending, waiting (and for what) or
+//!    invalid, for a `status` command.
+//!
+//! Invariants, enforced here and nowhere else:
+//! - A rule's mirror exists exactly while its source and output ports are both on its bridge;
+//!   when either is missing, a mirror of ours is removed and the rule is "waiting" (not an error).
+//! - Only mirrors carrying the mark (`external_ids:owner=ovs-autoattach`) are ever rewritten or
+//!   removed. The one exception is adoption: an unmarked mirror (no `owner` at all) with exactly
+//!   a rule's name, on the rule's bridge, is marked and corrected. That is how the seed tool's
+//!   mirrors are taken over. A mirror marked by another owner is never touched.
+//! - Mirrors of ours that no rule asks for any more are removed by a full pass only, and only
+//!   when every line of the rules file was understood: a typo must not remove a mirror.
+//! - The tool clears a link's promiscuous flag only if it set it itself, which a mirror of ours
+//!   records in `external_ids:`[`PROMISC_KEY`], and only once no mirror of ours records it any
+//!   more.
+
+pub mod rules;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::decide::desired::GuestFile;
+use crate::decide::guest::{GuestId, Kind};
+use crate::decide::ifname;
+use crate::decide::observed::{OWNER_VALUE, Observed, Uuid};
+use crate::decide::plan::{Change, Plan};
+
+pub use rules::{GuestNic, LineError, Rule, Rules, Select, Source};
+
+/// `Mirror.external_ids` key saying that the tool set the source link promiscuous for this
+/// mirror; the value is the link's name.
+pub const PROMISC_KEY: &str = "ovs-autoattach-promisc";
+
+/// A `Mirror` row as the planner compares it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObservedMirror {
+    pub uuid: Uuid,
+    pub name: String,
+    /// The bridge whose `mirrors` holds it; `None` for a row no bridge holds (garbage OVSDB
+    /// collects at the next commit).
+    pub bridge: Option<String>,
+    pub select_all: bool,
+    pub select_src: BTreeSet<Uuid>,
+    pub select_dst: BTreeSet<Uuid>,
+    /// Whether `select_vlan` is non-empty.
+    pub select_vlan: bool,
+    pub output: Option<Uuid>,
+    pub output_vlan: Option<i64>,
+    /// `external_ids:owner`, whoever it names.
+    pub owner: Option<String>,
+    /// `external_ids:`[`PROMISC_KEY`].
+    pub promisc: Option<String>,
+}
+
+impl ObservedMirror {
+    /// Carries the tool's mark.
+    pub fn owned(&self) -> bool {
+        self.owner.as_deref() == Some(OWNER_VALUE)
+    }
+}
+
+/// A port as the transaction will leave it: an existing row, or the row the same transaction
+/// inserts for a port the run attaches (by port name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortRef {
+    Row(Uuid),
+    New(String),
+}
+
+impl PortRef {
+    fn is(&self, uuid: &str) -> bool {
+        matches!(self, PortRef::Row(u) if u == uuid)
+    }
+}
+
+/// Where a port is once the port plan is committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortAt {
+    pub bridge: String,
+    pub row: PortRef,
+}
+
+/// The ports on a bridge once `plan` is committed, by name.
+pub fn ports_after(observed: &Observed, plan: &Plan) -> BTreeMap<String, PortAt> {
+    let mut ports: BTreeMap<String, PortAt> = observed
+        .ports
+        .iter()
+        .filter_map(|(name, s)| {
+            Some((
+                name.clone(),
+                PortAt {
+                    bridge: s.bridge.clone()?,
+                    row: PortRef::Row(s.uuid.clone()),
+                },
+            ))
+        })
+        .collect();
+    for change in &plan.changes {
+        match change {
+            Change::Attach { port, bridge, .. } => {
+                ports.insert(
+                    port.clone(),
+                    PortAt {
+                        bridge: bridge.clone(),
+                        row: PortRef::New(port.clone()),
+                    },
+                );
+            }
+            Change::Move { port, to, .. } => {
+                if let Some(p) = ports.get_mut(port) {
+                    p.bridge = to.clone();
+                }
+            }
+            Change::Prune { port, .. } => {
+                ports.remove(port);
+            }
+            _ => {}
+        }
+    }
+    ports
+}
+
+/// The guest configurations [`Specs::resolve`] consults: both kinds for every guest a rule
+/// names (a VMID is a container exactly when `lxc/<vmid>.conf` exists).
+pub fn guests_to_read(rules: &Rules) -> BTreeSet<GuestId> {
+    let mut vmids = BTreeSet::new();
+    for rule in &rules.rules {
+        vmids.insert(rule.dest.vmid);
+        if let Source::Guest(nic) = &rule.source {
+            vmids.insert(nic.vmid);
+        }
+    }
+    vmids
+        .into_iter()
+        .flat_map(|vmid| [Kind::Qemu, Kind::Lxc].map(|kind| GuestId { kind, vmid }))
+        .collect()
+}
+
+/// A guest NIC on the host: its host interface, and the OVS port that carries its traffic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NicPorts {
+    /// `tap<vmid>i<n>`, or `veth<vmid>i<n>` when the guest is a container.
+    pub host: String,
+    /// The host interface itself, or with `firewall=1` Proxmox's OVS internal port
+    /// `fwln<vmid>o<n>`: the tap then sits in the Linux bridge `fwbr<vmid>i<n>`, and the fwln
+    /// port is where the guest's traffic enters and leaves OVS.
+    pub port: String,
+}
+
+/// Resolves a guest NIC with the guest configurations (see [`guests_to_read`]). A guest with no
+/// configuration is taken for a VM without firewall, as the seed tool does.
+pub fn nic_ports(nic: GuestNic, guests: &BTreeMap<GuestId, GuestFile>) -> NicPorts {
+    let file = |kind| {
+        guests.get(&GuestId {
+            kind,
+            vmid: nic.vmid,
+        })
+    };
+    let (prefix, conf) = match file(Kind::Lxc) {
+        Some(f) if *f != GuestFile::Missing => ("veth", f),
+        _ => ("tap", file(Kind::Qemu).unwrap_or(&GuestFile::Missing)),
+    };
+    let firewall = match conf {
+        GuestFile::Parsed(c) => matches!(c.nets.get(&nic.index), Some(Ok(spec)) if spec.firewall),
+        _ => false,
+    };
+    let host = format!("{prefix}{}i{}", nic.vmid, nic.index);
+    let port = if firewall {
+        format!("fwln{}o{}", nic.vmid, nic.index)
+    } else {
+        host.clone()
+    };
+    NicPorts { host, port }
+}
+
+/// The mirror one rule asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    pub line: usize,
+    /// `mirror_<bridge>_<source>_to_vm<vmid>i<n>`, the seed tool's name, where `<source>` is the
+    /// source port as written or, for `vm<VMID>:<N>`, the guest NIC's host interface
+    /// (`tap200i0`, `veth200i0` for a container): for a VM that is exactly the seed's name, so
+    /// its mirrors are adopted.
+    pub name: String,
+    pub bridge: String,
+    /// The OVS port whose traffic is mirrored.
+    pub source: String,
+    /// The OVS port the copies go out of.
+    pub output: String,
+    pub select: Select,
+    pub promisc: bool,
+    /// Interface names whose `plug` reconciles this rule: both ports and the guests' host
+    /// interfaces.
+    pub involves: BTreeSet<String>,
+}
+
+/// Every rule resolved.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Specs {
+    pub specs: Vec<Spec>,
+    /// Refused lines and rules that cannot be resolved: (line, why).
+    pub invalid: Vec<(usize, String)>,
+}
+
+impl Specs {
+    pub fn resolve(rules: &Rules, guests: &BTreeMap<GuestId, GuestFile>) -> Specs {
+        let mut out = Specs {
+            invalid: rules
+                .errors
+                .iter()
+                .map(|e| (e.line, e.message.clone()))
+                .collect(),
+            ..Specs::default()
+        };
+        let mut names: BTreeMap<String, usize> = BTreeMap::new();
+        for rule in &rules.rules {
+            match resolve_one(rule, guests) {
+                Ok(spec) => match names.get(&spec.name) {
+                    Some(first) => out.invalid.push((
+                        rule.line,
+                        format!("line {first} already asks for mirror {}", spec.name),
+                    )),
+                    None => {
+                        names.insert(spec.name.clone(), rule.line);
+                        out.specs.push(spec);
+                    }
+                },
+                Err(e) => out.invalid.push((rule.line, e)),
+            }
+        }
+        out.invalid.sort();
+        out
+    }
+
+    /// Whether every line was understood (then a rule-less mirror of ours really has no rule).
+    pub fn complete(&self) -> bool {
+        self.invalid.is_empty()
+    }
+
+    /// The rules a `plug` of `iface` reconciles.
+    pub fn involving<'a>(&'a self, iface: &'a str) -> impl Iterator<Item = &'a Spec> + 'a {
+        self.specs
+            .iter()
+            .filter(move |s| s.involves.contains(iface))
+    }
+
+    /// The OVS ports the rules that involve `iface` need to see.
+    pub fn ports_involving(&self, iface: &str) -> BTreeSet<String> {
+        self.involving(iface)
+            .flat_map(|s| [s.source.clone(), s.output.clone()])
+            .collect()
+    }
+
+    /// The links whose promiscuous flag [`build`] needs: every source of a `promisc=yes` rule,
+    /// and every link a mirror of ours records.
+    pub fn promisc_links(&self, observed: &Observed) -> BTreeSet<String> {
+        self.specs
+            .iter()
+            .filter(|s| s.promisc)
+            .map(|s| s.source.clone())
+            .chain(recorded(observed).into_iter().map(String::from))
+            .collect()
+    }
+}
+
+fn resolve_one(rule: &Rule, guests: &BTreeMap<GuestId, GuestFile>) -> Result<Spec, String> {
+    let dest = nic_ports(rule.dest, guests);
+    let (label, source, mut involves) = match &rule.source {
+        Source::Port(name) => (name.clone(), name.clone(), BTreeSet::from([name.clone()])),
+        Source::Guest(nic) => {
+            let p = nic_ports(*nic, guests);
+            (
+                p.host.clone(),
+                p.port.clone(),
+                BTreeSet::from([p.host, p.port]),
+            )
+        }
+    };
+    for name in [&label, &source, &dest.host, &dest.port] {
+        ifname::validate(name).map_err(|e| format!("no such interface can exist: {e}"))?;
+    }
+    if source == dest.port {
+        return Err(format!("the source is the destination itself ({source})"));
+    }
+    involves.insert(dest.host.clone());
+    involves.insert(dest.port.clone());
+    Ok(Spec {
+        line: rule.line,
+        name: format!("mirror_{}_{label}_to_{}", rule.bridge, rule.dest.label()),
+        bridge: rule.bridge.clone(),
+        source,
+        output: dest.port,
+        select: rule.select,
+        promisc: rule.promisc,
+        involves,
+    })
+}
+
+/// The links the mirrors of ours record as set promiscuous by the tool.
+fn recorded(observed: &Observed) -> BTreeSet<&str> {
+    observed
+        .mirrors
+        .iter()
+        .filter(|m| m.owned())
+        .filter_map(|m| m.promisc.as_deref())
+        .collect()
+}
+
+/// A mirror as the tool writes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Want {
+    pub name: String,
+    pub bridge: String,
+    pub source: String,
+    pub src: PortRef,
+    pub output: String,
+    pub out: PortRef,
+    pub select: Select,
+    /// The link this mirror records as set promiscuous by the tool ([`PROMISC_KEY`]).
+    pub promisc: Option<String>,
+}
+
+impl fmt::Display for Want {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} on {}: {} (select={}) -> {}",
+            self.name,
+            self.bridge,
+            self.source,
+            self.select.as_str(),
+            self.output
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MirrorChange {
+    /// Insert the mirror, marked, and add it to its bridge.
+    Create(Want),
+    /// Rewrite the columns a rule decides (and the mark) of an existing mirror; `adopt` when it
+    /// was not marked yet. `differs` names the columns that were wrong.
+    Update {
+        uuid: Uuid,
+        want: Want,
+        adopt: bool,
+        differs: Vec<&'static str>,
+    },
+    /// Take the mirror off its bridge (OVSDB then deletes the row).
+    Remove {
+        uuid: Uuid,
+        name: String,
+        bridge: String,
+        reason: String,
+    },
+}
+
+impl MirrorChange {
+    /// One line, in the present tense for plans and the past tense for what was done.
+    pub fn describe(&self, done: bool) -> String {
+        let verb = |present: &'static str, past: &'static str| if done { past } else { present };
+        match self {
+            MirrorChange::Create(want) => format!("{} mirror {want}", verb("create", "created")),
+            MirrorChange::Update {
+                want,
+                adopt,
+                differs,
+                ..
+            } => {
+                let fixed = if differs.is_empty() {
+                    String::new()
+                } else {
+                    format!("corrected: {}", differs.join(", "))
+                };
+                if *adopt {
+                    let sep = if fixed.is_empty() { "" } else { "; " };
+                    format!(
+                        "{} mirror {want} (marked as ours{sep}{fixed})",
+                        verb("adopt", "adopted")
+                    )
+                } else {
+                    format!("{} mirror {want} ({fixed})", verb("update", "updated"))
+                }
+            }
+            // The name is OVS's, not a rule's (a rule-less mirror of ours): shown escaped.
+            MirrorChange::Remove {
+                name,
+                bridge,
+                reason,
+                ..
+            } => format!(
+                "{} mirror {} from {bridge} ({reason})",
+                verb("remove", "removed"),
+                name.escape_debug()
+            ),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            MirrorChange::Create(w) | MirrorChange::Update { want: w, .. } => &w.name,
+            MirrorChange::Remove { name, .. } => name,
+        }
+    }
+}
+
+impl fmt::Display for MirrorChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe(false))
+    }
+}
+
+/// Where a rule stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleState {
+    /// Both ports are on the bridge and the mirror is (once the plan is committed) as the rule
+    /// says.
+    Active,
+    /// Both ports are on the bridge but the mirror is missing or wrong: the next `apply` (or
+    /// `plug` of one of its NICs) creates or corrects it. Only [`status`] reports this.
+    Pending(String),
+    /// A port (or the bridge) is missing: what it waits for. Not an error.
+    Waiting(String),
+    /// The line is refused, or names something that cannot exist.
+    Invalid(String),
+}
+
+/// One rule's state, by line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleStatus {
+    pub line: usize,
+    /// The mirror's name, when the line could be read.
+    pub mirror: Option<String>,
+    pub state: RuleState,
+}
+
+/// Which rules a plan reconciles.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope<'a> {
+    /// `apply`: every rule, and mirrors of ours that no rule asks for are removed.
+    Full,
+    /// `plug IFACE`: the rules that involve `IFACE` only; nothing else is touched.
+    Involving(&'a str),
+}
+
+/// The mirror changes of one run, and the promiscuous flags to set and clear once they are
+/// committed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MirrorPlan {
+    pub changes: Vec<MirrorChange>,
+    pub promisc_on: BTreeSet<String>,
+    pub promisc_off: BTreeSet<String>,
+    /// The state of every rule in scope once the plan is committed, by line.
+    pub rules: Vec<RuleStatus>,
+}
+
+impl MirrorPlan {
+    /// Whether the plan changes nothing in OVSDB.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Counts of (created, updated or adopted, removed).
+    pub fn counts(&self) -> [usize; 3] {
+        let mut c = [0; 3];
+        for change in &self.changes {
+            c[match change {
+                MirrorChange::Create(_) => 0,
+                MirrorChange::Update { .. } => 1,
+                MirrorChange::Remove { .. } => 2,
+            }] += 1;
+        }
+        c
+    }
+
+    /// Counts of rules (active, waiting, invalid).
+    pub fn rule_counts(&self) -> [usize; 3] {
+        let mut c = [0; 3];
+        for r in &self.rules {
+            match r.state {
+                RuleState::Active | RuleState::Pending(_) => c[0] += 1,
+                RuleState::Waiting(_) => c[1] += 1,
+                RuleState::Invalid(_) => c[2] += 1,
+            }
+        }
+        c
+    }
+}
+
+/// The mirror changes that make OVS match `specs`, once the port plan `ports` of the same run is
+/// committed. `promisc` holds the current promiscuous flag of the links asked for
+/// ([`Specs::promisc_links`]); a link missing from it does not exist (or is not a Linux link),
+/// and its flag is left alone.
+pub fn build(
+    specs: &Specs,
+    observed: &Observed,
+    ports: &Plan,
+    promisc: &BTreeMap<String, bool>,
+    scope: Scope<'_>,
+) -> MirrorPlan {
+    let after = ports_after(observed, ports);
+    let recorded = recorded(observed);
+    let mut out = MirrorPlan::default();
+    if let Scope::Full = scope {
+        out.rules
+            .extend(specs.invalid.iter().map(|(line, why)| RuleStatus {
+                line: *line,
+                mirror: None,
+                state: RuleState::Invalid(why.clone()),
+            }));
+    }
+    // Mirrors of ours this plan has decided about, and the (bridge, name) of every rule in scope.
+    let mut handled: BTreeSet<&str> = BTreeSet::new();
+    let mut claimed: BTreeSet<(&str, &str)> = BTreeSet::new();
+    // Links the mirrors written or kept by this plan record.
+    let mut records: BTreeSet<String> = BTreeSet::new();
+    let in_scope = |s: &Spec| match scope {
+        Scope::Full => true,
+        Scope::Involving(iface) => s.involves.contains(iface),
+    };
+    for spec in specs.specs.iter().filter(|s| in_scope(s)) {
+        claimed.insert((&spec.bridge, &spec.name));
+        let same = |m: &&ObservedMirror| {
+            m.bridge.as_deref() == Some(spec.bridge.as_str()) && m.name == spec.name
+        };
+        let ours: Vec<&ObservedMirror> = observed
+            .mirrors
+            .iter()
+            .filter(same)
+            .filter(|m| m.owned())
+            .collect();
+        handled.extend(ours.iter().map(|m| m.uuid.as_str()));
+        let state = match endpoints(spec, &after, observed) {
+            Err(waiting) => {
+                out.changes
+                    .extend(ours.iter().map(|m| MirrorChange::Remove {
+                        uuid: m.uuid.clone(),
+                        name: m.name.clone(),
+                        bridge: spec.bridge.clone(),
+                        reason: format!("waiting for {waiting}"),
+                    }));
+                RuleState::Waiting(waiting)
+            }
+            Ok((src, dst)) => {
+                let off = promisc.get(&spec.source) == Some(&false);
+                if spec.promisc && off {
+                    out.promisc_on.insert(spec.source.clone());
+                }
+                let record = spec.promisc && (off || recorded.contains(spec.source.as_str()));
+                let want = Want {
+                    name: spec.name.clone(),
+                    bridge: spec.bridge.clone(),
+                    source: spec.source.clone(),
+                    src,
+                    output: spec.output.clone(),
+                    out: dst,
+                    select: spec.select,
+                    promisc: record.then(|| spec.source.clone()),
+                };
+                records.extend(want.promisc.clone());
+                if let Some((first, extra)) = ours.split_first() {
+                    let differs = differs(first, &want);
+                    if !differs.is_empty() {
+                        out.changes.push(MirrorChange::Update {
+                            uuid: first.uuid.clone(),
+                            want,
+                            adopt: false,
+                            differs,
+                        });
+                    }
+                    out.changes
+                        .extend(extra.iter().map(|m| MirrorChange::Remove {
+                            uuid: m.uuid.clone(),
+                            name: m.name.clone(),
+                            bridge: spec.bridge.clone(),
+                            reason: "a second mirror of ours with this name".into(),
+                        }));
+                } else if let Some(m) = observed
+                    .mirrors
+                    .iter()
+                    .filter(same)
+                    .find(|m| m.owner.is_none())
+                {
+                    out.changes.push(MirrorChange::Update {
+                        uuid: m.uuid.clone(),
+                        differs: differs(m, &want),
+                        want,
+                        adopt: true,
+                    });
+                } else {
+                    out.changes.push(MirrorChange::Create(want));
+                }
+                RuleState::Active
+            }
+        };
+        out.rules.push(RuleStatus {
+            line: spec.line,
+            mirror: Some(spec.name.clone()),
+            state,
+        });
+    }
+    if matches!(scope, Scope::Full) && specs.complete() {
+        for m in observed.mirrors.iter().filter(|m| m.owned()) {
+            let Some(bridge) = &m.bridge else { continue };
+            if !claimed.contains(&(bridge.as_str(), m.name.as_str())) {
+                handled.insert(&m.uuid);
+                out.changes.push(MirrorChange::Remove {
+                    uuid: m.uuid.clone(),
+                    name: m.name.clone(),
+                    bridge: bridge.clone(),
+                    reason: "no rule asks for it".into(),
+                });
+            }
+        }
+    }
+    // Mirrors of ours this plan leaves alone keep their records.
+    records.extend(
+        observed
+            .mirrors
+            .iter()
+            .filter(|m| m.owned() && m.bridge.is_some() && !handled.contains(m.uuid.as_str()))
+            .filter_map(|m| m.promisc.clone()),
+    );
+    out.promisc_off = recorded
+        .into_iter()
+        .filter(|link| !records.contains(*link) && promisc.get(*link) == Some(&true))
+        .map(String::from)
+        .collect();
+    out.rules.sort_by_key(|r| r.line);
+    out
+}
+
+/// The ports of a spec once the port plan is committed, or what it waits for.
+fn endpoints(
+    spec: &Spec,
+    after: &BTreeMap<String, PortAt>,
+    observed: &Observed,
+) -> Result<(PortRef, PortRef), String> {
+    if !observed.bridges.contains_key(&spec.bridge) {
+        return Err(format!("bridge {} (it does not exist)", spec.bridge));
+    }
+    let mut missing = Vec::new();
+    let mut at = |name: &str| match after.get(name) {
+        Some(p) if p.bridge == spec.bridge => Some(p.row.clone()),
+        Some(p) => {
+            missing.push(format!("{name} (now on {})", p.bridge));
+            None
+        }
+        None => {
+            missing.push(name.to_string());
+            None
+        }
+    };
+    match (at(&spec.source), at(&spec.output)) {
+        (Some(src), Some(out)) => Ok((src, out)),
+        _ => Err(format!("{} on {}", missing.join(" and "), spec.bridge)),
+    }
+}
+
+/// The columns of `m` that differ from `want` (the mark aside).
+fn differs(m: &ObservedMirror, want: &Want) -> Vec<&'static str> {
+    let set_is = |set: &BTreeSet<Uuid>, wanted: bool| match wanted {
+        true => set.len() == 1 && set.iter().all(|u| want.src.is(u)),
+        false => set.is_empty(),
+    };
+    let mut d = Vec::new();
+    if m.select_all {
+        d.push("select_all");
+    }
+    if !set_is(&m.select_src, want.select.src()) {
+        d.push("select_src_port");
+    }
+    if !set_is(&m.select_dst, want.select.dst()) {
+        d.push("select_dst_port");
+    }
+    if m.select_vlan {
+        d.push("select_vlan");
+    }
+    if !m.output.as_deref().is_some_and(|u| want.out.is(u)) {
+        d.push("output_port");
+    }
+    if m.output_vlan.is_some() {
+        d.push("output_vlan");
+    }
+    if m.owned() && m.promisc != want.promisc {
+        d.push(PROMISC_KEY);
+    }
+    d
+}
+
+/// The mirror plan of `clear` (and `clear --keep-ports`, package removal): every mirror of ours
+/// goes, and with it every promiscuous flag they record (`promisc` as for [`build`]).
+pub fn clear(observed: &Observed, promisc: &BTreeMap<String, bool>) -> MirrorPlan {
+    let ours: Vec<&ObservedMirror> = observed
+        .mirrors
+        .iter()
+        .filter(|m| m.owned() && m.bridge.is_some())
+        .collect();
+    MirrorPlan {
+        changes: ours
+            .iter()
+            .map(|m| MirrorChange::Remove {
+                uuid: m.uuid.clone(),
+                name: m.name.clone(),
+                bridge: m.bridge.clone().unwrap_or_default(),
+                reason: "clear".into(),
+            })
+            .collect(),
+        promisc_off: recorded(observed)
+            .into_iter()
+            .filter(|l| promisc.get(*l) == Some(&true))
+            .map(String::from)
+            .collect(),
+        ..MirrorPlan::default()
+    }
+}
+
+/// Per rule (refused lines included, by line): active, pending (and what would change),
+/// waiting (and for what) or invalid (and why), as OVS holds things now. For a `status`
+/// command; pure, so it needs the rules file, the guest configurations of
+/// [`guests_to_read`] and a full read of OVS.
+pub fn status(
+    rules: &Rules,
+    guests: &BTreeMap<GuestId, GuestFile>,
+    observed: &Observed,
+) -> Vec<RuleStatus> {
+    let specs = Specs::resolve(rules, guests);
+    let plan = build(
+        &specs,
+        observed,
+        &Plan::default(),
+        &BTreeMap::new(),
+        Scope::Full,
+    );
+    let pending: BTreeMap<&str, String> = plan
+        .changes
+        .iter()
+        .filter(|c| !matches!(c, MirrorChange::Remove { .. }))
+        .map(|c| (c.name(), c.describe(false)))
+        .collect();
+    plan.rules
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            if let (RuleState::Active, Some(name)) = (&r.state, &r.mirror)
+                && let Some(what) = pending.get(name.as_str())
+            {
+                r.state = RuleState::Pending(what.clone());
+            }
+            r
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
