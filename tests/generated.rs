@@ -92,8 +92,12 @@ fn extra_sections() -> Roff {
             "The configuration; every key is optional and documented in the shipped file.",
         ),
         (
+            "/etc/network/interfaces.d/ovs-autoattach",
+            "The tool's own ifupdown2 file (stanzas_file): one stanza per guest port, none of them auto, so that ifreload -a never replays a stale VLAN. /etc/network/interfaces must source it (source /etc/network/interfaces.d/*).",
+        ),
+        (
             "/etc/network/interfaces",
-            "Gets a block between # BEGIN ovs-autoattach and # END ovs-autoattach with one stanza per guest port, so that ifreload -a keeps the ports with their VLAN settings.",
+            "Proxmox's file: only checked for that source line, and cleaned once of the managed block older versions wrote into it (a pending interfaces.new too).",
         ),
         (
             "/etc/nmstate/nmstate-dynamic.yaml",
@@ -234,7 +238,7 @@ fn description() -> Roff {
     r.control("SH", ["DESCRIPTION"]);
     for text in [
         "ovs-autoattach keeps every guest NIC of a Proxmox VE host (QEMU tap<vmid>i<n>, LXC veth<vmid>i<n>, raw LXC veth...) on the Open vSwitch bridge its guest configuration names, with the VLAN settings Proxmox would give it: tag alone is an access port, trunks alone a trunk, both a trunk whose native VLAN is tag, untagged.",
-        "It is a stateless one-shot command: it reads the host's links, the guest configurations and the OVS database, decides, commits all changes in one OVSDB transaction, and mirrors the guest ports into a managed block of /etc/network/interfaces and into /etc/nmstate/nmstate-dynamic.yaml. It runs when something calls it: the Proxmox guest hookscript, the ifupdown2 hook, the boot unit and the package's maintainer scripts.",
+        "It is a stateless one-shot command: it reads the host's links, the guest configurations and the OVS database, decides, commits all changes in one OVSDB transaction, then sets up the kernel links as Proxmox's tap_plug leaves them (firewall bridges, IPv6, link state, rate limits), and lists the guest ports in /etc/network/interfaces.d/ovs-autoattach and /etc/nmstate/nmstate-dynamic.yaml. It runs when something calls it: the Proxmox guest hookscript, the ifupdown2 hook, the boot unit and the package's maintainer scripts.",
         "Ports it creates carry external_ids:owner=ovs-autoattach. Only such ports are ever pruned or cleared, plus rows named like a Proxmox guest NIC whose link is gone. A port someone else created for a guest NIC is corrected but never marked or deleted.",
     ] {
         r.control("PP", []);
