@@ -212,6 +212,10 @@ impl World {
             .status
             .success();
         ovs.sh("ip link del oaaprobe0");
+        // Foreign objects nothing of the tool's may change: an admin's Linux bridge with a
+        // member, and an admin's mirror.
+        ovs.sh("ip link add bradmin type bridge; ip link add adm0 type veth peer name adm1; ip link set adm0 master bradmin; ip link set bradmin up");
+        add_admin_mirror(&ovs);
         World {
             ovs,
             rng: Rng(seed),
@@ -595,10 +599,34 @@ impl World {
         }
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self, reloaded: bool) -> Result<(), String> {
         let ovs = &self.ovs;
         let out = ovs.tool(&["apply"]);
         self.tool_result_ok(&out)?;
+        // The admin's objects: ifupdown2 deletes every mirror of the bridges it reloads (that
+        // is ifupdown2, not the tool), so after a reload the mirror is put back for the next
+        // step; otherwise it must be exactly as the admin made it.
+        let mirror = ovs.vsctl(&[
+            "--columns=name,select_all,external_ids,output_port",
+            "--format=csv",
+            "--no-headings",
+            "list",
+            "Mirror",
+        ]);
+        let admin: Vec<&str> = mirror
+            .lines()
+            .filter(|l| l.starts_with("admin_span,"))
+            .collect();
+        if reloaded {
+            if admin.is_empty() {
+                add_admin_mirror(ovs);
+            }
+        } else if admin != ["admin_span,true,{},[]"] {
+            return Err(format!("the admin's mirror changed: {mirror}"));
+        }
+        if links(ovs).get("adm0").and_then(|l| l.1.as_deref()) != Some("bradmin") {
+            return Err("the admin's Linux bridge bradmin lost its member".into());
+        }
         let want = self.expected();
 
         // OVS, read once: every port's bridge and VLAN columns, every interface's type.
@@ -687,6 +715,23 @@ impl World {
             .then_some(())
             .ok_or_else(|| format!("ifquery -a -i: {}", text(&out.stderr)))
     }
+}
+
+fn add_admin_mirror(ovs: &Ovs) {
+    ovs.vsctl(&[
+        "--",
+        "--id=@m",
+        "create",
+        "Mirror",
+        "name=admin_span",
+        "select_all=true",
+        "--",
+        "add",
+        "Bridge",
+        "ovsbr0",
+        "mirrors",
+        "@m",
+    ]);
 }
 
 /// Port name -> (bridge, `tag trunks vlan_mode`, interface type), from two ovs-vsctl calls.
@@ -780,7 +825,8 @@ fn run_sequence(seed: u64, steps: usize) -> BTreeMap<&'static str, u32> {
         let monitor = world.ovs.monitor_ports();
         let (what, live) = world.step();
         world.history.push(format!("{step}: {what}"));
-        if let Err(e) = world.check() {
+        let reloaded = what.contains("ifreload") || what.contains("ifdown");
+        if let Err(e) = world.check(reloaded) {
             world.fail(step, &e);
         }
         if step % 10 == 9 {
