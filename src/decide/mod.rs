@@ -6,7 +6,8 @@
 //! ports ([`ports`]): [`stanzas`] renders the tool's ifupdown2 file, [`nmstate`] the nmstate
 //! file, [`sources`] checks that the interfaces file reads ours, and [`migrate`] cleans the
 //! interfaces file of what older versions wrote into it. [`vlan`], [`ifname`] and [`glob`] are
-//! the value types and checks they share.
+//! the value types and checks they share. [`status`] reads the desired state and the plan into
+//! the `status` report.
 
 pub mod desired;
 pub mod glob;
@@ -19,4 +20,5 @@ pub mod plan;
 pub mod ports;
 pub mod sources;
 pub mod stanzas;
+pub mod status;
 pub mod vlan;
