@@ -1,6 +1,15 @@
 //! The three commands. Each reads top to bottom: observe (links, guest configurations, OVS),
 //! decide (desired state, then the plan, both pure), act (one OVSDB transaction, then the host
 //! files), report (one line per change and a summary with counts and elapsed time).
+//!
+//! Two more, in modules of their own, never act: [`status`] observes and decides as `apply` does
+//! and reports; [`validate`] parses the configurations and reports, without OVS or root.
+
+mod status;
+mod validate;
+
+pub use status::status;
+pub use validate::validate;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
