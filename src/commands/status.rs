@@ -39,36 +39,40 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<Success> {
         Scope::Full { live: &host.names },
     );
     timing(&mut lap, "decision");
-    // The host files `apply` would write once that plan is committed, against the disk.
-    let after = plan::after(&observed, &plan);
-    let ports = ports::entries(&after, |name| host.is_guest_nic(name));
+    // The host files `apply` would write once that plan is committed, checked against the disk
+    // on a second thread while the report is built and its NIC table rendered: the two are
+    // independent, and this way the report costs no time of its own over a no-op `apply`.
     let exists = |name: &str| host.names.contains(name);
-    let files = {
-        let _files = lock::files(&config.run_dir)?;
-        hostfiles::plan(config, &Update::All(&ports), &exists)
-            .files
-            .iter()
-            .map(check)
-            .collect()
-    };
-    timing(&mut lap, "host files");
-    let report = Report::build(
-        config,
-        &host.links,
-        &desired,
-        &observed,
-        &plan,
-        &host.names,
-        files,
-    );
+    let (files, report, table) = std::thread::scope(|scope| {
+        let files = scope.spawn(|| -> anyhow::Result<Vec<FileCheck>> {
+            let mut lap = Instant::now();
+            let after = plan::after(&observed, &plan);
+            let ports = ports::entries(&after, |name| host.is_guest_nic(name));
+            let _files = lock::files(&config.run_dir)?;
+            let checks = hostfiles::plan(config, &Update::All(&ports), &exists)
+                .files
+                .iter()
+                .map(check)
+                .collect();
+            timing(&mut lap, "host files");
+            Ok(checks)
+        });
+        let report = Report::build(config, &host.links, &desired, &observed, &plan, &host.names);
+        let table = (!json).then(|| report.nic_table());
+        let files = files
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (files, report, table)
+    });
+    let report = report.with_files(files?);
+    timing(&mut lap, "host files and report");
     // Report.
-    let out = if json {
-        let mut doc =
-            serde_json::to_string_pretty(&report.to_json()).context("rendering the JSON report")?;
-        doc.push('\n');
-        doc
-    } else {
-        report.to_text()
+    let out = match table {
+        Some(mut text) => {
+            report.push_rest(&mut text);
+            text
+        }
+        None => report.to_json(),
     };
     std::io::stdout()
         .write_all(out.as_bytes())

@@ -20,10 +20,11 @@
 //! the adapter); mirror rules as [`Mirror`]s, which the mirrors feature fills (until then there
 //! are none, and the JSON's `mirrors` array is empty). The JSON schema is docs/status.md.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::config::Config;
 use crate::decide::desired::{Decision, Desired, HostLink};
@@ -279,7 +280,7 @@ pub struct Report {
 
 impl Report {
     /// Reads `desired` and `plan` (built by `apply`'s own functions from `links`, `observed` and
-    /// the live link names `live`) into a report; `files` are the checked host files.
+    /// the live link names `live`) into a report; the host files come with [`Report::with_files`].
     pub fn build(
         config: &Config,
         links: &[HostLink],
@@ -287,7 +288,6 @@ impl Report {
         observed: &Observed,
         plan: &Plan,
         live: &BTreeSet<String>,
-        files: Vec<FileCheck>,
     ) -> Report {
         let mut changes: BTreeMap<&str, Vec<&Change>> = BTreeMap::new();
         let mut stale = Vec::new();
@@ -332,16 +332,23 @@ impl Report {
             })
             .collect();
         nics.extend(unconsidered(config, links, desired, observed));
-        nics.sort_by_key(|n| order(&n.name, n.guest));
-        stale.sort_by_key(|s| order(&s.name, s.guest));
+        nics.sort_by(|a, b| order(&a.name, a.guest).cmp(&order(&b.name, b.guest)));
+        stale.sort_by(|a, b| order(&a.name, a.guest).cmp(&order(&b.name, b.guest)));
         Report {
             nics,
             stale,
-            files: files.into_iter().map(File::of).collect(),
+            files: Vec::new(),
             // Extension point: the mirror rules' states go here once mirrors exist.
             mirrors: Vec::new(),
             other,
         }
+    }
+
+    /// The report with the checked host files (kept apart from [`Report::build`] so that the
+    /// caller can check the files while the NICs are built and rendered).
+    pub fn with_files(mut self, files: Vec<FileCheck>) -> Report {
+        self.files = files.into_iter().map(File::of).collect();
+        self
     }
 
     /// How many NICs are in each state, stale ports included, every state listed.
@@ -385,64 +392,98 @@ impl Report {
         !self.needs_apply() && !self.needs_admin()
     }
 
-    /// The JSON document (schema version [`JSON_VERSION`], documented in docs/status.md).
-    pub fn to_json(&self) -> Value {
-        let counts: serde_json::Map<String, Value> = self
-            .counts()
-            .into_iter()
-            .map(|(s, n)| (s.as_str().to_string(), json!(n)))
-            .collect();
-        let file_counts: serde_json::Map<String, Value> = self
-            .file_counts()
-            .into_iter()
-            .map(|(s, n)| (s.as_str().to_string(), json!(n)))
-            .collect();
-        json!({
-            "version": JSON_VERSION,
-            "healthy": self.healthy(),
-            "needs_apply": self.needs_apply(),
-            "needs_admin": self.needs_admin(),
-            "counts": counts,
-            "file_counts": file_counts,
-            "nics": self.nics.iter().map(|n| json!({
-                "name": n.name,
-                "guest": n.guest.map(guest_json),
-                "decision": n.decision,
-                "desired": n.desired.as_ref().map(|p| json!({
-                    "bridge": p.bridge,
-                    "vlan": vlan_json(&p.vlan),
-                })),
-                "actual": n.actual.as_ref().map(actual_json),
-                "state": n.state.as_str(),
-                "reason": n.reason,
-            })).collect::<Vec<_>>(),
-            "stale": self.stale.iter().map(|s| json!({
-                "name": s.name,
-                "guest": s.guest.map(guest_json),
-                "actual": actual_json(&s.actual),
-                "state": State::Stale.as_str(),
-                "reason": s.reason,
-            })).collect::<Vec<_>>(),
-            "files": self.files.iter().map(|f| json!({
-                "role": f.role,
-                "path": f.path,
-                "state": f.state.as_str(),
-                "reason": f.reason,
-                "source_line": f.source_line,
-            })).collect::<Vec<_>>(),
-            "mirrors": self.mirrors.iter().map(|m| json!({
-                "rule": m.rule,
-                "state": m.state.as_str(),
-                "reason": m.reason,
-            })).collect::<Vec<_>>(),
-            "other": self.other,
-        })
+    /// The JSON document (schema version [`JSON_VERSION`], documented in docs/status.md),
+    /// pretty-printed, with a final newline. Serialized straight from borrowed views of the
+    /// report: at thousands of NICs a `serde_json::Value` tree would cost tens of milliseconds.
+    pub fn to_json(&self) -> String {
+        let counts = self.counts();
+        let files = self.file_counts();
+        let doc = Doc {
+            version: JSON_VERSION,
+            healthy: self.healthy(),
+            needs_apply: self.needs_apply(),
+            needs_admin: self.needs_admin(),
+            counts: Counts {
+                ok: counts[&State::Ok],
+                missing: counts[&State::Missing],
+                drift: counts[&State::Drift],
+                kept_off: counts[&State::KeptOff],
+                ignored: counts[&State::Ignored],
+                invalid: counts[&State::Invalid],
+                stale: counts[&State::Stale],
+            },
+            file_counts: FileCounts {
+                in_sync: files[&FileState::InSync],
+                out_of_sync: files[&FileState::OutOfSync],
+                refused: files[&FileState::Refused],
+            },
+            nics: self
+                .nics
+                .iter()
+                .map(|n| NicView {
+                    name: &n.name,
+                    guest: n.guest.map(GuestView::of),
+                    decision: n.decision,
+                    desired: n.desired.as_ref().map(|p| PlaceView {
+                        bridge: &p.bridge,
+                        vlan: VlanView::of(&p.vlan),
+                    }),
+                    actual: n.actual.as_ref().map(ActualView::of),
+                    state: n.state.as_str(),
+                    reason: n.reason.as_deref(),
+                })
+                .collect(),
+            stale: self
+                .stale
+                .iter()
+                .map(|s| StaleView {
+                    name: &s.name,
+                    guest: s.guest.map(GuestView::of),
+                    actual: ActualView::of(&s.actual),
+                    state: State::Stale.as_str(),
+                    reason: &s.reason,
+                })
+                .collect(),
+            files: self
+                .files
+                .iter()
+                .map(|f| FileView {
+                    role: &f.role,
+                    path: &f.path,
+                    state: f.state.as_str(),
+                    reason: f.reason.as_deref(),
+                    source_line: f.source_line.as_deref(),
+                })
+                .collect(),
+            mirrors: self
+                .mirrors
+                .iter()
+                .map(|m| MirrorView {
+                    rule: &m.rule,
+                    state: m.state.as_str(),
+                    reason: m.reason.as_deref(),
+                })
+                .collect(),
+            other: &self.other,
+        };
+        // Serializing plain structs of strings, numbers and options cannot fail.
+        let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        text.push('\n');
+        text
     }
 
     /// The human output: an aligned table of the NICs and stale ports sorted by guest, the host
     /// files (and mirror rules, if any), then one summary line.
     pub fn to_text(&self) -> String {
-        let mut rows: Vec<(Order, [String; 8])> = Vec::new();
+        let mut out = self.nic_table();
+        self.push_rest(&mut out);
+        out
+    }
+
+    /// The first part of [`Report::to_text`], the NIC table: it does not depend on the host
+    /// files, so `status` renders it while they are being checked.
+    pub fn nic_table(&self) -> String {
+        let mut rows: Vec<(Order<'_>, [Cow<'_, str>; 8])> = Vec::new();
         for n in &self.nics {
             rows.push((
                 order(&n.name, n.guest),
@@ -458,7 +499,7 @@ impl Report {
                     },
                     actual_text(n.actual.as_ref()),
                     owned_text(n.actual.as_ref()),
-                    n.reason.clone().unwrap_or_default(),
+                    n.reason.as_deref().unwrap_or_default().into(),
                 ],
             ));
         }
@@ -473,7 +514,7 @@ impl Report {
                     "-".into(),
                     actual_text(Some(&s.actual)),
                     owned_text(Some(&s.actual)),
-                    s.reason.clone(),
+                    s.reason.as_str().into(),
                 ],
             ));
         }
@@ -484,42 +525,44 @@ impl Report {
             [
                 "NIC", "GUEST", "STATE", "DECISION", "DESIRED", "ACTUAL", "OWNED", "REASON",
             ],
-            rows.into_iter().map(|(_, r)| r).collect(),
+            &rows.into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
         );
+        out
+    }
+
+    /// The rest of [`Report::to_text`] after [`Report::nic_table`]: host files, mirror rules,
+    /// the summary line.
+    pub fn push_rest(&self, out: &mut String) {
         if !self.files.is_empty() {
+            let rows: Vec<[Cow<'_, str>; 4]> = self
+                .files
+                .iter()
+                .map(|f| {
+                    [
+                        f.path.as_str().into(),
+                        f.role.as_str().into(),
+                        f.state.as_str().into(),
+                        f.reason.as_deref().unwrap_or_default().into(),
+                    ]
+                })
+                .collect();
             out.push('\n');
-            table(
-                &mut out,
-                ["FILE", "ROLE", "STATE", "REASON"],
-                self.files
-                    .iter()
-                    .map(|f| {
-                        [
-                            f.path.clone(),
-                            f.role.clone(),
-                            f.state.as_str().into(),
-                            f.reason.clone().unwrap_or_default(),
-                        ]
-                    })
-                    .collect(),
-            );
+            table(out, ["FILE", "ROLE", "STATE", "REASON"], &rows);
         }
         if !self.mirrors.is_empty() {
+            let rows: Vec<[Cow<'_, str>; 3]> = self
+                .mirrors
+                .iter()
+                .map(|m| {
+                    [
+                        m.rule.as_str().into(),
+                        m.state.as_str().into(),
+                        m.reason.as_deref().unwrap_or_default().into(),
+                    ]
+                })
+                .collect();
             out.push('\n');
-            table(
-                &mut out,
-                ["MIRROR", "STATE", "REASON"],
-                self.mirrors
-                    .iter()
-                    .map(|m| {
-                        [
-                            m.rule.clone(),
-                            m.state.as_str().into(),
-                            m.reason.clone().unwrap_or_default(),
-                        ]
-                    })
-                    .collect(),
-            );
+            table(out, ["MIRROR", "STATE", "REASON"], &rows);
         }
         for change in &self.other {
             let _ = writeln!(out, "\nalso planned: {change}");
@@ -527,7 +570,6 @@ impl Report {
         out.push('\n');
         out.push_str(&self.summary());
         out.push('\n');
-        out
     }
 
     /// `status: 3 ok, 1 missing, ...; host files: 2 in-sync, ...; <verdict>`.
@@ -575,6 +617,137 @@ impl Report {
         });
         line
     }
+}
+
+// The JSON document's shape (docs/status.md), field order as printed.
+
+#[derive(Serialize)]
+struct Doc<'a> {
+    version: u32,
+    healthy: bool,
+    needs_apply: bool,
+    needs_admin: bool,
+    counts: Counts,
+    file_counts: FileCounts,
+    nics: Vec<NicView<'a>>,
+    stale: Vec<StaleView<'a>>,
+    files: Vec<FileView<'a>>,
+    mirrors: Vec<MirrorView<'a>>,
+    other: &'a [String],
+}
+
+#[derive(Serialize)]
+struct Counts {
+    ok: usize,
+    missing: usize,
+    drift: usize,
+    #[serde(rename = "kept-off")]
+    kept_off: usize,
+    ignored: usize,
+    invalid: usize,
+    stale: usize,
+}
+
+#[derive(Serialize)]
+struct FileCounts {
+    #[serde(rename = "in-sync")]
+    in_sync: usize,
+    #[serde(rename = "out-of-sync")]
+    out_of_sync: usize,
+    refused: usize,
+}
+
+#[derive(Serialize)]
+struct NicView<'a> {
+    name: &'a str,
+    guest: Option<GuestView>,
+    decision: &'a str,
+    desired: Option<PlaceView<'a>>,
+    actual: Option<ActualView<'a>>,
+    state: &'static str,
+    reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct StaleView<'a> {
+    name: &'a str,
+    guest: Option<GuestView>,
+    actual: ActualView<'a>,
+    state: &'static str,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct GuestView {
+    vmid: u32,
+    kind: &'static str,
+    net: String,
+}
+
+impl GuestView {
+    fn of(nic: NicId) -> GuestView {
+        GuestView {
+            vmid: nic.guest.vmid,
+            kind: kind_name(nic.guest.kind),
+            net: nic.key(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PlaceView<'a> {
+    bridge: &'a str,
+    vlan: VlanView<'a>,
+}
+
+#[derive(Serialize)]
+struct ActualView<'a> {
+    bridge: Option<&'a str>,
+    vlan: VlanView<'a>,
+    owned: bool,
+}
+
+impl ActualView<'_> {
+    fn of(a: &Actual) -> ActualView<'_> {
+        ActualView {
+            bridge: a.bridge.as_deref(),
+            vlan: VlanView::of(&a.vlan),
+            owned: a.owned,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct VlanView<'a> {
+    tag: Option<u16>,
+    trunks: &'a [u16],
+    vlan_mode: Option<&'static str>,
+}
+
+impl VlanView<'_> {
+    fn of(v: &Vlan) -> VlanView<'_> {
+        VlanView {
+            tag: v.tag,
+            trunks: &v.trunks,
+            vlan_mode: v.mode.map(|m| m.as_str()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct FileView<'a> {
+    role: &'a str,
+    path: &'a str,
+    state: &'static str,
+    reason: Option<&'a str>,
+    source_line: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct MirrorView<'a> {
+    rule: &'a str,
+    state: &'static str,
+    reason: Option<&'a str>,
 }
 
 /// The state of a decided NIC, and why. The plan's changes for it come first: they are what
@@ -661,18 +834,12 @@ fn unconsidered(
 
 /// Sort key, "by guest": a guest's NICs together, by VMID, QEMU before LXC, by `net<n>`; raw
 /// NICs after all guests, by name.
-type Order = (bool, u32, Option<Kind>, u8, String);
+type Order<'a> = (bool, u32, Option<Kind>, u8, &'a str);
 
-fn order(name: &str, guest: Option<NicId>) -> Order {
+fn order(name: &str, guest: Option<NicId>) -> Order<'_> {
     match guest {
-        Some(g) => (
-            false,
-            g.guest.vmid,
-            Some(g.guest.kind),
-            g.index,
-            name.into(),
-        ),
-        None => (true, 0, None, 0, name.into()),
+        Some(g) => (false, g.guest.vmid, Some(g.guest.kind), g.index, name),
+        None => (true, 0, None, 0, name),
     }
 }
 
@@ -683,48 +850,28 @@ fn kind_name(kind: Kind) -> &'static str {
     }
 }
 
-fn guest_json(nic: NicId) -> Value {
-    json!({
-        "vmid": nic.guest.vmid,
-        "kind": kind_name(nic.guest.kind),
-        "net": nic.key(),
-    })
-}
-
-fn vlan_json(vlan: &Vlan) -> Value {
-    json!({
-        "tag": vlan.tag,
-        "trunks": vlan.trunks,
-        "vlan_mode": vlan.mode.map(|m| m.as_str()),
-    })
-}
-
-fn actual_json(actual: &Actual) -> Value {
-    json!({
-        "bridge": actual.bridge,
-        "vlan": vlan_json(&actual.vlan),
-        "owned": actual.owned,
-    })
-}
-
 /// A name as the table shows it: escaped, since a link named like a guest NIC may hold any
 /// byte the kernel accepts.
-fn shown(name: &str) -> String {
-    name.escape_debug().to_string()
+fn shown(name: &str) -> Cow<'_, str> {
+    if name.bytes().all(|b| b.is_ascii_graphic()) {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(name.escape_debug().to_string())
+    }
 }
 
-fn guest_text(guest: Option<NicId>) -> String {
+fn guest_text(guest: Option<NicId>) -> Cow<'static, str> {
     match guest {
-        Some(n) => format!("{} {} {}", kind_name(n.guest.kind), n.guest.vmid, n.key()),
+        Some(n) => format!("{} {} {}", kind_name(n.guest.kind), n.guest.vmid, n.key()).into(),
         None => "-".into(),
     }
 }
 
-fn place_text(bridge: &str, vlan: &Vlan) -> String {
-    format!("{bridge} {vlan}")
+fn place_text(bridge: &str, vlan: &Vlan) -> Cow<'static, str> {
+    format!("{bridge} {vlan}").into()
 }
 
-fn actual_text(actual: Option<&Actual>) -> String {
+fn actual_text(actual: Option<&Actual>) -> Cow<'static, str> {
     match actual {
         Some(Actual {
             bridge: Some(b),
@@ -736,7 +883,7 @@ fn actual_text(actual: Option<&Actual>) -> String {
     }
 }
 
-fn owned_text(actual: Option<&Actual>) -> String {
+fn owned_text(actual: Option<&Actual>) -> Cow<'static, str> {
     match actual {
         Some(a) if a.owned => "yes".into(),
         Some(_) => "no".into(),
@@ -744,30 +891,32 @@ fn owned_text(actual: Option<&Actual>) -> String {
     }
 }
 
-/// Left-aligned columns two spaces apart; the last column is not padded.
-fn table<const N: usize>(out: &mut String, head: [&str; N], rows: Vec<[String; N]>) {
-    let mut widths = head.map(str::len);
-    for row in &rows {
+/// Left-aligned columns two spaces apart; the last column is not padded, no line ends in a
+/// space. Written straight into `out`: at thousands of rows this is most of the report's cost.
+fn table<const N: usize>(out: &mut String, head: [&str; N], rows: &[[Cow<'_, str>; N]]) {
+    let width = |cell: &str| cell.chars().count();
+    let mut widths = head.map(width);
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(width(cell));
         }
     }
-    let mut line = |cells: &[&str]| {
-        let mut text = String::new();
+    let mut line = |cells: [&str; N]| {
+        let start = out.len();
         for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == N {
-                text.push_str(cell);
-            } else {
-                let _ = write!(text, "{cell:<w$}  ", w = widths[i]);
+            out.push_str(cell);
+            if i + 1 < N {
+                let pad = widths[i] + 2 - width(cell);
+                out.extend(std::iter::repeat_n(' ', pad));
             }
         }
-        out.push_str(text.trim_end());
+        let kept = out[start..].trim_end().len();
+        out.truncate(start + kept);
         out.push('\n');
     };
-    line(&head);
-    for row in &rows {
-        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        line(&cells);
+    line(head);
+    for row in rows {
+        line(std::array::from_fn(|i| row[i].as_ref()));
     }
 }
 
@@ -778,6 +927,7 @@ mod tests {
     use crate::decide::guest::{GuestConfig, GuestId};
     use crate::decide::plan::{self, Scope};
     use proptest::prelude::*;
+    use serde_json::{Value, json};
 
     fn link(name: &str, master: Master) -> HostLink {
         HostLink {
@@ -854,15 +1004,8 @@ mod tests {
                 &observed,
                 Scope::Full { live: &live },
             );
-            let report = Report::build(
-                &self.config,
-                &self.links,
-                &desired,
-                &observed,
-                &plan,
-                &live,
-                Vec::new(),
-            );
+            let report =
+                Report::build(&self.config, &self.links, &desired, &observed, &plan, &live);
             (report, plan)
         }
     }
@@ -1063,7 +1206,7 @@ mod tests {
         ];
         h.ports = vec![("vethRaw", port(Some("ovsbr0"), Vlan::default(), true))];
         let (r, _) = h.report();
-        let text = serde_json::to_string(&r.to_json()).unwrap();
+        let text = r.to_json();
         let doc: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(doc["version"], 1);
         assert_eq!(doc["healthy"], false);
