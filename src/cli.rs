@@ -76,7 +76,8 @@ pub enum Command {
     },
     /// Show every guest NIC's state, stale ports and host files; change nothing
     Status {
-        /// Print one JSON document instead of the table (schema: docs/status.md)
+        /// Print one JSON document instead of the table (schema: status.md in
+        /// /usr/share/doc/ovs-autoattach)
         #[arg(long)]
         json: bool,
     },
