@@ -74,4 +74,13 @@ pub enum Command {
         #[arg(long)]
         keep_ports: bool,
     },
+    /// Show every guest NIC's state, stale ports and host files; change nothing
+    Status {
+        /// Print one JSON document instead of the table (schema: status.md in
+        /// /usr/share/doc/ovs-autoattach)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the configuration and every guest configuration; needs no OVS and no root
+    Validate,
 }

@@ -19,9 +19,14 @@ pub mod host;
 use cli::Command;
 use config::{Config, UsageError};
 
-/// Runs a parsed command line. `Ok(false)` is a runtime failure already logged (exit 1); an
-/// error carrying [`UsageError`] means nothing was touched (exit 2).
+/// Runs a parsed command line. `Ok(false)` is a runtime failure already logged, or what
+/// `status` and `validate` found, already reported (exit 1); an error carrying [`UsageError`]
+/// means nothing was touched (exit 2).
 pub fn run(cli: &cli::Cli) -> anyhow::Result<bool> {
+    // `validate` loads the configuration itself: a bad one is a finding it reports at its line.
+    if let Command::Validate = cli.command {
+        return commands::validate(cli.config.as_deref());
+    }
     let config = Config::load(cli.config.as_deref())?;
     match &cli.command {
         Command::Apply { dry_run } => commands::apply(&config, *dry_run),
@@ -31,5 +36,7 @@ pub fn run(cli: &cli::Cli) -> anyhow::Result<bool> {
             commands::plug(&config, iface)
         }
         Command::Clear { keep_ports } => commands::clear(&config, *keep_ports),
+        Command::Status { json } => commands::status(&config, *json),
+        Command::Validate => commands::validate(cli.config.as_deref()),
     }
 }

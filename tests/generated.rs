@@ -45,17 +45,17 @@ fn extra_sections() -> Roff {
     para(
         &mut r,
         "0",
-        "Done: every guest NIC that should be attached is.",
+        "Done: every guest NIC that should be attached is. status: nothing needs apply and nothing is invalid. validate: no problem found.",
     );
     para(
         &mut r,
         "1",
-        "Runtime failure: OVS unreachable, a NIC not attached (bad guest configuration, ovs-vswitchd refused it or did not confirm in time), a host file not updated. Everything else was still done.",
+        "Runtime failure: OVS unreachable, a NIC not attached (bad guest configuration, ovs-vswitchd refused it or did not confirm in time), a host file not updated. Everything else was still done. status: a NIC missing, drifting, stale or invalid, or a host file out of sync or refused. validate: a problem in a guest configuration, printed as FILE:LINE: MESSAGE.",
     );
     para(
         &mut r,
         "2",
-        "Usage or configuration error; nothing was touched.",
+        "Usage or configuration error; nothing was touched. validate: the tool's own configuration is invalid, printed with its line.",
     );
 
     r.control("SH", ["ENVIRONMENT"]);
@@ -274,6 +274,9 @@ fn man_page_is_current() {
         "OVS_AUTOATTACH_CONFIG",
         "\\-\\-log",
         "OVS_AUTOATTACH_SYSLOG_SOCKET",
+        "status",
+        "\\-\\-json",
+        "validate",
     ] {
         assert!(text.contains(needle), "{needle} missing:\n{text}");
     }

@@ -2,8 +2,16 @@
 //! decide (desired state, then the plan, both pure), act (one OVSDB transaction, then the host
 //! files), report (one line per change and a summary with counts and elapsed time). The
 //! traffic mirrors of the rules file ride along in [`mirrors`].
+//!
+//! Two more, in modules of their own, never act: [`status`] observes and decides as `apply` does
+//! and reports; [`validate`] parses the configurations and reports, without OVS or root.
 
 mod mirrors;
+mod status;
+mod validate;
+
+pub use status::status;
+pub use validate::validate;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;

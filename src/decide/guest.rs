@@ -41,6 +41,17 @@ impl GuestId {
         };
         pve_dir.join(sub).join(format!("{}.conf", self.vmid))
     }
+
+    /// The guest whose configuration file is `file_name` (`<vmid>.conf`, the VMID as Proxmox
+    /// writes it); `None` for any other name, such as pmxcfs's temporary files.
+    pub fn from_file_name(kind: Kind, file_name: &str) -> Option<GuestId> {
+        let vmid: u32 = canonical_number(file_name.strip_suffix(".conf")?)?
+            .try_into()
+            .ok()?;
+        (VMID_MIN..=VMID_MAX)
+            .contains(&vmid)
+            .then_some(GuestId { kind, vmid })
+    }
 }
 
 /// A host interface that Proxmox named after a guest NIC.
@@ -109,6 +120,8 @@ pub struct GuestConfig {
     /// one (a hotplugged NIC, a VM resumed from a state file), so both values can be live.
     /// pve-container's `lxcnetaddbr` reads the current value only, so for LXC this stays empty.
     pub pending: BTreeMap<u8, Result<NetSpec, String>>,
+    /// The 1-based line each entry of `nets` was read from, so that `validate` can point at it.
+    pub lines: BTreeMap<u8, usize>,
 }
 
 impl GuestConfig {
@@ -122,33 +135,38 @@ impl GuestConfig {
     /// pve-container warns and stores it anyway. A `net<n>:` with nothing after it matches
     /// neither parser's line pattern and is skipped by both.
     pub fn parse(kind: Kind, text: &str) -> GuestConfig {
-        let current = text.split('\n').take_while(|l| !l.starts_with('['));
+        let numbered = || text.split('\n').enumerate().map(|(i, l)| (i + 1, l));
+        let current = numbered().take_while(|(_, l)| !l.starts_with('['));
         let pending = match kind {
             Kind::Qemu => Some(
-                text.split('\n')
-                    .skip_while(|l| l.trim_end() != "[PENDING]")
+                numbered()
+                    .skip_while(|(_, l)| l.trim_end() != "[PENDING]")
                     .skip(1)
-                    .take_while(|l| !l.starts_with('[')),
+                    .take_while(|(_, l)| !l.starts_with('[')),
             ),
             Kind::Lxc => None,
         };
+        let (nets, lines) = parse_nets(kind, current);
         GuestConfig {
-            nets: parse_nets(kind, current),
-            pending: pending.map(|p| parse_nets(kind, p)).unwrap_or_default(),
+            nets,
+            pending: pending.map(|p| parse_nets(kind, p).0).unwrap_or_default(),
+            lines,
         }
     }
 }
 
-/// The `net<n>` lines of one section.
+/// The `net<n>` lines of one section, given with their 1-based line numbers; returns the values
+/// and the line each was read from.
 fn parse_nets<'a>(
     kind: Kind,
-    lines: impl Iterator<Item = &'a str>,
-) -> BTreeMap<u8, Result<NetSpec, String>> {
+    numbered: impl Iterator<Item = (usize, &'a str)>,
+) -> (BTreeMap<u8, Result<NetSpec, String>>, BTreeMap<u8, usize>) {
     {
         let mut nets: BTreeMap<u8, Result<NetSpec, String>> = BTreeMap::new();
         // Whether Proxmox holds the value recorded in `nets` (as opposed to having no value).
         let mut held: BTreeMap<u8, bool> = BTreeMap::new();
-        for line in lines {
+        let mut lines = BTreeMap::new();
+        for (number, line) in numbered {
             let Some((key, value)) = line.split_once(':') else {
                 continue;
             };
@@ -176,9 +194,10 @@ fn parse_nets<'a>(
             if stored || held.get(&index) != Some(&true) {
                 nets.insert(index, parsed);
                 held.insert(index, stored);
+                lines.insert(index, number);
             }
         }
-        nets
+        (nets, lines)
     }
 }
 
@@ -1045,6 +1064,43 @@ mod tests {
         ] {
             let c = qemu(&format!("net0: virtio,bridge=b,link_down={v}\n"));
             assert_eq!(c.nets[&0].as_ref().unwrap().link_down, want, "{v}");
+        }
+    }
+
+    /// `lines` points at the line whose value `nets` holds: the last one, except after a QEMU
+    /// line Proxmox refuses, which leaves the earlier value (and its line) in place.
+    #[test]
+    fn lines_point_at_the_value_used() {
+        let c = qemu(concat!(
+            "name: vm\n",
+            "net0: virtio,bridge=vmbr0,tag=5\n",
+            "net1: virtio,bridge=vmbr0,trunks=5000\n",
+            "net0: virtio,bridge=vmbr1,tag=0\n",
+            "net2: virtio,bridge=vmbr0\n",
+            "net2: virtio,bridge=vmbr1\n",
+            "[PENDING]\n",
+            "net3: virtio,bridge=vmbr0\n",
+        ));
+        assert_eq!(c.lines, [(0, 2), (1, 3), (2, 6)].into());
+        let l = lxc("net0: name=eth0,bridge=vmbr0,tag=5\nnet0: name=eth0,bridge=vmbr1,tag=0\n");
+        assert_eq!(l.lines, [(0, 2)].into());
+    }
+
+    #[test]
+    fn guest_ids_from_file_names() {
+        let q = |name| GuestId::from_file_name(Kind::Qemu, name).map(|g| g.vmid);
+        assert_eq!(q("100.conf"), Some(100));
+        assert_eq!(q("999999999.conf"), Some(999_999_999));
+        for bad in [
+            "99.conf",
+            "0100.conf",
+            "100.conf.tmp",
+            "100",
+            "abc.conf",
+            ".conf",
+            "1000000000.conf",
+        ] {
+            assert_eq!(q(bad), None, "{bad}");
         }
     }
 }

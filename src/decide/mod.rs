@@ -7,7 +7,8 @@
 //! file, [`sources`] checks that the interfaces file reads ours, and [`migrate`] cleans the
 //! interfaces file of what older versions wrote into it. [`vlan`], [`ifname`] and [`glob`] are
 //! the value types and checks they share. [`mirrors`] keeps the traffic mirrors of
-//! proxmox-ovs-mirror's rules file.
+//! proxmox-ovs-mirror's rules file; [`status`] reads the desired state and the plan into the
+//! `status` report.
 
 pub mod desired;
 pub mod firewall;
@@ -23,4 +24,5 @@ pub mod plan;
 pub mod ports;
 pub mod sources;
 pub mod stanzas;
+pub mod status;
 pub mod vlan;

@@ -39,14 +39,34 @@ pub fn read_optional(path: &Path, max: u64) -> anyhow::Result<Option<String>> {
 /// Writes `content` to `path` unless it already holds exactly that. Returns whether it wrote.
 pub fn write_if_changed(path: &Path, content: &str) -> anyhow::Result<bool> {
     let target = resolve(path)?;
-    match fs::read(&target) {
-        Ok(old) if old == content.as_bytes() => return Ok(false),
-        Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("reading {}", target.display())),
+    if holds_at(&target, content)? {
+        return Ok(false);
     }
     write_atomic(&target, content.as_bytes())?;
     Ok(true)
+}
+
+/// Whether `path` (through a symlink, its target) holds exactly `content`, the comparison
+/// [`write_if_changed`] makes; a missing file holds nothing. Reads only.
+pub fn holds(path: &Path, content: &str) -> anyhow::Result<bool> {
+    holds_at(&resolve(path)?, content)
+}
+
+fn holds_at(target: &Path, content: &str) -> anyhow::Result<bool> {
+    match fs::read(target) {
+        Ok(old) => Ok(old == content.as_bytes()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("reading {}", target.display())),
+    }
+}
+
+/// Whether `path` (through a symlink, its target) exists: what [`remove`] would remove.
+pub fn exists(path: &Path) -> anyhow::Result<bool> {
+    match fs::metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("inspecting {}", path.display())),
+    }
 }
 
 /// Deletes `path` (through a symlink, the target) if it exists. Returns whether it did.

@@ -4,6 +4,10 @@
 //! and only when their bytes change. The decisions are the pure core's ([`stanzas`],
 //! [`migrate`], [`sources`], [`nmstate`]); this module reads, calls them and writes.
 //!
+//! [`update`] is [`plan`] then the writes: [`plan`] reads the files and renders what they are to
+//! hold, and writes nothing, so that `status` can compare exactly what `apply` would write with
+//! the bytes on disk.
+//!
 //! `apply` renders from the full state. `plug` knows only its own port, so it reads what the
 //! tool's file already lists, replaces its one entry and renders again; the files lock makes that
 //! read-modify-write atomic against concurrent plugs. Every update drops the entries whose link
@@ -65,6 +69,124 @@ pub enum Update<'a> {
     Clear,
 }
 
+/// Which host file a [`PlannedFile`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The tool's own ifupdown2 file (`stanzas_file`).
+    Stanzas,
+    /// The host's interfaces file (`interfaces_file`): checked for the `source` line, cleaned of
+    /// what older versions wrote.
+    Interfaces,
+    /// A pending `<interfaces_file>.new` (a Proxmox GUI change not yet applied), cleaned alike.
+    PendingInterfaces,
+    /// The nmstate file (`nmstate_file`).
+    Nmstate,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Stanzas => "stanzas",
+            Role::Interfaces => "interfaces",
+            Role::PendingInterfaces => "interfaces.new",
+            Role::Nmstate => "nmstate",
+        }
+    }
+}
+
+/// What an update does to one file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// The file is to hold exactly these bytes (written only if it does not already).
+    Write(String),
+    /// The file is to be gone (removed if it exists).
+    Remove,
+    /// The file is left as it is.
+    Keep,
+}
+
+/// How an update reports a [`Note`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoteKind {
+    /// Logged at info level: what the write does.
+    Info,
+    /// Logged as a warning; the update deals with it (a damaged file is written anew).
+    Warning,
+    /// Logged as a warning on every run: the update cannot bring the file in step by itself and
+    /// an admin has to act (`status` reports the file as refused).
+    Refused,
+}
+
+/// Something an update says about a file, logged as `PATH[:LINE]: TEXT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub kind: NoteKind,
+    pub line: Option<usize>,
+    pub text: String,
+}
+
+impl Note {
+    fn new(kind: NoteKind, line: Option<usize>, text: impl Into<String>) -> Note {
+        Note {
+            kind,
+            line,
+            text: text.into(),
+        }
+    }
+}
+
+/// One host file and what an update does to it.
+#[derive(Clone, Debug)]
+pub struct PlannedFile {
+    pub role: Role,
+    pub path: PathBuf,
+    pub action: Action,
+    pub notes: Vec<Note>,
+    /// The line the interfaces file lacks for ifupdown2 to read the tool's file (then a
+    /// [`NoteKind::Refused`] note says so too).
+    pub source_line: Option<String>,
+    /// The file could not be read: it is left unchanged and the update fails with this.
+    pub error: Option<String>,
+}
+
+impl PlannedFile {
+    fn new(role: Role, path: &Path, action: Action) -> PlannedFile {
+        PlannedFile {
+            role,
+            path: path.to_path_buf(),
+            action,
+            notes: Vec::new(),
+            source_line: None,
+            error: None,
+        }
+    }
+
+    /// A note as the update logs it.
+    pub fn describe(&self, note: &Note) -> String {
+        match note.line {
+            Some(line) => format!("{}:{line}: {}", self.path.display(), note.text),
+            None => format!("{}: {}", self.path.display(), note.text),
+        }
+    }
+
+    /// Whether the file already is what [`Action`] makes it, so that the update would not touch
+    /// it. Reads only.
+    pub fn in_sync(&self) -> anyhow::Result<bool> {
+        match &self.action {
+            Action::Write(content) => files::holds(&self.path, content),
+            Action::Remove => files::exists(&self.path).map(|exists| !exists),
+            Action::Keep => Ok(true),
+        }
+    }
+}
+
+/// Every host file an update concerns, in the order it writes them: the tool's file first, so
+/// that a name leaves the interfaces file only once the tool's file lists it.
+#[derive(Clone, Debug, Default)]
+pub struct FilesPlan {
+    pub files: Vec<PlannedFile>,
+}
+
 /// Brings the files in step. `exists` says whether a link exists on the host now.
 pub fn update(
     config: &Config,
@@ -72,20 +194,27 @@ pub fn update(
     exists: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<Written> {
     let _files = lock::files(&config.run_dir)?;
-    let mut written = Written::default();
-    let mut errors = Vec::new();
-
-    let previous = read_listed(config);
-    let migrated = match migrate_interfaces(config) {
-        Ok(m) => m,
-        Err(e) => {
-            errors.push(e);
-            Pending::default()
+    let plan = plan(config, &update, exists);
+    for file in &plan.files {
+        for note in &file.notes {
+            match note.kind {
+                NoteKind::Info => log::info!("{}", file.describe(note)),
+                NoteKind::Warning | NoteKind::Refused => log::warn!("{}", file.describe(note)),
+            }
         }
-    };
+    }
+    write(plan)
+}
+
+/// What [`update`] would do to each file, without writing anything: the files are read, the
+/// new contents rendered. The caller holds the files lock (see [`lock::files`]) for a
+/// consistent view. `status` compares the result with the files on disk.
+pub fn plan(config: &Config, update: &Update<'_>, exists: &dyn Fn(&str) -> bool) -> FilesPlan {
+    let (previous, damaged) = read_listed(config);
+    let (interfaces, removed) = migrate_interfaces(config);
 
     // What the tool's file lists from now on.
-    let mut ports: Vec<HostPort> = match &update {
+    let mut ports: Vec<HostPort> = match update {
         Update::All(ports) => ports.to_vec(),
         Update::One { name, port } => previous
             .ports
@@ -100,7 +229,7 @@ pub fn update(
     let on_ovs: BTreeSet<&str> = ports.iter().map(|p| p.name.as_str()).collect();
     let neutral: Vec<String> = previous
         .names()
-        .chain(migrated.removed.iter().map(String::as_str))
+        .chain(removed.iter().map(String::as_str))
         .filter(|n| !on_ovs.contains(n) && exists(n))
         .map(String::from)
         .collect::<BTreeSet<_>>()
@@ -108,42 +237,83 @@ pub fn update(
         .collect();
     let listed = Listed { ports, neutral };
 
+    let mut files = Vec::new();
     if let Some(path) = &config.stanzas_file {
-        let result = if matches!(update, Update::Clear) && listed.is_empty() {
-            files::remove(path)
+        let action = if matches!(update, Update::Clear) && listed.is_empty() {
+            Action::Remove
         } else {
-            files::write_if_changed(path, &stanzas::render(&listed))
+            Action::Write(stanzas::render(&listed))
         };
-        match result {
-            Ok(w) => written.stanzas = w,
-            Err(e) => errors.push(e),
-        }
-        clean_temps(path);
+        files.push(PlannedFile::new(Role::Stanzas, path, action));
     }
-    // Only now that the tool's file lists them may the names leave the interfaces file.
-    match migrated.write() {
-        Ok(w) => written.interfaces = w,
-        Err(e) => errors.push(e),
-    }
+    // Only once the tool's file lists them may the names leave the interfaces file.
+    files.extend(interfaces);
     if let Some(path) = &config.nmstate_file {
         let refused = nmstate::applied_at_boot(path) && nmstate_service_enabled();
+        let action = match update {
+            Update::Clear => Action::Remove,
+            _ if refused => Action::Remove,
+            _ => Action::Write(nmstate::render(&listed.ports, &config.bridge)),
+        };
+        let mut file = PlannedFile::new(Role::Nmstate, path, action);
         if refused {
-            log::warn!(
-                "{}: not written, and removed if it was there: nmstate.service is enabled and would apply it at boot, detaching every other port of the guests' bridges; set nmstate_file to a path outside {}",
-                path.display(),
-                nmstate::SERVICE_DIR
-            );
+            file.notes.push(Note::new(
+                NoteKind::Refused,
+                None,
+                format!(
+                    "not written, and removed if it was there: nmstate.service is enabled and would apply it at boot, detaching every other port of the guests' bridges; set nmstate_file to a path outside {}",
+                    nmstate::SERVICE_DIR
+                ),
+            ));
         }
-        let result = match update {
-            Update::Clear => files::remove(path),
-            _ if refused => files::remove(path),
-            _ => files::write_if_changed(path, &nmstate::render(&listed.ports, &config.bridge)),
+        files.push(file);
+    }
+    // The damaged file is the one the listing was read from: the tool's file, else nmstate's.
+    if let Some(note) = damaged {
+        let source = if config.stanzas_file.is_some() {
+            Role::Stanzas
+        } else {
+            Role::Nmstate
+        };
+        if let Some(file) = files.iter_mut().find(|f| f.role == source) {
+            file.notes.insert(0, note);
+        }
+    }
+    FilesPlan { files }
+}
+
+/// Carries out a plan in its order. Every file is attempted; the errors are reported together.
+/// The interfaces files stop at their first failure.
+fn write(plan: FilesPlan) -> anyhow::Result<Written> {
+    let mut written = Written::default();
+    let mut errors: Vec<anyhow::Error> = plan
+        .files
+        .iter()
+        .filter_map(|f| f.error.as_ref().map(|e| anyhow!("{e}")))
+        .collect();
+    let mut interfaces_failed = false;
+    for file in &plan.files {
+        let interfaces = matches!(file.role, Role::Interfaces | Role::PendingInterfaces);
+        if file.error.is_some() || (interfaces && interfaces_failed) {
+            continue;
+        }
+        let result = match &file.action {
+            Action::Write(content) => files::write_if_changed(&file.path, content),
+            Action::Remove => files::remove(&file.path),
+            Action::Keep => continue,
         };
         match result {
-            Ok(w) => written.nmstate = w,
-            Err(e) => errors.push(e),
+            Ok(w) => match file.role {
+                Role::Stanzas => written.stanzas |= w,
+                Role::Interfaces | Role::PendingInterfaces => written.interfaces |= w,
+                Role::Nmstate => written.nmstate |= w,
+            },
+            Err(e) => {
+                interfaces_failed |= interfaces;
+                errors.push(e);
+            }
         }
-        clean_temps(path);
+        clean_temps(&file.path);
     }
     match errors.into_iter().reduce(|a, b| anyhow!("{a:#}; {b:#}")) {
         None => Ok(written),
@@ -152,93 +322,97 @@ pub fn update(
 }
 
 /// What the tool's file (or, with that disabled, the nmstate file) lists now. A damaged file is
-/// reported and rendered anew from what the run knows.
-fn read_listed(config: &Config) -> Listed {
+/// reported (the note) and rendered anew from what the run knows.
+fn read_listed(config: &Config) -> (Listed, Option<Note>) {
     let read = |path: &Path| files::read_optional(path, MAX_BYTES);
+    let anew = |line, msg: String| {
+        Some(Note::new(
+            NoteKind::Warning,
+            line,
+            format!("{msg}; the file is written anew"),
+        ))
+    };
     if let Some(path) = &config.stanzas_file {
         return match read(path) {
-            Ok(Some(text)) => stanzas::parse(&text).unwrap_or_else(|e| {
-                log::warn!(
-                    "{}:{}: {}; the file is written anew",
-                    path.display(),
-                    e.line,
-                    e.msg
-                );
-                Listed::default()
-            }),
-            Ok(None) => Listed::default(),
-            Err(e) => {
-                log::warn!("{e:#}; the file is written anew");
-                Listed::default()
-            }
+            Ok(Some(text)) => match stanzas::parse(&text) {
+                Ok(listed) => (listed, None),
+                Err(e) => (Listed::default(), anew(Some(e.line), e.msg)),
+            },
+            Ok(None) => (Listed::default(), None),
+            Err(e) => (Listed::default(), anew(None, format!("{e:#}"))),
         };
     }
     if let Some(path) = &config.nmstate_file {
         if let Ok(Some(text)) = read(path) {
             match nmstate::parse(&text) {
                 Ok(ports) => {
-                    return Listed {
+                    let listed = Listed {
                         ports,
                         neutral: Vec::new(),
                     };
+                    return (listed, None);
                 }
-                Err(e) => log::warn!("{}: {e}; the file is written anew", path.display()),
+                Err(e) => return (Listed::default(), anew(None, e)),
             }
         }
     }
-    Listed::default()
-}
-
-/// The cleaned interfaces file and pending `.new`, to be written once the tool's file is.
-#[derive(Default)]
-struct Pending {
-    writes: Vec<(PathBuf, String)>,
-    /// Names whose stanzas leave the interfaces file (or `.new`).
-    removed: Vec<String>,
-}
-
-impl Pending {
-    fn write(self) -> anyhow::Result<bool> {
-        let mut written = false;
-        for (path, content) in self.writes {
-            written |= files::write_if_changed(&path, &content)?;
-            clean_temps(&path);
-        }
-        Ok(written)
-    }
+    (Listed::default(), None)
 }
 
 /// Decides the cleaning of the interfaces file and of a pending `interfaces.new` (Proxmox's GUI
 /// writes changes there; "Apply Configuration" renames it over the interfaces file, so a stanza
 /// left in it would come back). Each is cleaned only when it `source`s the tool's file, so that
 /// no name ever vanishes from ifupdown2's configuration; otherwise the old stanzas stay and a
-/// warning says which line to add.
-fn migrate_interfaces(config: &Config) -> anyhow::Result<Pending> {
-    let mut pending = Pending::default();
+/// note says which line to add. Returns the planned files (the interfaces file whenever it is
+/// configured, `.new` when it exists) and the names whose stanzas leave them. A file that cannot
+/// be read stops the cleaning of both.
+fn migrate_interfaces(config: &Config) -> (Vec<PlannedFile>, Vec<String>) {
+    let mut planned = Vec::new();
+    let mut removed = Vec::new();
     let Some(main) = &config.interfaces_file else {
-        return Ok(pending);
+        return (planned, removed);
     };
     let new = PathBuf::from(format!("{}.new", main.display()));
-    for path in [main, &new] {
-        let Some(content) = files::read_optional(path, MAX_BYTES)
-            .with_context(|| format!("{} was left unchanged", path.display()))?
-        else {
-            continue;
+    for (role, path) in [(Role::Interfaces, main), (Role::PendingInterfaces, &new)] {
+        let mut file = PlannedFile::new(role, path, Action::Keep);
+        let content = match files::read_optional(path, MAX_BYTES)
+            .with_context(|| format!("{} was left unchanged", path.display()))
+        {
+            Ok(Some(content)) => content,
+            Ok(None) => {
+                if role == Role::Interfaces {
+                    planned.push(file);
+                }
+                continue;
+            }
+            Err(e) => {
+                for earlier in &mut planned {
+                    earlier.action = Action::Keep;
+                }
+                file.error = Some(format!("{e:#}"));
+                planned.push(file);
+                return (planned, Vec::new());
+            }
         };
         let cleaned = migrate::clean(&content, |name| config.is_candidate(name));
         for (line, name) in &cleaned.unmarked {
-            log::warn!(
-                "{}:{line}: the stanza of {name} looks like a guest port but carries no mark of this tool; left in place (remove it in the Proxmox GUI or by hand if a guest owns {name}: ifreload -a replays its VLAN)",
-                path.display()
-            );
+            file.notes.push(Note::new(
+                NoteKind::Refused,
+                Some(*line),
+                format!(
+                    "the stanza of {name} looks like a guest port but carries no mark of this tool; left in place (remove it in the Proxmox GUI or by hand if a guest owns {name}: ifreload -a replays its VLAN)"
+                ),
+            ));
         }
         let Some(ours) = &config.stanzas_file else {
             if !cleaned.removed.is_empty() {
-                log::warn!(
-                    "{}: holds stanzas an older ovs-autoattach wrote; left in place because stanzas_file is disabled",
-                    path.display()
-                );
+                file.notes.push(Note::new(
+                    NoteKind::Refused,
+                    None,
+                    "holds stanzas an older ovs-autoattach wrote; left in place because stanzas_file is disabled",
+                ));
             }
+            planned.push(file);
             continue;
         };
         match sources::sourced(&content, ours) {
@@ -251,38 +425,47 @@ fn migrate_interfaces(config: &Config) -> anyhow::Result<Pending> {
                     _ => "no source line reads it".to_string(),
                 };
                 // The pending file says nothing about today's configuration: only the live one
-                // earns the warning.
-                if path == main {
-                    log::warn!(
-                        "{}: ifupdown2 does not read {} ({why}); add the line `{}` to {}{}",
-                        main.display(),
-                        ours.display(),
-                        sources::line_to_add(ours),
-                        main.display(),
-                        if cleaned.removed.is_empty() {
-                            String::new()
-                        } else {
-                            "; until then the stanzas an older version wrote there are left in place".into()
-                        }
-                    );
+                // earns the note.
+                if role == Role::Interfaces {
+                    let line = sources::line_to_add(ours);
+                    file.notes.push(Note::new(
+                        NoteKind::Refused,
+                        None,
+                        format!(
+                            "ifupdown2 does not read {} ({why}); add the line `{line}` to {}{}",
+                            ours.display(),
+                            main.display(),
+                            if cleaned.removed.is_empty() {
+                                String::new()
+                            } else {
+                                "; until then the stanzas an older version wrote there are left in place".into()
+                            }
+                        ),
+                    ));
+                    file.source_line = Some(line);
                 }
+                planned.push(file);
                 continue;
             }
         }
         if cleaned.changed(&content) {
             if !cleaned.removed.is_empty() {
-                log::info!(
-                    "{}: moving the stanzas of {} to {}",
-                    path.display(),
-                    cleaned.removed.join(", "),
-                    ours.display()
-                );
+                file.notes.push(Note::new(
+                    NoteKind::Info,
+                    None,
+                    format!(
+                        "moving the stanzas of {} to {}",
+                        cleaned.removed.join(", "),
+                        ours.display()
+                    ),
+                ));
             }
-            pending.removed.extend(cleaned.removed);
-            pending.writes.push((path.clone(), cleaned.content));
+            removed.extend(cleaned.removed);
+            file.action = Action::Write(cleaned.content);
         }
+        planned.push(file);
     }
-    Ok(pending)
+    (planned, removed)
 }
 
 /// Whether systemd would start nmstate's `nmstate.service`: an enablement link of it in some

@@ -1,0 +1,111 @@
+//! `status`: what `apply` would do, shown and not done.
+//!
+//! Read-only: no OVSDB write and no file write. It holds the main lock shared, as
+//! `apply --dry-run` does, so that no `apply` or `clear` changes the host while it looks, and the
+//! files lock while it reads the host files, so that a concurrent `plug` never shows it half an
+//! update. It observes with `apply`'s own code ([`super::observe`]), decides with `apply`'s own
+//! functions ([`desired::build`], [`plan::build`]), and renders the host files as `apply` would
+//! write them for that plan ([`hostfiles::plan`]), to compare them with the disk. The report
+//! itself is pure ([`crate::decide::status`]).
+
+use std::io::Write as _;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use super::{Success, bridge_names, observe, timing};
+use crate::config::Config;
+use crate::decide::plan::{self, Scope};
+use crate::decide::status::{FileAction, FileCheck, Report};
+use crate::decide::{desired, ports};
+use crate::host::hostfiles::{self, Action, NoteKind, PlannedFile, Update};
+use crate::host::lock::{self, Mode};
+use crate::host::vswitch::Vswitch;
+
+/// `status [--json]`: the report on standard output; `Ok(false)` (exit 1) when something needs
+/// `apply` or an admin.
+pub fn status(config: &Config, json: bool) -> anyhow::Result<Success> {
+    let _lock = lock::main(&config.run_dir, Mode::Shared)?;
+    let mut ovs = Vswitch::connect(config)?;
+    // Observe, exactly as `apply` does.
+    let (host, observed) = observe(config, &mut ovs)?;
+    let mut lap = Instant::now();
+    // Decide, with `apply`'s own functions and arguments.
+    let desired = desired::build(config, &host.links, &host.guests, &bridge_names(&observed));
+    let plan = plan::build(
+        config,
+        &desired,
+        &observed,
+        Scope::Full { live: &host.names },
+    );
+    timing(&mut lap, "decision");
+    // The host files `apply` would write once that plan is committed, checked against the disk
+    // on a second thread while the report is built and its NIC table rendered: the two are
+    // independent, and this way the report costs no time of its own over a no-op `apply`.
+    let exists = |name: &str| host.names.contains(name);
+    let (files, report, table) = std::thread::scope(|scope| {
+        let files = scope.spawn(|| -> anyhow::Result<Vec<FileCheck>> {
+            let mut lap = Instant::now();
+            let after = plan::after(&observed, &plan);
+            let ports = ports::entries(&after, |name| host.is_guest_nic(name));
+            let _files = lock::files(&config.run_dir)?;
+            let checks = hostfiles::plan(config, &Update::All(&ports), &exists)
+                .files
+                .iter()
+                .map(check)
+                .collect();
+            timing(&mut lap, "host files");
+            Ok(checks)
+        });
+        let report = Report::build(config, &host.links, &desired, &observed, &plan, &host.names);
+        let table = (!json).then(|| report.nic_table());
+        let files = files
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (files, report, table)
+    });
+    let report = report.with_files(files?);
+    timing(&mut lap, "host files and report");
+    // Report.
+    let out = match table {
+        Some(mut text) => {
+            report.push_rest(&mut text);
+            text
+        }
+        None => report.to_json(),
+    };
+    std::io::stdout()
+        .write_all(out.as_bytes())
+        .context("writing the report to standard output")?;
+    timing(&mut lap, "report");
+    Ok(report.healthy())
+}
+
+/// A planned host file as the report takes it: the comparison with the disk done here, at the
+/// boundary. The path is a column of its own, so the notes carry only their line.
+fn check(file: &PlannedFile) -> FileCheck {
+    let notes = |refused: bool| -> Vec<String> {
+        file.notes
+            .iter()
+            .filter(|n| (n.kind == NoteKind::Refused) == refused)
+            .map(|n| match n.line {
+                Some(line) => format!("line {line}: {}", n.text),
+                None => n.text.clone(),
+            })
+            .collect()
+    };
+    FileCheck {
+        role: file.role.as_str().into(),
+        path: file.path.display().to_string(),
+        action: match file.action {
+            Action::Write(_) => FileAction::Write,
+            Action::Remove => FileAction::Remove,
+            Action::Keep => FileAction::Keep,
+        },
+        in_sync: file.in_sync().map_err(|e| format!("{e:#}")),
+        refused: notes(true),
+        notes: notes(false),
+        error: file.error.clone(),
+        source_line: file.source_line.clone(),
+    }
+}
