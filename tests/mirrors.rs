@@ -373,7 +373,10 @@ fn apply_creates_the_mirrors_whose_ports_exist_and_frames_really_arrive() {
         "{out}"
     );
     assert!(mirrors(ovs).is_empty());
-    // (A mirror change flushes the bridge's MAC table: the first frame afterwards is flooded.)
+    // (A mirror change flushes the bridge's MAC table: the first frames afterwards are flooded
+    // until ovs-vswitchd has learned both ends again, which takes longer on a loaded host.)
+    ping_200(&h);
+    std::thread::sleep(Duration::from_millis(500));
     ping_200(&h);
     let in300 = capture(ovs, &h.g300, 1);
     ping_200(&h);

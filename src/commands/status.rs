@@ -13,13 +13,18 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::{Success, bridge_names, observe, timing};
+use super::mirrors::Mirrors;
+use super::{Success, bridge_mtu, bridge_names, firewall_ports, observe, timing};
 use crate::config::Config;
+use crate::decide::linkplan;
+use crate::decide::mirrors::{MirrorChange, MirrorPlan, RuleState, Scope as MirrorScope};
 use crate::decide::plan::{self, Scope};
 use crate::decide::status::{FileAction, FileCheck, Report};
+use crate::decide::status::{Mirror, MirrorState};
 use crate::decide::{desired, ports};
 use crate::host::hostfiles::{self, Action, NoteKind, PlannedFile, Update};
 use crate::host::lock::{self, Mode};
+use crate::host::sysctl;
 use crate::host::vswitch::Vswitch;
 
 /// `status [--json]`: the report on standard output; `Ok(false)` (exit 1) when something needs
@@ -47,7 +52,11 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<Success> {
         let files = scope.spawn(|| -> anyhow::Result<Vec<FileCheck>> {
             let mut lap = Instant::now();
             let after = plan::after(&observed, &plan);
-            let ports = ports::entries(&after, |name| host.is_guest_nic(name));
+            let fwlns = firewall_ports(&desired);
+            let ports = ports::entries(&after, |name| {
+                host.is_guest_nic(name) || fwlns.contains(name)
+            });
+            let exists = |name: &str| exists(name) || fwlns.contains(name);
             let _files = lock::files(&config.run_dir)?;
             let checks = hostfiles::plan(config, &Update::All(&ports), &exists)
                 .files
@@ -64,7 +73,26 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<Success> {
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (files, report, table)
     });
-    let report = report.with_files(files?);
+    // The mirror rules, as `apply` would reconcile them.
+    let rules = Mirrors::read(config, None);
+    let mirror_plan = rules.plan(&observed, &plan, MirrorScope::Full)?;
+    let (mirrors, unclaimed) = mirror_states(&mirror_plan);
+    // The kernel side, as `apply` would carry it out once the ports are in place.
+    let link_work: Vec<(String, String)> = linkplan::before_commit(&desired, &host.states)
+        .into_iter()
+        .chain(linkplan::after_commit(
+            &desired,
+            &plan,
+            &host.states,
+            |b| bridge_mtu(&host.mtus, b),
+            sysctl::ipv6_enabled,
+        ))
+        .map(|op| (op.link().to_string(), op.to_string()))
+        .collect();
+    let report = report
+        .with_files(files?)
+        .with_mirrors(mirrors, unclaimed)
+        .with_link_work(&link_work);
     timing(&mut lap, "host files and report");
     // Report.
     let out = match table {
@@ -79,6 +107,52 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<Success> {
         .context("writing the report to standard output")?;
     timing(&mut lap, "report");
     Ok(report.healthy())
+}
+
+/// Each rule's state for the report, and the planned mirror changes no rule claims.
+fn mirror_states(plan: &MirrorPlan) -> (Vec<Mirror>, Vec<String>) {
+    let planned = |name: &str| {
+        plan.changes
+            .iter()
+            .find(|c| !matches!(c, MirrorChange::Remove { .. }) && c.name() == name)
+            .map(|c| c.describe(false))
+    };
+    let mirrors = plan
+        .rules
+        .iter()
+        .map(|r| {
+            let rule = r
+                .mirror
+                .clone()
+                .unwrap_or_else(|| format!("line {}", r.line));
+            let (state, reason) = match &r.state {
+                RuleState::Active => match r.mirror.as_deref().and_then(planned) {
+                    Some(what) => (MirrorState::Pending, Some(what)),
+                    None => (MirrorState::Active, None),
+                },
+                RuleState::Pending(what) => (MirrorState::Pending, Some(what.clone())),
+                RuleState::Waiting(what) => {
+                    (MirrorState::Waiting, Some(format!("waiting for {what}")))
+                }
+                RuleState::Invalid(why) => (
+                    MirrorState::Invalid,
+                    Some(format!("line {}: {why}", r.line)),
+                ),
+            };
+            Mirror {
+                rule,
+                state,
+                reason,
+            }
+        })
+        .collect();
+    let unclaimed = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c, MirrorChange::Remove { .. }))
+        .map(|c| c.describe(false))
+        .collect();
+    (mirrors, unclaimed)
 }
 
 /// A planned host file as the report takes it: the comparison with the disk done here, at the

@@ -242,6 +242,9 @@ pub enum MirrorState {
     /// Not in OVS because something it names is not there yet (a stopped guest's NIC); the
     /// reason says what. Not a failure.
     Waiting,
+    /// Both ports are there but the mirror is missing or differs: `apply` creates or corrects
+    /// it (exit 1, as for a drifting NIC).
+    Pending,
     /// The rule cannot be carried out; the reason says why.
     Invalid,
 }
@@ -251,6 +254,7 @@ impl MirrorState {
         match self {
             MirrorState::Active => "active",
             MirrorState::Waiting => "waiting",
+            MirrorState::Pending => "pending",
             MirrorState::Invalid => "invalid",
         }
     }
@@ -264,6 +268,12 @@ pub struct Mirror {
     pub rule: String,
     pub state: MirrorState,
     pub reason: Option<String>,
+}
+
+/// The (vmid, NIC index) of a `fwbr<vmid>i<n>` name.
+fn fwbr_owner(name: &str) -> Option<(u32, u8)> {
+    let nic = NicId::parse(&format!("tap{}", name.strip_prefix("fwbr")?))?;
+    Some((nic.guest.vmid, nic.index))
 }
 
 /// Everything `status` shows.
@@ -383,6 +393,37 @@ impl Report {
         self
     }
 
+    /// The mirror rules' states, and the mirror changes `apply` would make that belong to no
+    /// rule (mirrors of ours whose rule is gone), which count as planned changes.
+    pub fn with_mirrors(mut self, mirrors: Vec<Mirror>, unclaimed: Vec<String>) -> Report {
+        self.mirrors = mirrors;
+        self.other.extend(unclaimed);
+        self
+    }
+
+    /// Kernel-link changes `apply` would make for a NIC (a fwln out of its fwbr, IPv6 still
+    /// on, an LXC `link_down=1` NIC up): that NIC drifts. `ops` are (link, what) pairs, the link
+    /// being the NIC itself, its fwbr or its fwln.
+    pub fn with_link_work(mut self, ops: &[(String, String)]) -> Report {
+        for (link, what) in ops {
+            let nic = NicId::parse(link).map(|_| link.clone()).or_else(|| {
+                let (vmid, index) = firewall::fwln_owner(link).or_else(|| fwbr_owner(link))?;
+                [format!("tap{vmid}i{index}"), format!("veth{vmid}i{index}")]
+                    .into_iter()
+                    .find(|n| self.nics.iter().any(|x| x.name == *n))
+            });
+            match nic.and_then(|n| self.nics.iter_mut().find(|x| x.name == n)) {
+                Some(n) if matches!(n.state, State::Ok | State::KeptOff) => {
+                    n.state = State::Drift;
+                    n.reason = Some(what.clone());
+                }
+                Some(_) => {}
+                None => self.other.push(what.clone()),
+            }
+        }
+        self
+    }
+
     /// How many NICs are in each state, stale ports included, every state listed.
     pub fn counts(&self) -> BTreeMap<State, usize> {
         let mut counts: BTreeMap<State, usize> = State::ALL.iter().map(|s| (*s, 0)).collect();
@@ -408,6 +449,7 @@ impl Report {
         self.nics.iter().any(|n| n.state.needs_apply())
             || !self.stale.is_empty()
             || self.files.iter().any(|f| f.state == FileState::OutOfSync)
+            || self.mirrors.iter().any(|m| m.state == MirrorState::Pending)
             || !self.other.is_empty()
     }
 
@@ -632,8 +674,9 @@ impl Report {
             let count = |s: MirrorState| self.mirrors.iter().filter(|m| m.state == s).count();
             let _ = write!(
                 line,
-                "; mirrors: {} active, {} waiting, {} invalid",
+                "; mirrors: {} active, {} pending, {} waiting, {} invalid",
                 count(MirrorState::Active),
+                count(MirrorState::Pending),
                 count(MirrorState::Waiting),
                 count(MirrorState::Invalid)
             );
