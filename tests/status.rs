@@ -442,9 +442,14 @@ fn validate_tree() -> tempfile::TempDir {
     std::fs::write(
         d.join("config.yaml"),
         format!(
-            "ovsdb: unix:{0}/no-such.sock\npve_config_dir: {0}/pve\nrun_dir: {0}/run\n",
+            "ovsdb: unix:{0}/no-such.sock\npve_config_dir: {0}/pve\nrun_dir: {0}/run\nmirrors_file: {0}/mirrors.conf\n",
             d.display()
         ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("mirrors.conf"),
+        "# SPAN port to the IDS VM\nvmbr1 eno12419 100 1\nvmbr1 vm200:0 100 1 select=sideways\n",
     )
     .unwrap();
     std::fs::write(
@@ -502,7 +507,7 @@ fn validate_as_nobody(config: &Path) -> (i32, String, String) {
 }
 
 #[test]
-fn validate_reports_bad_tag_and_trunks_with_file_and_line_as_nobody_without_ovs() {
+fn validate_reports_bad_tag_trunks_and_mirror_rule_with_file_and_line_as_nobody_without_ovs() {
     let tmp = validate_tree();
     let d = tmp.path().display().to_string();
     let (code, out, err) = validate_as_nobody(&tmp.path().join("config.yaml"));
@@ -518,13 +523,18 @@ fn validate_reports_bad_tag_and_trunks_with_file_and_line_as_nobody_without_ovs(
         ],
         "{out}"
     );
+    assert!(
+        lines[2].starts_with(&format!("{d}/mirrors.conf:3: ")),
+        "{out}"
+    );
+    assert!(lines[2].contains("select"), "{out}");
     assert_eq!(
-        lines[2],
+        lines[3],
         format!(
-            "validate: configuration {d}/config.yaml is valid; 3 guest configurations checked (2 qemu-server, 1 lxc); 2 problems"
+            "validate: configuration {d}/config.yaml is valid; 3 guest configurations checked (2 qemu-server, 1 lxc); 1 mirror rules in {d}/mirrors.conf; 3 problems"
         )
     );
-    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines.len(), 4, "{out}");
 
     // Fixed: exit 0.
     std::fs::write(
@@ -537,6 +547,7 @@ fn validate_reports_bad_tag_and_trunks_with_file_and_line_as_nobody_without_ovs(
         "net0: virtio,bridge=vmbr1,trunks=20;4095\n",
     )
     .unwrap();
+    std::fs::write(tmp.path().join("mirrors.conf"), "vmbr1 eno12419 100 1\n").unwrap();
     let (code, out, err) = validate_as_nobody(&tmp.path().join("config.yaml"));
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.ends_with("; no problem found\n"), "{out}");
@@ -553,7 +564,7 @@ fn validate_a_bad_tool_configuration_is_exit_2_with_its_line() {
     assert_eq!(code, 2, "{out}{err}");
     assert_eq!(
         out,
-        format!("{}:4: timeout_secs: 0 is outside 1-600\n", config.display())
+        format!("{}:5: timeout_secs: 0 is outside 1-600\n", config.display())
     );
     std::fs::write(&config, text_.replace("timeout_secs: 0", "timeuot_secs: 5")).unwrap();
     let (code, out, _) = validate_as_nobody(&config);
@@ -590,4 +601,63 @@ fn validate_works_with_ovs_stopped() {
     );
     // status, by contrast, needs OVS: a runtime failure, not a usage error.
     assert_eq!(ovs.tool(&["status"]).status.code(), Some(1));
+}
+
+/// A firewall NIC whose fwln fell out of its fwbr drifts (apply would put it back); so does a
+/// mirror rule whose mirror is missing (pending), while a rule whose guest is stopped waits.
+#[test]
+fn firewall_and_mirror_drift() {
+    let ovs = host();
+    ovs.guest(
+        "lxc",
+        300,
+        "net0: name=eth0,bridge=vmbr1,tag=10,firewall=1,type=veth\n",
+    );
+    ovs.veth("veth300i0");
+    let rules = ovs.dir.join("mirrors.conf");
+    std::fs::write(&rules, "vmbr1 vm100:0 200 0\nvmbr1 vm100:0 999 0\n").unwrap();
+    ovs.write_config(&format!("mirrors_file: {}\n", rules.display()));
+    ovs.tool_ok(&["apply"]);
+    let (code, doc) = status_json(&ovs);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_state(&ovs, "veth300i0", "ok");
+    let states: Vec<(&str, &str)> = doc["mirrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["state"].as_str().unwrap(), m["rule"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("active", "mirror_vmbr1_tap100i0_to_vm200i0"),
+            ("waiting", "mirror_vmbr1_tap100i0_to_vm999i0")
+        ],
+        "{doc:#}"
+    );
+
+    ovs.sh("ip link set fwln300o0 nomaster");
+    ovs.vsctl(&[
+        "--",
+        "--id=@m",
+        "get",
+        "Mirror",
+        "mirror_vmbr1_tap100i0_to_vm200i0",
+        "--",
+        "remove",
+        "Bridge",
+        "vmbr1",
+        "mirrors",
+        "@m",
+    ]);
+    let (code, doc) = status_json(&ovs);
+    assert_eq!(code, 1, "{doc:#}");
+    let nic = assert_state(&ovs, "veth300i0", "drift");
+    assert!(
+        nic["reason"].as_str().unwrap().contains("into fwbr300i0"),
+        "{nic:#}"
+    );
+    assert_eq!(doc["mirrors"][0]["state"], "pending", "{doc:#}");
+    ovs.tool_ok(&["apply"]);
+    assert_eq!(status_json(&ovs).0, 0);
 }

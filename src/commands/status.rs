@@ -44,6 +44,22 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<Success> {
         Scope::Full { live: &host.names },
     );
     timing(&mut lap, "decision");
+    // The mirror rules, as `apply` would reconcile them.
+    let rules = Mirrors::read(config, None);
+    let mirror_plan = rules.plan(&observed, &plan, MirrorScope::Full)?;
+    let (mirrors, unclaimed) = mirror_states(&mirror_plan);
+    // The kernel side, as `apply` would carry it out once the ports are in place.
+    let link_work: Vec<(String, String)> = linkplan::before_commit(&desired, &host.states)
+        .into_iter()
+        .chain(linkplan::after_commit(
+            &desired,
+            &plan,
+            &host.states,
+            |b| bridge_mtu(&host.mtus, b),
+            sysctl::ipv6_enabled,
+        ))
+        .map(|op| (op.link().to_string(), op.to_string()))
+        .collect();
     // The host files `apply` would write once that plan is committed, checked against the disk
     // on a second thread while the report is built and its NIC table rendered: the two are
     // independent, and this way the report costs no time of its own over a no-op `apply`.
@@ -66,33 +82,16 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<Success> {
             timing(&mut lap, "host files");
             Ok(checks)
         });
-        let report = Report::build(config, &host.links, &desired, &observed, &plan, &host.names);
+        let report = Report::build(config, &host.links, &desired, &observed, &plan, &host.names)
+            .with_mirrors(mirrors, unclaimed)
+            .with_link_work(&link_work);
         let table = (!json).then(|| report.nic_table());
         let files = files
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (files, report, table)
     });
-    // The mirror rules, as `apply` would reconcile them.
-    let rules = Mirrors::read(config, None);
-    let mirror_plan = rules.plan(&observed, &plan, MirrorScope::Full)?;
-    let (mirrors, unclaimed) = mirror_states(&mirror_plan);
-    // The kernel side, as `apply` would carry it out once the ports are in place.
-    let link_work: Vec<(String, String)> = linkplan::before_commit(&desired, &host.states)
-        .into_iter()
-        .chain(linkplan::after_commit(
-            &desired,
-            &plan,
-            &host.states,
-            |b| bridge_mtu(&host.mtus, b),
-            sysctl::ipv6_enabled,
-        ))
-        .map(|op| (op.link().to_string(), op.to_string()))
-        .collect();
-    let report = report
-        .with_files(files?)
-        .with_mirrors(mirrors, unclaimed)
-        .with_link_work(&link_work);
+    let report = report.with_files(files?);
     timing(&mut lap, "host files and report");
     // Report.
     let out = match table {

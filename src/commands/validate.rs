@@ -22,6 +22,7 @@ use super::Success;
 use crate::config::{self, Config, UsageError};
 use crate::decide::desired::GuestFile;
 use crate::decide::guest::{GuestConfig, GuestId, Kind};
+use crate::decide::mirrors::rules::Rules;
 use crate::host::pve;
 
 /// A problem at a file and, when known, a 1-based line.
@@ -82,8 +83,27 @@ pub fn validate(config_path: Option<&Path>) -> anyhow::Result<Success> {
     for (id, file) in pve::read_guests(dir, &ids) {
         problems.extend(guest_problems(&id.config_path(dir), &file));
     }
-    // Rules: the mirrors file, once that feature exists, is checked here the same way, each
-    // problem with its file and line (exit 1).
+    // The mirror rules, each refused line with its file and line (exit 1).
+    let mut rules_checked = None;
+    if let Some(path) = &config.mirrors_file {
+        match super::mirrors::read_rules(path) {
+            Ok(None) => {}
+            Ok(Some(bytes)) => {
+                let rules = Rules::parse(&bytes);
+                rules_checked = Some((path.clone(), rules.rules.len()));
+                problems.extend(rules.errors.into_iter().map(|e| Problem {
+                    file: path.clone(),
+                    line: Some(e.line),
+                    message: e.message,
+                }));
+            }
+            Err(e) => problems.push(Problem {
+                file: path.clone(),
+                line: None,
+                message: format!("{e:#}"),
+            }),
+        }
+    }
 
     let mut out = String::new();
     for p in &problems {
@@ -102,6 +122,10 @@ pub fn validate(config_path: Option<&Path>) -> anyhow::Result<Success> {
             "no guest configuration checked ({} does not exist)",
             dir.display()
         )
+    };
+    let guests = match rules_checked {
+        Some((path, n)) => format!("{guests}; {n} mirror rules in {}", path.display()),
+        None => guests,
     };
     out.push_str(&format!(
         "validate: configuration {source} is valid; {guests}; {}\n",
