@@ -571,7 +571,7 @@ fn validate_a_bad_tool_configuration_is_exit_2_with_its_line() {
     assert_eq!(code, 2);
     assert!(
         out.starts_with(&format!(
-            "{}:4: unknown field `timeuot_secs`",
+            "{}:5: unknown field `timeuot_secs`",
             config.display()
         )),
         "{out}"
