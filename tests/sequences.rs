@@ -770,32 +770,14 @@ fn port_table(ovs: &Ovs) -> BTreeMap<String, (String, String, String)> {
         };
         let vlan = format!(
             "{} {} {}",
-            value(&row[1], false),
-            value(&row[2], true),
-            value(&row[3], false)
+            common::ovs_value(&row[1], false),
+            common::ovs_value(&row[2], true),
+            common::ovs_value(&row[3], false)
         );
         let kind = types.get(&name).cloned().unwrap_or_default();
         out.insert(name, (bridge.clone(), vlan, kind));
     }
     out
-}
-
-/// A datum of `ovs-vsctl --format=json` as `ovs-vsctl get` prints it.
-fn value(v: &serde_json::Value, set: bool) -> String {
-    let items: Vec<String> = match v.as_array() {
-        Some(a) if a.len() == 2 && a[0] == "set" => a[1]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.to_string().trim_matches('"').to_string())
-            .collect(),
-        _ => vec![v.to_string().trim_matches('"').to_string()],
-    };
-    match (items.len(), set) {
-        (0, _) => "[]".into(),
-        (1, false) => items[0].clone(),
-        _ => format!("[{}]", items.join(", ")),
-    }
 }
 
 /// Link name -> (up, master), from one `ip -j link show`.

@@ -61,16 +61,13 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
         let (host, observed) = observe(config, &mut ovs)?;
         timing(&mut lap, "observing");
         // Decide.
-        let desired = desired::build(config, &host.links, &host.guests, &bridge_names(&observed));
-        let plan = plan::build(
-            config,
-            &desired,
-            &observed,
-            Scope::Full { live: &host.names },
-        );
-        let mirrors = rules.plan(&observed, &plan, MirrorScope::Full)?;
+        let Decided {
+            desired,
+            plan,
+            mirrors,
+            release,
+        } = decide_full(config, &host, &observed, &rules)?;
         let invalid = log_decisions(&desired);
-        let release = linkplan::before_commit(&desired, &host.states);
         timing(&mut lap, "decision");
         if dry_run {
             print_plan(&plan, &mirrors);
@@ -92,13 +89,8 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
         // Act.
         let mut rtnl = Rtnl::open()?;
         let mut failed = linkops::carry_out(&mut rtnl, &release);
-        let fwlns = firewall_ports(&desired);
         let write_files = || {
-            let after = plan::after(&observed, &plan);
-            let ports = ports::entries(&after, |name| {
-                host.is_guest_nic(name) || fwlns.contains(name)
-            });
-            let exists = |name: &str| host.names.contains(name) || fwlns.contains(name);
+            let (ports, exists) = listed_ports(&host, &desired, &observed, &plan);
             (
                 hostfiles::update(config, Update::All(&ports), &exists),
                 ports.len(),
@@ -436,6 +428,58 @@ fn plug_links(rtnl: &mut Rtnl, iface: &str) -> anyhow::Result<BTreeMap<String, L
         }
     }
     Ok(link_states(&found))
+}
+
+/// What a full pass decides: `apply` carries it out, `status` reports it. One function, so that
+/// the two can never disagree.
+struct Decided {
+    desired: Desired,
+    plan: Plan,
+    mirrors: MirrorPlan,
+    /// The kernel-link changes needed before the OVS transaction.
+    release: Vec<linkplan::Op>,
+}
+
+fn decide_full(
+    config: &Config,
+    host: &Host,
+    observed: &Observed,
+    rules: &Mirrors,
+) -> anyhow::Result<Decided> {
+    let desired = desired::build(config, &host.links, &host.guests, &bridge_names(observed));
+    let plan = plan::build(
+        config,
+        &desired,
+        observed,
+        Scope::Full { live: &host.names },
+    );
+    let mirrors = rules.plan(observed, &plan, MirrorScope::Full)?;
+    let release = linkplan::before_commit(&desired, &host.states);
+    Ok(Decided {
+        desired,
+        plan,
+        mirrors,
+        release,
+    })
+}
+
+/// The guest ports the host files list once `plan` is committed (the fwln, not the NIC, for a
+/// firewall NIC), and which names count as existing links for them.
+fn listed_ports(
+    host: &Host,
+    desired: &Desired,
+    observed: &Observed,
+    plan: &Plan,
+) -> (Vec<HostPort>, impl Fn(&str) -> bool) {
+    let fwlns = firewall_ports(desired);
+    let after = plan::after(observed, plan);
+    let ports = ports::entries(&after, |name| {
+        host.is_guest_nic(name) || fwlns.contains(name)
+    });
+    let names = host.names.clone();
+    (ports, move |name: &str| {
+        names.contains(name) || fwlns.contains(name)
+    })
 }
 
 /// The OVS ports that carry firewall NICs in `desired` (their fwlns).

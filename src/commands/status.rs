@@ -4,8 +4,9 @@
 //! `apply --dry-run` does, so that no `apply` or `clear` changes the host while it looks, and the
 //! files lock while it reads the host files, so that a concurrent `plug` never shows it half an
 //! update. It observes with `apply`'s own code ([`super::observe`]), decides with `apply`'s own
-//! functions ([`desired::build`], [`plan::build`]), and renders the host files as `apply` would
-//! write them for that plan ([`hostfiles::plan`]), to compare them with the disk. The report
+//! function ([`super::decide_full`]: desired state, plan, mirrors, kernel links), and renders the
+//! host files as `apply` would write them for that plan ([`hostfiles::plan`]), to compare them
+//! with the disk. The report
 //! itself is pure ([`crate::decide::status`]).
 
 use std::io::Write as _;
@@ -14,14 +15,12 @@ use std::time::Instant;
 use anyhow::Context;
 
 use super::mirrors::Mirrors;
-use super::{Success, bridge_mtu, bridge_names, firewall_ports, observe, timing};
+use super::{Decided, Success, bridge_mtu, decide_full, listed_ports, observe, timing};
 use crate::config::Config;
 use crate::decide::linkplan;
-use crate::decide::mirrors::{MirrorChange, MirrorPlan, RuleState, Scope as MirrorScope};
-use crate::decide::plan::{self, Scope};
+use crate::decide::mirrors::{MirrorChange, MirrorPlan, RuleState};
 use crate::decide::status::{FileAction, FileCheck, Report};
 use crate::decide::status::{Mirror, MirrorState};
-use crate::decide::{desired, ports};
 use crate::host::hostfiles::{self, Action, NoteKind, PlannedFile, Update};
 use crate::host::lock::{self, Mode};
 use crate::host::sysctl;
@@ -35,21 +34,18 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<Success> {
     // Observe, exactly as `apply` does.
     let (host, observed) = observe(config, &mut ovs)?;
     let mut lap = Instant::now();
-    // Decide, with `apply`'s own functions and arguments.
-    let desired = desired::build(config, &host.links, &host.guests, &bridge_names(&observed));
-    let plan = plan::build(
-        config,
-        &desired,
-        &observed,
-        Scope::Full { live: &host.names },
-    );
-    timing(&mut lap, "decision");
-    // The mirror rules, as `apply` would reconcile them.
+    // Decide, with `apply`'s own function.
     let rules = Mirrors::read(config, None);
-    let mirror_plan = rules.plan(&observed, &plan, MirrorScope::Full)?;
+    let Decided {
+        desired,
+        plan,
+        mirrors: mirror_plan,
+        release,
+    } = decide_full(config, &host, &observed, &rules)?;
+    timing(&mut lap, "decision");
     let (mirrors, unclaimed) = mirror_states(&mirror_plan);
     // The kernel side, as `apply` would carry it out once the ports are in place.
-    let link_work: Vec<(String, String)> = linkplan::before_commit(&desired, &host.states)
+    let link_work: Vec<(String, String)> = release
         .into_iter()
         .chain(linkplan::after_commit(
             &desired,
@@ -63,16 +59,10 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<Success> {
     // The host files `apply` would write once that plan is committed, checked against the disk
     // on a second thread while the report is built and its NIC table rendered: the two are
     // independent, and this way the report costs no time of its own over a no-op `apply`.
-    let exists = |name: &str| host.names.contains(name);
     let (files, report, table) = std::thread::scope(|scope| {
         let files = scope.spawn(|| -> anyhow::Result<Vec<FileCheck>> {
             let mut lap = Instant::now();
-            let after = plan::after(&observed, &plan);
-            let fwlns = firewall_ports(&desired);
-            let ports = ports::entries(&after, |name| {
-                host.is_guest_nic(name) || fwlns.contains(name)
-            });
-            let exists = |name: &str| exists(name) || fwlns.contains(name);
+            let (ports, exists) = listed_ports(&host, &desired, &observed, &plan);
             let _files = lock::files(&config.run_dir)?;
             let checks = hostfiles::plan(config, &Update::All(&ports), &exists)
                 .files

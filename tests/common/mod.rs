@@ -548,7 +548,7 @@ impl Monitor {
 }
 
 /// An OVSDB JSON datum as `ovs-vsctl get` prints it: `[]` for an empty set, `10`, `[20, 30]`.
-fn ovs_value(v: &serde_json::Value, always_set: bool) -> String {
+pub fn ovs_value(v: &serde_json::Value, always_set: bool) -> String {
     let items: Vec<String> = match v.as_array() {
         Some(a) if a.len() == 2 && a[0] == "set" => a[1]
             .as_array()

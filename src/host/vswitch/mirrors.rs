@@ -189,26 +189,7 @@ pub fn ops(observed: &Observed, plan: &Plan, mirrors: &MirrorPlan) -> anyhow::Re
         ops.push(json!({"op": "wait", "table": "Port", "where": [["_uuid", "==", datum::uuid(uuid)]],
                         "columns": ["name"], "until": "==", "rows": [{"name": name}], "timeout": 0}));
     }
-    let touched: BTreeSet<&str> = inserts.keys().chain(deletes.keys()).copied().collect();
-    for bridge in touched {
-        let uuid = observed
-            .bridges
-            .get(bridge)
-            .ok_or_else(|| anyhow!("bridge {bridge} is not in the observed state"))?;
-        let here = json!([["_uuid", "==", datum::uuid(uuid)]]);
-        ops.push(
-            json!({"op": "wait", "table": "Bridge", "where": here, "columns": ["name"],
-                        "until": "==", "rows": [{"name": bridge}], "timeout": 0}),
-        );
-        let mut mutations = Vec::new();
-        if let Some(d) = deletes.remove(bridge) {
-            mutations.push(json!(["mirrors", "delete", datum::set(d)]));
-        }
-        if let Some(i) = inserts.remove(bridge) {
-            mutations.push(json!(["mirrors", "insert", datum::set(i)]));
-        }
-        ops.push(json!({"op": "mutate", "table": "Bridge", "where": here, "mutations": mutations}));
-    }
+    super::mutate_bridges(&mut ops, observed, "mirrors", inserts, deletes)?;
     Ok(ops)
 }
 

@@ -263,6 +263,20 @@ pub fn transaction(
             }
         }
     }
+    mutate_bridges(&mut ops, observed, "ports", inserts, deletes)?;
+    Ok(ops)
+}
+
+/// Appends, for each bridge in `inserts` or `deletes`, a `wait` that the bridge is still the one
+/// observed (so that one deleted meanwhile fails the whole transaction instead of having new
+/// rows silently garbage-collected) and one `mutate` of its `column` (`ports`, `mirrors`).
+pub(super) fn mutate_bridges(
+    ops: &mut Vec<Value>,
+    observed: &Observed,
+    column: &str,
+    mut inserts: BTreeMap<&str, Vec<Value>>,
+    mut deletes: BTreeMap<&str, Vec<Value>>,
+) -> anyhow::Result<()> {
     let touched: BTreeSet<&str> = inserts.keys().chain(deletes.keys()).copied().collect();
     for bridge in touched {
         let uuid = observed
@@ -276,14 +290,14 @@ pub fn transaction(
         );
         let mut mutations = Vec::new();
         if let Some(d) = deletes.remove(bridge) {
-            mutations.push(json!(["ports", "delete", datum::set(d)]));
+            mutations.push(json!([column, "delete", datum::set(d)]));
         }
         if let Some(i) = inserts.remove(bridge) {
-            mutations.push(json!(["ports", "insert", datum::set(i)]));
+            mutations.push(json!([column, "insert", datum::set(i)]));
         }
         ops.push(json!({"op": "mutate", "table": "Bridge", "where": here, "mutations": mutations}));
     }
-    Ok(ops)
+    Ok(())
 }
 
 /// The named-uuid of the Port row that [`transaction`] inserts for `plan.changes[i]`.
