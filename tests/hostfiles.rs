@@ -491,3 +491,30 @@ fn the_nmstate_file_is_withheld_while_nmstate_service_is_enabled() {
         "the other file is unaffected"
     );
 }
+
+/// The old stanzas leave the interfaces file only once the tool's file lists them: when the
+/// tool's file cannot be written, the interfaces file is left as it is.
+#[test]
+fn the_interfaces_file_is_not_cleaned_when_the_tools_file_cannot_be_written() {
+    let ovs = fixture_host();
+    let blocked = ovs.dir.join("etc/blocked");
+    std::fs::write(&blocked, "a file where a directory should be").unwrap();
+    ovs.write_config(&format!(
+        "bridge: vmbr1\nstanzas_file: {}/ovs-autoattach\n",
+        blocked.display()
+    ));
+    let before = fixture("01-before.interfaces", &ovs).replace(
+        &ovs.source_line(),
+        &format!("source {}/*\n", blocked.display()),
+    );
+    std::fs::write(ovs.interfaces_path(), &before).unwrap();
+    let out = ovs.tool_code(&["apply"], 1);
+    assert_eq!(read(&ovs.interfaces_path()), before, "{out}");
+    for g in FIXTURE_GUESTS {
+        assert_eq!(
+            ovs.bridge_of(g).as_deref(),
+            Some("vmbr1"),
+            "OVS is repaired regardless"
+        );
+    }
+}

@@ -291,10 +291,14 @@ fn write(plan: FilesPlan) -> anyhow::Result<Written> {
         .iter()
         .filter_map(|f| f.error.as_ref().map(|e| anyhow!("{e}")))
         .collect();
+    // The interfaces file (and its pending `.new`) is cleaned only once the tool's own file has
+    // been written: a name must never leave ifupdown2's configuration before it is listed in
+    // ours. So a failure of the tool's file, or of the interfaces file, holds the rest back.
     let mut interfaces_failed = false;
     for file in &plan.files {
         let interfaces = matches!(file.role, Role::Interfaces | Role::PendingInterfaces);
         if file.error.is_some() || (interfaces && interfaces_failed) {
+            interfaces_failed |= file.role == Role::Stanzas;
             continue;
         }
         let result = match &file.action {
@@ -309,7 +313,7 @@ fn write(plan: FilesPlan) -> anyhow::Result<Written> {
                 Role::Nmstate => written.nmstate |= w,
             },
             Err(e) => {
-                interfaces_failed |= interfaces;
+                interfaces_failed |= interfaces || file.role == Role::Stanzas;
                 errors.push(e);
             }
         }
