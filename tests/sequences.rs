@@ -624,13 +624,14 @@ impl World {
         } else if admin != ["admin_span,true,{},[]"] {
             return Err(format!("the admin's mirror changed: {mirror}"));
         }
-        if links(ovs).get("adm0").and_then(|l| l.1.as_deref()) != Some("bradmin") {
-            return Err("the admin's Linux bridge bradmin lost its member".into());
-        }
         let want = self.expected();
 
         // OVS, read once: every port's bridge and VLAN columns, every interface's type.
         let ports = port_table(ovs);
+        let links = links(ovs);
+        if links.get("adm0").and_then(|l| l.1.as_deref()) != Some("bradmin") {
+            return Err("the admin's Linux bridge bradmin lost its member".into());
+        }
         for (port, (bridge, vlan, fw_nic)) in &want {
             let Some((b, v, kind)) = ports.get(port) else {
                 return Err(format!("{port} is not on OVS"));
@@ -644,7 +645,6 @@ impl World {
                 if kind != "internal" {
                     return Err(format!("{port} is not an internal port ({kind})"));
                 }
-                let links = links(ovs);
                 let fwln = links.get(port).ok_or(format!("{port} has no device"))?;
                 if !fwln.0 || fwln.1.as_deref() != Some(fwbr.as_str()) {
                     return Err(format!("{port} is not up in {fwbr}: {fwln:?}"));
