@@ -378,11 +378,16 @@ fn apply_creates_the_mirrors_whose_ports_exist_and_frames_really_arrive() {
     ping_200(&h);
     std::thread::sleep(Duration::from_millis(500));
     ping_200(&h);
-    let in300 = capture(ovs, &h.g300, 1);
+    // Up to six frames: what a mirror would copy of one ping (three requests, three replies).
+    let in300 = capture(ovs, &h.g300, 6);
     ping_200(&h);
     let frames = in300.frames(2);
+    // A mirror (select=both) would copy every request and every reply; a bridge that has not
+    // relearned a MAC floods at most the first request of a ping. On a loaded host that one
+    // flooded frame still shows now and then, so the assertion tells the two apart.
+    let requests = frames.matches("> 10.88.0.3: ICMP echo request").count();
     assert!(
-        !frames.contains("10.88.0.3"),
+        !frames.contains("ICMP echo reply") && requests <= 1,
         "without a mirror, 300 saw:\n{frames}"
     );
 }
