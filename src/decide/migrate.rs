@@ -6,21 +6,33 @@
 //! The file is Proxmox's: its network editor rewrites it, drops comment lines that are not under
 //! a stanza (so the `# BEGIN` line goes), keeps a comment right under a stanza as that stanza's
 //! comment (so `# END` survives under some stanza), drops `allow-ovs`, re-indents and reorders
-//! options, and reorders stanzas (admin stanzas end up between guest stanzas). So the cleaning
-//! never relies on the markers being intact. It removes:
+//! options, and reorders stanzas (admin stanzas end up between guest stanzas, uplinks included).
+//! So the cleaning never relies on the markers being intact, and removes only what is provably
+//! the tool's:
 //! - every stanza that carries the tool's mark, `ovs_extra set Port NAME
 //!   external_ids:owner=ovs-autoattach`, wherever it stands, with its `auto NAME` and
 //!   `allow-* NAME` lines;
 //! - inside an intact block (a `# BEGIN` line, then its `# END` line), also the unmarked stanzas
-//!   of exactly the shape the block's writer rendered (a guest port: `ovs_type OVSPort`,
-//!   `ovs_bridge`, optional `ovs_options`): there the markers are the mark. That covers ports the
-//!   tool did not own and the runbook's block, whose stanzas never had a mark;
+//!   of exactly the shape the block's writers rendered (`iface NAME inet manual`, `ovs_type
+//!   OVSPort`, `ovs_bridge`, optional `ovs_options`), but only for a guest NIC's name:
+//!   - a Proxmox NIC name, `tap<vmid>i<n>` or `veth<vmid>i<n>` ([`NicId::parse`]);
+//!   - a raw container veth (`veth...`) that the block itself lists the way both writers listed
+//!     every port they wrote: the lines `auto NAME` and `allow-ovs NAME`, right before its
+//!     `iface NAME inet manual` line. The writers' blocks had no other list of names (their
+//!     header is one fixed line), Proxmox's editor drops every `allow-ovs` line (and breaks the
+//!     block with the same save), and an admin's OVS port stanza names its bridge's class
+//!     (`allow-vmbr1`), never `allow-ovs`.
+//!
+//!   That covers ports the tool did not own and the runbook's block, whose stanzas never had a
+//!   mark. An uplink (`eno2`, `ovs_type OVSPort`) that Proxmox's editor moved into a block has
+//!   the same shape and stays;
 //! - every marker line and the blocks' header comments, wherever they stand.
 //!
-//! Everything else stays byte for byte: admin stanzas, their comments, order and indentation.
-//! An unmarked guest-port stanza outside an intact block is never removed; it is reported with
-//! its line instead.
+//! Everything else stays byte for byte: admin stanzas, every other comment line (also one right
+//! under `# END`, or under a removed stanza), order and indentation. An unmarked guest-port
+//! stanza that is not removed is reported with its line instead.
 
+use crate::decide::guest::NicId;
 use crate::decide::ifname;
 use crate::decide::observed::{OWNER_KEY, OWNER_VALUE};
 
@@ -150,6 +162,23 @@ fn is_guest_port_shape(lines: &[&str], opts: &[Vec<&str>], s: &Stanza) -> bool {
     port && bridge
 }
 
+/// Whether the block starting at line `begin` lists the stanza `s` itself, as both writers
+/// listed every port: `auto NAME` and `allow-ovs NAME` on the two lines right before its `iface`
+/// line, inside the block.
+fn block_lists(lines: &[&str], begin: usize, s: &Stanza) -> bool {
+    let listing = |i: usize, class: &str| {
+        let words: Vec<&str> = lines[i].split_whitespace().collect();
+        words == [class, s.name]
+    };
+    s.first >= begin + 3 && listing(s.first - 2, "auto") && listing(s.first - 1, "allow-ovs")
+}
+
+/// Whether an unmarked stanza inside an intact block (starting at line `begin`) is the block's
+/// own guest port: a Proxmox NIC name, or a raw veth the block itself lists.
+fn is_blocks_guest(lines: &[&str], begin: usize, s: &Stanza) -> bool {
+    NicId::parse(s.name).is_some() || (s.name.starts_with("veth") && block_lists(lines, begin, s))
+}
+
 /// The 0-based ranges of intact blocks: a BEGIN line and the next marker line, its END.
 fn intact_blocks(kinds: &[Line], lines: &[&str]) -> Vec<(usize, usize)> {
     let mut blocks = Vec::new();
@@ -179,7 +208,12 @@ pub fn clean(content: &str, is_guest_name: impl Fn(&str) -> bool) -> Migration {
     let lines: Vec<&str> = content.split_inclusive('\n').collect();
     let kinds: Vec<Line> = lines.iter().map(|l| classify(l)).collect();
     let blocks = intact_blocks(&kinds, &lines);
-    let in_block = |i: usize| blocks.iter().any(|&(b, e)| b < i && i < e);
+    let block_of = |i: usize| {
+        blocks
+            .iter()
+            .find(|&&(b, e)| b < i && i < e)
+            .map(|&(b, _)| b)
+    };
 
     let mut remove = vec![false; lines.len()];
     let mut removed: Vec<String> = Vec::new();
@@ -187,9 +221,15 @@ pub fn clean(content: &str, is_guest_name: impl Fn(&str) -> bool) -> Migration {
     for s in stanzas(&kinds) {
         let opts = options(&lines, &kinds, &s);
         let shaped = is_guest_port_shape(&lines, &opts, &s);
-        if shaped && (is_marked(&opts, s.name) || in_block(s.first)) {
-            for r in &mut remove[s.first..=s.last] {
-                *r = true;
+        let ours = is_marked(&opts, s.name)
+            || block_of(s.first).is_some_and(|b| is_blocks_guest(&lines, b, &s));
+        if shaped && ours {
+            // The `iface` line and the options; a comment under them is not the tool's (the
+            // marker lines go below, with every other marker line).
+            for i in s.first..=s.last {
+                if kinds[i] != Line::Comment {
+                    remove[i] = true;
+                }
             }
             removed.push(s.name.to_string());
         } else if shaped && is_guest_name(s.name) {
@@ -301,10 +341,147 @@ mod tests {
 
     #[test]
     fn the_runbooks_block_goes() {
-        let legacy = "# BEGIN nmstate-monitor\n# Managed by nmstate-monitor, do not edit manually.\nauto veth1234\nallow-ovs veth1234\niface veth1234 inet manual\n    ovs_type OVSPort\n    ovs_bridge ovsbr0\n\nauto tap5678\nallow-ovs tap5678\niface tap5678 inet manual\n    ovs_type OVSPort\n    ovs_bridge ovsbr0\n# END nmstate-monitor\n";
+        let legacy = "# BEGIN nmstate-monitor\n# Managed by nmstate-monitor, do not edit manually.\nauto veth1234\nallow-ovs veth1234\niface veth1234 inet manual\n    ovs_type OVSPort\n    ovs_bridge ovsbr0\n\nauto tap100i0\nallow-ovs tap100i0\niface tap100i0 inet manual\n    ovs_type OVSPort\n    ovs_bridge ovsbr0\n# END nmstate-monitor\n";
         let m = clean_(&format!("{HEAD}\n{legacy}"));
         assert_eq!(m.content, HEAD);
-        assert_eq!(m.removed, ["veth1234", "tap5678"]);
+        assert_eq!(m.removed, ["veth1234", "tap100i0"]);
+    }
+
+    /// A tap the block lists but Proxmox never names so (`tap5678`, an OpenVPN `tap0`) is not a
+    /// guest NIC: its unmarked stanza stays, and is reported.
+    #[test]
+    fn a_tap_without_a_proxmox_name_stays_even_when_the_block_lists_it() {
+        let stanza = "auto tap5678\nallow-ovs tap5678\niface tap5678 inet manual\n    ovs_type OVSPort\n    ovs_bridge ovsbr0\n";
+        let content = format!("{HEAD}\n# BEGIN nmstate-monitor\n{stanza}# END nmstate-monitor\n");
+        let m = clean_(&content);
+        assert_eq!(m.content, format!("{HEAD}\n{stanza}"));
+        assert!(m.removed.is_empty());
+        assert_eq!(m.unmarked, [(13, "tap5678".to_string())]);
+    }
+
+    /// The uplink of a bridge, which Proxmox's editor moves between guest stanzas, has a guest
+    /// port's shape: inside an intact block it stays, byte for byte, even with an `allow-ovs`
+    /// line (only a raw veth's name counts as listed by the block).
+    #[test]
+    fn an_uplink_inside_an_intact_block_stays() {
+        let uplink = "auto eno2\niface eno2 inet manual\n\tovs_type OVSPort\n\tovs_bridge vmbr1\n";
+        let listed = "auto eno3\nallow-ovs eno3\niface eno3 inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n";
+        let content = format!(
+            "{HEAD}\n# BEGIN ovs-autoattach\n# Managed by ovs-autoattach: guest ports on Open vSwitch. Do not edit; changes are overwritten.\nauto tap100i0\nallow-ovs tap100i0\niface tap100i0 inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n    ovs_options tag=10\n\n{uplink}\n{listed}\nauto veth200i0\nallow-ovs veth200i0\niface veth200i0 inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n# END ovs-autoattach\n"
+        );
+        let m = clean(&content, |_| true);
+        assert_eq!(m.content, format!("{HEAD}\n{uplink}\n{listed}"));
+        assert_eq!(m.removed, ["tap100i0", "veth200i0"]);
+        // Reported like every unmarked guest-port stanza that stays, when the caller's prefixes
+        // take the name; the tool's own (`tap`, `veth`) do not.
+        assert_eq!(
+            m.unmarked,
+            [(20, "eno2".to_string()), (26, "eno3".to_string())]
+        );
+        assert!(clean_(&content).unmarked.is_empty());
+    }
+
+    /// Inside an intact block only guest NIC names go: Proxmox's exact pattern, or a raw veth
+    /// that the block lists with `auto NAME` and `allow-ovs NAME` right before its stanza.
+    #[test]
+    fn only_guest_nic_names_go_from_an_intact_block() {
+        let stanza = |name: &str| {
+            format!("iface {name} inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n")
+        };
+        let listed = |name: &str| format!("auto {name}\nallow-ovs {name}\n{}", stanza(name));
+        let kept = [
+            // Taps that are not Proxmox's pattern: a leading zero, a VMID out of 100-999999999,
+            // an index out of 0-31.
+            listed("tap0100i0"),
+            listed("tap99i0"),
+            listed("tap1000000000i0"),
+            listed("tap100i32"),
+            // Raw veths the block does not list as its writers did.
+            format!("auto vethRaw02\n{}", stanza("vethRaw02")),
+            format!(
+                "allow-ovs vethRaw03\nauto vethRaw03\n{}",
+                stanza("vethRaw03")
+            ),
+            format!(
+                "auto vethRaw04\nallow-ovs vethRaw04\n# note\n{}",
+                stanza("vethRaw04")
+            ),
+            format!(
+                "auto vethRaw05 vethRaw06\nallow-ovs vethRaw05\n{}",
+                stanza("vethRaw05")
+            ),
+            format!(
+                "auto vethRaw07\nallow-ovs vethRaw08\n{}",
+                stanza("vethRaw07")
+            ),
+        ];
+        let gone = [
+            listed("tap100i0"),
+            stanza("tap999999999i31"),
+            stanza("veth100i0"),
+            listed("vethA1b2C3"),
+            // Not a Proxmox name (LXC's hotplug peer), but a veth the block lists.
+            listed("veth100i0p"),
+        ];
+        let body: Vec<String> = kept.iter().chain(&gone).cloned().collect();
+        let content = format!(
+            "# BEGIN ovs-autoattach\n{}# END ovs-autoattach\n",
+            body.join("\n")
+        );
+        let m = clean(&content, |_| false);
+        assert_eq!(m.content, kept.join("\n"));
+        assert_eq!(
+            m.removed,
+            [
+                "tap100i0",
+                "tap999999999i31",
+                "veth100i0",
+                "vethA1b2C3",
+                "veth100i0p"
+            ]
+        );
+        // Outside an intact block, none of them goes: they carry no mark.
+        let m = clean(&body.join("\n"), |_| false);
+        assert_eq!(m.content, body.join("\n"));
+    }
+
+    /// The admin's comments stay byte for byte: under `# END`, inside the block, under a
+    /// removed stanza, and between its options. Only the marker and header lines go.
+    #[test]
+    fn admin_comments_in_and_after_a_block_stay() {
+        let m = clean_(&format!("{HEAD}\n{OLD_BLOCK}# vmbr2 is for storage\n"));
+        assert_eq!(m.content, format!("{HEAD}\n# vmbr2 is for storage\n"));
+        assert_eq!(m.removed, ["tap100i0", "veth101i0"]);
+
+        let content = format!(
+            "{HEAD}\n# BEGIN ovs-autoattach\n# Managed by ovs-autoattach: guest ports on Open vSwitch. Do not edit; changes are overwritten.\n# tap100i0 is the web server\nauto tap100i0\nallow-ovs tap100i0\niface tap100i0 inet manual\n    ovs_type OVSPort\n# VLAN 10 is the DMZ\n    ovs_bridge vmbr1\n    ovs_options tag=10\n#under the stanza, as Proxmox writes a comment\n\n# END ovs-autoattach\n# after the block\n#  indented or not\n\nauto eno1\niface eno1 inet manual\n"
+        );
+        let m = clean_(&content);
+        assert_eq!(
+            m.content,
+            format!(
+                "{HEAD}\n# tap100i0 is the web server\n# VLAN 10 is the DMZ\n#under the stanza, as Proxmox writes a comment\n\n# after the block\n#  indented or not\n\nauto eno1\niface eno1 inet manual\n"
+            )
+        );
+        assert_eq!(m.removed, ["tap100i0"]);
+        assert_eq!(clean_(&m.content).content, m.content, "idempotent");
+    }
+
+    /// As Proxmox's editor leaves the block (no `# BEGIN`, `# END` under the last guest
+    /// stanza): a comment right under `# END` is the admin's and stays.
+    #[test]
+    fn a_comment_under_end_stays_after_a_gui_save() {
+        let content = format!(
+            "{HEAD}\nauto tap100i0\niface tap100i0 inet manual\n\tovs_bridge vmbr1\n\tovs_options tag=10\n\tovs_type OVSPort\n\tovs_extra set Port tap100i0 external_ids:owner=ovs-autoattach\n# END ovs-autoattach\n# keep the uplink below on vmbr1\n\nauto eno2\niface eno2 inet manual\n\tovs_type OVSPort\n\tovs_bridge vmbr1\n"
+        );
+        let m = clean_(&content);
+        assert_eq!(
+            m.content,
+            format!(
+                "{HEAD}\n# keep the uplink below on vmbr1\n\nauto eno2\niface eno2 inet manual\n\tovs_type OVSPort\n\tovs_bridge vmbr1\n"
+            )
+        );
+        assert_eq!(m.removed, ["tap100i0"]);
     }
 
     #[test]
@@ -329,16 +506,16 @@ mod tests {
     #[test]
     fn foreign_stanzas_inside_a_block_stay() {
         let content = format!(
-            "{HEAD}\n# BEGIN ovs-autoattach\nauto vlan60\niface vlan60 inet static\n    address 10.60.0.10/24\n    ovs_type OVSIntPort\n    ovs_bridge vmbr1\n\nauto tap1i0\niface tap1i0 inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n# END ovs-autoattach\n"
+            "{HEAD}\n# BEGIN ovs-autoattach\nauto vlan60\niface vlan60 inet static\n    address 10.60.0.10/24\n    ovs_type OVSIntPort\n    ovs_bridge vmbr1\n\nauto tap100i0\niface tap100i0 inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n\nauto tap101i0\niface tap101i0 inet static\n    address 10.0.0.1/24\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n# END ovs-autoattach\n"
         );
         let m = clean_(&content);
         assert_eq!(
             m.content,
             format!(
-                "{HEAD}\nauto vlan60\niface vlan60 inet static\n    address 10.60.0.10/24\n    ovs_type OVSIntPort\n    ovs_bridge vmbr1\n"
+                "{HEAD}\nauto vlan60\niface vlan60 inet static\n    address 10.60.0.10/24\n    ovs_type OVSIntPort\n    ovs_bridge vmbr1\n\nauto tap101i0\niface tap101i0 inet static\n    address 10.0.0.1/24\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n"
             )
         );
-        assert_eq!(m.removed, ["tap1i0"]);
+        assert_eq!(m.removed, ["tap100i0"]);
     }
 
     #[test]
