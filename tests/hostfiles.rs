@@ -377,6 +377,85 @@ fn upgrade_from_an_intact_block_keeps_the_admins_bytes() {
     assert_eq!(read(&ovs.interfaces_path()), admin);
 }
 
+/// The uplink `eno2` (an `OVSPort` stanza, a guest port's shape) that Proxmox's editor moved
+/// between the guest stanzas, an admin comment inside the block and one right under `# END`
+/// survive the upgrade byte for byte: in an intact block (whose unmarked guest stanzas go too),
+/// and as the editor leaves the file (no `# BEGIN`, `# END` under the last guest stanza, only
+/// marked stanzas go). ifupdown2 parses the result, uplink included.
+#[test]
+fn upgrade_keeps_an_uplink_and_admin_comments_inside_and_after_the_block() {
+    const UPLINK: &str =
+        "auto eno2\niface eno2 inet manual\n\tovs_type OVSPort\n\tovs_bridge vmbr1\n";
+    const INSIDE: &str = "# eno2: vmbr1's uplink, port 7 of the core switch\n";
+    const AFTER: &str = "# VLANs 10-40 belong to the guests; ask before adding one\n";
+    let intact = format!(
+        "# BEGIN ovs-autoattach\n# Managed by ovs-autoattach: guest ports on Open vSwitch. Do not edit; changes are overwritten.\n\
+         auto tap100i0\nallow-ovs tap100i0\niface tap100i0 inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n    ovs_options tag=10\n    ovs_extra set Port tap100i0 external_ids:owner=ovs-autoattach\n\n\
+         {INSIDE}{UPLINK}\n\
+         auto tap100i1\nallow-ovs tap100i1\niface tap100i1 inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n    ovs_options trunks=20,30,31,32\n\n\
+         auto veth200i0\nallow-ovs veth200i0\niface veth200i0 inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n    ovs_options tag=10 trunks=20,30 vlan_mode=native-untagged\n\n\
+         auto vethA1b2C3\nallow-ovs vethA1b2C3\niface vethA1b2C3 inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n\
+         # END ovs-autoattach\n{AFTER}"
+    );
+    let marked = |n: &str, options: &str| {
+        format!(
+            "auto {n}\niface {n} inet manual\n\tovs_bridge vmbr1\n{options}\tovs_type OVSPort\n\tovs_extra set Port {n} external_ids:owner=ovs-autoattach\n"
+        )
+    };
+    let after_gui_save = format!(
+        "{}\n{}{INSIDE}\n{UPLINK}\n{}\n{}# END ovs-autoattach\n{AFTER}",
+        marked("tap100i0", "\tovs_options tag=10\n"),
+        marked("tap100i1", "\tovs_options trunks=20,30,31,32\n"),
+        marked(
+            "veth200i0",
+            "\tovs_options tag=10 trunks=20,30 vlan_mode=native-untagged\n"
+        ),
+        marked("vethA1b2C3", ""),
+    );
+    for (shape, block, admin) in [
+        ("intact", intact, format!("{INSIDE}{UPLINK}\n{AFTER}")),
+        (
+            "after a GUI save",
+            after_gui_save,
+            format!("{INSIDE}\n{UPLINK}\n{AFTER}"),
+        ),
+    ] {
+        let ovs = fixture_host();
+        // The admin's file without eno2, which is now inside the block.
+        let head =
+            fixture("05-empty-block-after.interfaces", &ovs).replace(&format!("{UPLINK}\n"), "");
+        assert!(!head.contains("auto eno2"));
+        std::fs::write(ovs.interfaces_path(), format!("{head}\n{block}")).unwrap();
+        let out = ovs.tool_ok(&["apply"]);
+        assert!(out.contains("moving the stanzas of"), "{shape}: {out}");
+        assert!(
+            !out.contains("eno2"),
+            "{shape}: eno2 is not reported: {out}"
+        );
+        assert_eq!(
+            read(&ovs.interfaces_path()),
+            format!("{head}\n{admin}"),
+            "{shape}"
+        );
+        let parsed = ifquery_all(&ovs.interfaces_path());
+        assert!(
+            parsed.contains(
+                "auto eno2\niface eno2 inet manual\n\tovs-type OVSPort\n\tovs-bridge vmbr1\n"
+            ),
+            "{shape}: {parsed}"
+        );
+        for gone in FIXTURE_GUESTS {
+            assert!(!parsed.contains(gone), "{shape}: {gone}: {parsed}");
+        }
+        let listed = stanzas::parse(&read(&ovs.stanzas_path())).unwrap();
+        let mut names: Vec<&str> = listed.ports.iter().map(|p| p.name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, FIXTURE_GUESTS, "{shape}");
+        let again = ovs.tool_ok(&["apply"]);
+        assert!(again.contains("no file rewritten"), "{shape}: {again}");
+    }
+}
+
 /// A pending GUI change (`interfaces.new`) is cleaned the same way, so "Apply Configuration"
 /// (the rename of `.new` over `interfaces`, then `ifreload -a`) brings no old stanza back and
 /// loses no guest port: the tool's file is Proxmox's editor's blind spot.
