@@ -66,6 +66,10 @@ pub enum Command {
         /// The host interface, e.g. tap100i0 or veth200i1
         #[arg(value_name = "IFACE", value_parser = clap::builder::OsStringValueParser::new())]
         iface: OsString,
+        /// The caller holds the guest's Proxmox configuration lock itself (the guest
+        /// hookscript does, in post-start): act even though the lock is held
+        #[arg(long)]
+        lock_held: bool,
     },
     /// Remove every port this tool created and the host files it writes
     Clear {

@@ -43,6 +43,10 @@ pub struct Config {
     pub prefixes: Vec<String>,
     /// Glob patterns of names never touched.
     pub exclude: Vec<String>,
+    /// Glob patterns of links that are guest NICs although they do not look like one (a tap
+    /// another hypervisor made, a veth whose peer stays on the host): attached to `bridge` like
+    /// a raw container NIC. Explicit opt-in; empty by default, and `exclude` still wins.
+    pub include: Vec<String>,
     /// The OVSDB server, `unix:PATH` or `tcp:HOST:PORT` as for `ovs-vsctl --db`.
     pub ovsdb: String,
     /// Holds `qemu-server/<vmid>.conf` and `lxc/<vmid>.conf`.
@@ -61,6 +65,10 @@ pub struct Config {
     pub mirrors_file: Option<PathBuf>,
     /// Lock files live here.
     pub run_dir: PathBuf,
+    /// Where Proxmox keeps its guest configuration locks (`qemu-server/lock-<vmid>.conf`,
+    /// `lxc/pve-config-<vmid>.lock`): a guest whose lock is held is being started, hotplugged
+    /// or cleaned up by Proxmox, and its NICs are left to Proxmox meanwhile.
+    pub pve_lock_dir: PathBuf,
     /// Bound on every wait for OVSDB and ovs-vswitchd.
     pub timeout_secs: u64,
 }
@@ -71,6 +79,7 @@ impl Default for Config {
             bridge: "ovsbr0".into(),
             prefixes: vec!["veth".into(), "tap".into()],
             exclude: Vec::new(),
+            include: Vec::new(),
             ovsdb: "unix:/var/run/openvswitch/db.sock".into(),
             pve_config_dir: "/etc/pve".into(),
             nmstate_file: Some("/etc/nmstate/nmstate-dynamic.yaml".into()),
@@ -78,6 +87,7 @@ impl Default for Config {
             interfaces_file: Some("/etc/network/interfaces".into()),
             mirrors_file: Some("/etc/ovs-mirror/mirrors.conf".into()),
             run_dir: "/run/ovs-autoattach".into(),
+            pve_lock_dir: "/run/lock".into(),
             timeout_secs: 10,
         }
     }
@@ -142,10 +152,14 @@ impl Config {
         for g in &self.exclude {
             glob::validate(g).map_err(|e| format!("exclude: {e}"))?;
         }
+        for g in &self.include {
+            glob::validate(g).map_err(|e| format!("include: {e}"))?;
+        }
         self.endpoint()?;
         for (key, path) in [
             ("pve_config_dir", Some(&self.pve_config_dir)),
             ("run_dir", Some(&self.run_dir)),
+            ("pve_lock_dir", Some(&self.pve_lock_dir)),
             ("nmstate_file", self.nmstate_file.as_ref()),
             ("stanzas_file", self.stanzas_file.as_ref()),
             ("interfaces_file", self.interfaces_file.as_ref()),
@@ -201,12 +215,19 @@ impl Config {
         Duration::from_secs(self.timeout_secs)
     }
 
-    /// Whether `name` is a guest NIC this tool may touch: it starts with a configured prefix, is
-    /// a valid interface name ([`ifname::validate`]: the kernel accepts `$(...)`, `;` and spaces
-    /// in names, and ifupdown2 runs stanza names through a shell) and matches no `exclude`
-    /// pattern.
+    /// Whether `name` may be a guest NIC this tool touches: it starts with a configured prefix
+    /// or matches an `include` pattern, is a valid interface name ([`ifname::validate`]: the
+    /// kernel accepts `$(...)`, `;` and spaces in names, and ifupdown2 runs stanza names through
+    /// a shell) and matches no `exclude` pattern. The link itself decides the rest
+    /// ([`crate::decide::desired::nature`]).
     pub fn is_candidate(&self, name: &str) -> bool {
-        self.has_prefix(name) && ifname::validate(name).is_ok() && !self.is_excluded(name)
+        (self.has_prefix(name) || self.is_included(name))
+            && ifname::validate(name).is_ok()
+            && !self.is_excluded(name)
+    }
+
+    pub fn is_included(&self, name: &str) -> bool {
+        self.include.iter().any(|g| glob::matches(g, name))
     }
 
     /// Whether `name` starts with a configured prefix.

@@ -30,10 +30,10 @@ pub fn run(cli: &cli::Cli) -> anyhow::Result<bool> {
     let config = Config::load(cli.config.as_deref())?;
     match &cli.command {
         Command::Apply { dry_run } => commands::apply(&config, *dry_run),
-        Command::Plug { iface } => {
+        Command::Plug { iface, lock_held } => {
             let iface =
                 decide::ifname::validate_os(iface).map_err(|e| UsageError(format!("plug: {e}")))?;
-            commands::plug(&config, iface)
+            commands::plug(&config, iface, *lock_held)
         }
         Command::Clear { keep_ports } => commands::clear(&config, *keep_ports),
         Command::Status { json } => commands::status(&config, *json),

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::decide::desired::{self, Decision, Desired, Guests, HostLink, Master};
+use crate::decide::desired::{self, Decision, Desired, Guests, HostLink, Master, Record, Seen};
 use crate::decide::firewall;
 use crate::decide::guest::GuestId;
 use crate::decide::guest::NicId;
@@ -32,7 +32,7 @@ use crate::host::lock::{self, Mode};
 use crate::host::ovsdb::TxnError;
 use crate::host::pve;
 use crate::host::vswitch::{Unconfirmed, Vswitch};
-use crate::host::{linkops, sysctl};
+use crate::host::{linkops, namespace, sysctl};
 use mirrors::{Mirrors, Outcome};
 
 /// How often a transaction refused because OVS changed under us is retried from a fresh read.
@@ -44,6 +44,7 @@ pub type Success = bool;
 /// `apply`: full rescan and reconcile of every guest NIC, then both host files.
 pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
     let started = Instant::now();
+    namespace::check_host()?;
     let _lock = lock::main(
         &config.run_dir,
         if dry_run {
@@ -51,6 +52,7 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
         } else {
             Mode::Exclusive
         },
+        lock::wait(config),
     )?;
     let mut ovs = Vswitch::connect(config)?;
     let rules = Mirrors::read(config, None);
@@ -66,7 +68,29 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
             plan,
             mirrors,
             release,
-        } = decide_full(config, &host, &observed, &rules)?;
+        } = decide_full(config, &host, &observed, &rules, &BTreeSet::new())?;
+        // Proxmox's own plug must never meet a port of ours between its `del-port` and its
+        // `add-port`: the guests it is working on right now are left to it (see
+        // [`pve::busy`]), probed as late as possible, right before acting.
+        let busy = pve::busy(&config.pve_lock_dir, &touched_guests(&plan, &release));
+        let Decided {
+            desired,
+            mut plan,
+            mirrors,
+            release,
+        } = if busy.is_empty() {
+            Decided {
+                desired,
+                plan,
+                mirrors,
+                release,
+            }
+        } else {
+            decide_full(config, &host, &observed, &rules, &busy)?
+        };
+        // A port that is not ours is pruned only when its link is gone: ask again, since a
+        // guest may have been started since the links were read.
+        confirm_prunes(&mut plan, &observed);
         let invalid = log_decisions(&desired);
         timing(&mut lap, "decision");
         if dry_run {
@@ -149,115 +173,145 @@ fn retrying<T>(mut attempt: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result
     }
 }
 
-/// The host and OVS, read at once: on a host with thousands of ports ovsdb-server needs about as
-/// long to answer as the links and guest configurations take to read, so OVS is read on a second
-/// thread.
+/// OVS, then the host. In this order, every port the OVS read returns had its link created
+/// before the links are read (Proxmox creates a tap or veth before its `add-port`), so a port
+/// of a guest started during the run is never taken for one whose link is gone. The links must
+/// include at least one OVS bridge, or this is not the network namespace the switch serves.
 fn observe(config: &Config, ovs: &mut Vswitch) -> anyhow::Result<(Host, Observed)> {
-    std::thread::scope(|scope| {
-        let read = scope.spawn(|| {
-            let mut lap = Instant::now();
-            let observed = ovs.observe_all();
-            timing(&mut lap, "OVSDB read");
-            observed
-        });
-        let mut lap = Instant::now();
-        let host = Host::scan(config);
-        timing(&mut lap, "links and guest configurations");
-        let observed = read
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        Ok((host?, observed?))
-    })
+    let mut lap = Instant::now();
+    let observed = ovs.observe_all()?;
+    timing(&mut lap, "OVSDB read");
+    let host = Host::scan(config)?;
+    timing(&mut lap, "links and guest configurations");
+    if !observed.bridges.is_empty() && !observed.bridges.keys().any(|b| host.names.contains(b)) {
+        let bridges: Vec<&str> = observed.bridges.keys().map(String::as_str).collect();
+        return Err(namespace::foreign_switch(&bridges));
+    }
+    Ok((host, observed))
 }
 
-/// `plug IFACE`: the fast additive path for one interface. One link lookup, at most one guest
-/// configuration read, a narrow OVS read and one transaction; never removes another port. The
-/// host files get its one entry (and lose the entries whose link is gone).
-pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
+/// The Proxmox guests whose NICs a plan or a link operation touches.
+fn touched_guests(plan: &Plan, ops: &[linkplan::Op]) -> BTreeSet<GuestId> {
+    plan.changes
+        .iter()
+        .map(|c| c.port())
+        .chain(ops.iter().map(|op| op.link()))
+        .flat_map(|name| match NicId::parse(name) {
+            Some(nic) => vec![nic.guest],
+            None => firewall::guests_of(name),
+        })
+        .collect()
+}
+
+/// Drops the prunes of ports that are not ours whose link exists after all (it appeared after
+/// the links were read): the one path that deletes someone else's port asks the kernel again
+/// right before it acts.
+fn confirm_prunes(plan: &mut Plan, observed: &Observed) {
+    plan.changes.retain(|c| match c {
+        Change::Prune { port, .. }
+            if !observed.ports.get(port).is_some_and(|p| p.owned) && links::exists(port) =>
+        {
+            log::debug!("{port}: its link exists again; not pruned");
+            false
+        }
+        _ => true,
+    });
+}
+
+/// `plug IFACE`: the fast additive path for one interface. A narrow OVS read (the NIC and the
+/// fwln that would carry it), then one link lookup and at most one guest configuration, and
+/// one transaction; never removes another port. The host files get its one entry (and lose the
+/// entries whose link is gone). `lock_held`: the caller holds the guest's Proxmox
+/// configuration lock itself (the guest hookscript, in `post-start`), so the lock says nothing
+/// about Proxmox plugging the NIC right now.
+pub fn plug(config: &Config, iface: &str, lock_held: bool) -> anyhow::Result<Success> {
     let started = Instant::now();
-    let _lock = lock::main(&config.run_dir, Mode::Shared)?;
-    let mut lap = Instant::now();
+    namespace::check_host()?;
     let mut rtnl = Rtnl::open()?;
     let rules = Mirrors::read(config, Some(iface));
     rules.log_refused(log::Level::Debug);
-    let unplugged = |why: &str| {
-        let files = hostfiles::update(
-            config,
-            Update::One {
-                name: iface,
-                port: None,
-            },
-            &links::exists,
-        );
-        log::info!("{why}");
-        Ok(report(
-            "plug",
-            &Plan::default(),
-            0,
-            &[],
-            None,
-            files,
-            &Outcome::default(),
-            started,
-        ))
-    };
-    let Some(link) = rtnl.by_name(iface)? else {
-        log::warn!("{iface} does not exist (any more); nothing to plug");
-        return unplugged("plug: nothing attached");
-    };
     // A port that a mirror rule names (a SPAN port coming up) is plugged for its mirrors only.
     let mirrored = rules.involves(iface);
     if !config.is_candidate(iface) && !mirrored {
-        return unplugged(&format!(
-            "{iface} is not a guest NIC (see prefixes and exclude in the configuration); left alone"
-        ));
+        return plug_nothing(
+            config,
+            iface,
+            started,
+            &format!(
+                "{iface} is not a guest NIC (see prefixes, include and exclude in the configuration); left alone"
+            ),
+        );
     }
-    let master = match link.master {
-        Some(index) => rtnl.by_index(index)?,
-        None => None,
-    };
-    let links = [host_link(&link, master.as_ref())];
-    let guests = read_guests(config, &desired::guests_to_read(config, &links));
-    timing(&mut lap, "link and guest configuration");
+    // Before the lock: a container manager that creates a veth pair on the host moves the peer
+    // into the container a moment later, and nobody should queue behind that wait.
+    if rtnl
+        .by_name(iface)?
+        .is_some_and(|l| awaits_peer(config, &l))
+    {
+        wait_for_peer(&mut rtnl, iface)?;
+    }
+    let _lock = lock::main(&config.run_dir, Mode::Shared, lock::PLUG_WAIT)?;
+    let mut lap = Instant::now();
     let mut ovs = Vswitch::connect(config)?;
     retrying(|| {
-        let read = |ovs: &mut Vswitch, port: &str| {
-            if mirrored {
-                let mut names = rules.ports_for(iface);
-                names.insert(port.to_string());
-                ovs.observe_ports(&names)
-            } else {
-                ovs.observe_port(port)
-            }
-        };
-        let mut observed = read(&mut ovs, iface)?;
-        let desired = desired::build(config, &links, &guests, &bridge_names(&observed));
-        // A firewall NIC is carried by its fwln: that is the port to read.
-        let port = match desired.nics.get(iface) {
-            Some(Decision::Attach(t)) => t.port(iface).to_string(),
-            _ => iface.to_string(),
-        };
-        if port != iface {
-            observed = read(&mut ovs, &port)?;
+        // Observe: OVS first, then the link and its guest (see `observe`).
+        let mut names = rules.ports_for(iface);
+        names.insert(iface.to_string());
+        if let Some(nic) = NicId::parse(iface) {
+            names.insert(firewall::names(nic).fwln);
         }
+        let observed = if mirrored {
+            ovs.observe_ports(&names)?
+        } else {
+            ovs.observe_named(&names)?
+        };
         timing(&mut lap, "OVSDB read");
-        let plan = plan::build(config, &desired, &observed, Scope::Additive);
+        let Some(link) = rtnl.by_name(iface)? else {
+            log::warn!("{iface} does not exist (any more); nothing to plug");
+            return plug_nothing(config, iface, started, "plug: nothing attached");
+        };
+        let master = match link.master {
+            Some(index) => rtnl.by_index(index)?,
+            None => None,
+        };
+        let links = [host_link(&link, master.as_ref())];
+        let guests = read_guests(config, &desired::guests_to_read(config, &links));
+        let record = hostfiles::record(config);
+        timing(&mut lap, "link and guest configuration");
+        // Decide; then, right before acting, leave the NIC to Proxmox if Proxmox is plugging
+        // it now (see `apply`).
+        let decide = |busy: &BTreeSet<GuestId>| {
+            let seen = Seen {
+                observed: &observed,
+                record: &record,
+                busy,
+            };
+            let desired = desired::build(config, &links, &guests, seen);
+            let plan = plan::build(config, &desired, &observed, Scope::Additive);
+            (desired, plan)
+        };
+        let (mut desired, mut plan) = decide(&BTreeSet::new());
+        let neighbours = plug_links(&mut rtnl, iface)?;
+        let mut release = linkplan::before_commit(&desired, &neighbours);
+        if !lock_held {
+            let busy = pve::busy(&config.pve_lock_dir, &touched_guests(&plan, &release));
+            if !busy.is_empty() {
+                (desired, plan) = decide(&busy);
+                release = linkplan::before_commit(&desired, &neighbours);
+            }
+        }
         let mirrors = if mirrored {
             rules.plan(&observed, &plan, MirrorScope::Involving(iface))?
         } else {
             MirrorPlan::default()
         };
         let invalid = log_decisions(&desired);
-        let mut mtus = bridge_mtus(&mut rtnl, &plan)?;
-        if let Some(Decision::Attach(t)) = desired.nics.get(iface) {
-            if !mtus.contains_key(&t.bridge) {
-                if let Some(mtu) = rtnl.by_name(&t.bridge)?.and_then(|l| l.mtu) {
-                    mtus.insert(t.bridge.clone(), mtu);
-                }
-            }
-        }
-        let neighbours = plug_links(&mut rtnl, iface)?;
-        let release = linkplan::before_commit(&desired, &neighbours);
+        let port = match desired.nics.get(iface) {
+            Some(Decision::Attach(t)) => t.port(iface).to_string(),
+            _ => iface.to_string(),
+        };
+        let mtus = bridge_mtus(&mut rtnl, desired.nics.get(iface), &plan)?;
+        // Act.
         let mut failed = linkops::carry_out(&mut rtnl, &release);
         let write_files = || {
             let host_port = match plan::after(&observed, &plan).remove(&port) {
@@ -297,10 +351,74 @@ pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
             sysctl::ipv6_enabled,
         );
         failed.extend(linkops::carry_out(&mut rtnl, &ops));
+        // Report.
         Ok(report(
             "plug", &plan, invalid, &failed, None, files, &mirrored, started,
         ))
     })
+}
+
+/// `plug`'s answer when there is nothing to plug: the host files still drop the entry of a
+/// link that is gone.
+fn plug_nothing(
+    config: &Config,
+    iface: &str,
+    started: Instant,
+    why: &str,
+) -> anyhow::Result<Success> {
+    let files = hostfiles::update(
+        config,
+        Update::One {
+            name: iface,
+            port: None,
+        },
+        &links::exists,
+    );
+    log::info!("{why}");
+    Ok(report(
+        "plug",
+        &Plan::default(),
+        0,
+        &[],
+        None,
+        files,
+        &Outcome::default(),
+        started,
+    ))
+}
+
+/// How long `plug` waits for a new veth's peer to leave the host namespace. A container manager
+/// that creates the pair on the host moves the peer within milliseconds; LXC creates the peer
+/// in the container directly, and never makes anyone wait.
+const PEER_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether `link` is a veth that would be a raw container NIC once its peer leaves the host: a
+/// candidate name, not Proxmox's, not opted in with `include`, both ends here now.
+fn awaits_peer(config: &Config, link: &Link) -> bool {
+    link.kind.as_deref() == Some("veth")
+        && !link.peer_elsewhere
+        && link.master.is_none()
+        && NicId::parse(&link.name).is_none()
+        && !config.is_included(&link.name)
+}
+
+/// Waits, at most [`PEER_WAIT`], until `iface`'s peer has left this network namespace (or
+/// `iface` is gone). What it finds then is decided as usual: a veth whose peer stayed is not a
+/// container's, and is left alone.
+fn wait_for_peer(rtnl: &mut Rtnl, iface: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + PEER_WAIT;
+    while Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        match rtnl.by_name(iface)? {
+            Some(l) if !l.peer_elsewhere => {}
+            _ => return Ok(()),
+        }
+    }
+    log::debug!(
+        "{iface}: its peer is still on the host after {} ms; not a container NIC",
+        PEER_WAIT.as_millis()
+    );
+    Ok(())
 }
 
 /// `clear`: removes every port carrying the ownership mark and the host files. With
@@ -311,7 +429,8 @@ pub fn plug(config: &Config, iface: &str) -> anyhow::Result<Success> {
 /// no running guest on the next reload.
 pub fn clear(config: &Config, keep_ports: bool) -> anyhow::Result<Success> {
     let started = Instant::now();
-    let _lock = lock::main(&config.run_dir, Mode::Exclusive)?;
+    namespace::check_host()?;
+    let _lock = lock::main(&config.run_dir, Mode::Exclusive, lock::wait(config))?;
     let live: BTreeSet<String> = Rtnl::open()?.dump()?.into_iter().map(|l| l.name).collect();
     let ovs_result = Vswitch::connect(config).and_then(|mut ovs| {
         let observed = ovs.observe_all()?;
@@ -350,6 +469,8 @@ struct Host {
     mtus: BTreeMap<String, u32>,
     /// Every link's state, for the kernel-side decisions ([`linkplan`]).
     states: BTreeMap<String, LinkState>,
+    /// Where the tool last put each guest port (its stanzas file).
+    record: Record,
 }
 
 impl Host {
@@ -369,9 +490,10 @@ impl Host {
         let guests = read_guests(config, &desired::guests_to_read(config, &links));
         Ok(Host {
             names: all.iter().map(|l| l.name.clone()).collect(),
-            guest_nics: desired::candidates(config, &links)
+            guest_nics: desired::guest_nics(config, &links)
                 .map(|l| l.name.clone())
                 .collect(),
+            record: hostfiles::record(config),
             mtus: all
                 .iter()
                 .filter_map(|l| Some((l.name.clone(), l.mtu?)))
@@ -445,8 +567,14 @@ fn decide_full(
     host: &Host,
     observed: &Observed,
     rules: &Mirrors,
+    busy: &BTreeSet<GuestId>,
 ) -> anyhow::Result<Decided> {
-    let desired = desired::build(config, &host.links, &host.guests, &bridge_names(observed));
+    let seen = Seen {
+        observed,
+        record: &host.record,
+        busy,
+    };
+    let desired = desired::build(config, &host.links, &host.guests, seen);
     let plan = plan::build(
         config,
         &desired,
@@ -513,6 +641,7 @@ fn host_link(link: &Link, master: Option<&Link>) -> HostLink {
         name: link.name.clone(),
         kind: link.kind.clone(),
         master,
+        peer_elsewhere: link.peer_elsewhere,
     }
 }
 
@@ -524,18 +653,34 @@ fn read_guests(config: &Config, ids: &BTreeSet<GuestId>) -> Guests {
     }
 }
 
-fn bridge_names(observed: &Observed) -> BTreeSet<String> {
-    observed.bridges.keys().cloned().collect()
-}
-
-/// MTUs of the bridges a plan attaches to, looked up one by one (the plug path has no dump).
-fn bridge_mtus(rtnl: &mut Rtnl, plan: &Plan) -> anyhow::Result<BTreeMap<String, u32>> {
-    let mut mtus = BTreeMap::new();
+/// MTUs of the bridges a plan attaches or moves ports to, and of the NIC's own target bridge,
+/// looked up one by one (the plug path has no dump). An OVS bridge that is no network interface
+/// here means this is not the namespace the switch serves.
+fn bridge_mtus(
+    rtnl: &mut Rtnl,
+    decision: Option<&Decision>,
+    plan: &Plan,
+) -> anyhow::Result<BTreeMap<String, u32>> {
+    let mut bridges = BTreeSet::new();
     for c in &plan.changes {
-        if let Change::Attach { bridge, .. } = c {
-            if let Some(mtu) = rtnl.by_name(bridge)?.and_then(|l| l.mtu) {
-                mtus.insert(bridge.clone(), mtu);
+        match c {
+            Change::Attach { bridge, .. } => bridges.insert(bridge.as_str()),
+            Change::Move { to, .. } => bridges.insert(to.as_str()),
+            _ => false,
+        };
+    }
+    if let Some(Decision::Attach(t)) = decision {
+        bridges.insert(t.bridge.as_str());
+    }
+    let mut mtus = BTreeMap::new();
+    for bridge in bridges {
+        match rtnl.by_name(bridge)? {
+            Some(link) => {
+                if let Some(mtu) = link.mtu {
+                    mtus.insert(bridge.to_string(), mtu);
+                }
             }
+            None => return Err(namespace::foreign_switch(&[bridge])),
         }
     }
     Ok(mtus)

@@ -9,6 +9,7 @@
 //! with the disk. The report
 //! itself is pure ([`crate::decide::status`]).
 
+use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::time::Instant;
 
@@ -29,7 +30,7 @@ use crate::host::vswitch::Vswitch;
 /// `status [--json]`: the report on standard output; `Ok(false)` (exit 1) when something needs
 /// `apply` or an admin.
 pub fn status(config: &Config, json: bool) -> anyhow::Result<Success> {
-    let _lock = lock::main(&config.run_dir, Mode::Shared)?;
+    let _lock = lock::main(&config.run_dir, Mode::Shared, lock::wait(config))?;
     let mut ovs = Vswitch::connect(config)?;
     // Observe, exactly as `apply` does.
     let (host, observed) = observe(config, &mut ovs)?;
@@ -41,7 +42,7 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<Success> {
         plan,
         mirrors: mirror_plan,
         release,
-    } = decide_full(config, &host, &observed, &rules)?;
+    } = decide_full(config, &host, &observed, &rules, &BTreeSet::new())?;
     timing(&mut lap, "decision");
     let (mirrors, unclaimed) = mirror_states(&mirror_plan);
     // The kernel side, as `apply` would carry it out once the ports are in place.

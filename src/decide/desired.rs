@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::decide::firewall;
 use crate::decide::guest::{GuestConfig, GuestId, Kind, NetSpec, NicId};
 use crate::decide::ifname;
+use crate::decide::observed::{Observed, Uuid};
 use crate::decide::vlan::Vlan;
 
 /// A host link as the decision needs it.
@@ -19,6 +20,10 @@ pub struct HostLink {
     /// The link's own kind (`veth`, `tun`, `openvswitch`, ...), if the kernel reports one.
     pub kind: Option<String>,
     pub master: Master,
+    /// A veth whose other end lives in another network namespace (the kernel reports the peer's
+    /// namespace, `IFLA_LINK_NETNSID`): a container's NIC. Both ends on the host means an
+    /// admin's pair, or LXC's hotplug peer before it moves.
+    pub peer_elsewhere: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,9 +52,6 @@ pub struct Target {
     pub firewall: Option<firewall::Names>,
     /// `rate=` in bytes per second, set on the NIC (not the fwln) whenever the tool plugs it.
     pub rate: Option<u64>,
-    /// A QEMU NIC with a pending value targets it (what `pve-bridge` plugs); a port already
-    /// where the current value puts it is left alone too: Proxmox may have plugged either.
-    pub also: Option<(String, Vlan)>,
 }
 
 impl Target {
@@ -60,7 +62,6 @@ impl Target {
             vlan,
             firewall: None,
             rate: None,
-            also: None,
         }
     }
 
@@ -69,14 +70,9 @@ impl Target {
         self.firewall.as_ref().map_or(nic, |f| f.fwln.as_str())
     }
 
-    /// Whether a port on `bridge` with `vlan` is where this target (or its accepted
-    /// alternative) puts it.
+    /// Whether a port on `bridge` with `vlan` is where this target puts it.
     pub fn accepts(&self, bridge: &str, vlan: &Vlan) -> bool {
-        (bridge == self.bridge && *vlan == self.vlan)
-            || self
-                .also
-                .as_ref()
-                .is_some_and(|(b, v)| b == bridge && v == vlan)
+        bridge == self.bridge && *vlan == self.vlan
     }
 }
 
@@ -101,10 +97,53 @@ pub struct Desired {
     /// LXC NICs with `link_down=1`: pve-container's `net_tap_plug` sets them down (and plugs
     /// them nowhere), whatever their bridge.
     pub down: BTreeSet<String>,
+    /// QEMU NICs with a `[PENDING]` network value: what that value says (for `status`), and
+    /// which of the two values the decision chose ([`Chosen`]).
+    pub pending: BTreeMap<String, Pending>,
 }
 
-/// The links that are guest NICs: a configured prefix, no exclude match, and not an OVS internal
-/// port (which the kernel datapath creates as `openvswitch` links).
+/// A NIC's pending value, as `status` shows it beside the current one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// The pending value's own decision, described (`vmbr1 tag=20`, `vmbr9 is not an OVS
+    /// bridge`).
+    pub value: String,
+    pub chosen: Chosen,
+}
+
+/// Which value of a NIC with a pending change the decision follows, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chosen {
+    /// The current value: OVS holds it, the tool's record says it was last there, or neither
+    /// value is in place (a pending value never acts on a NIC on its own).
+    Current,
+    /// The pending value: OVS holds it now (Proxmox hotplugged it or resumed from a state
+    /// file), or the tool's record says the NIC was last there.
+    Pending,
+}
+
+/// Where the tool last put each guest port, as its own stanzas file lists it: the memory that
+/// lets a port lost to a reload come back where it was when a pending value makes the
+/// configuration ambiguous.
+pub type Record = BTreeMap<String, (String, Vlan)>;
+
+/// What the decision sees of Open vSwitch and of the tool's own record.
+#[derive(Clone, Copy, Debug)]
+pub struct Seen<'a> {
+    /// The OVS bridges and the ports read (all of them, or those the `plug` path read).
+    pub observed: &'a Observed,
+    pub record: &'a Record,
+    /// Guests whose Proxmox configuration lock another process holds right now: Proxmox is
+    /// starting them, hotplugging a NIC or cleaning up, and its own `tap_plug` (`del-port`, then
+    /// `add-port` without `--may-exist`) fails if a port appears between its two steps. Their
+    /// NICs are left to Proxmox; the post-start hookscript or the next run checks them.
+    pub busy: &'a BTreeSet<GuestId>,
+}
+
+/// The links [`build`] decides: named like a guest NIC (a configured prefix or an `include`
+/// match, a valid interface name, no `exclude` match) and not an OVS internal port (which the
+/// kernel datapath creates as `openvswitch` links). Whether each really is a guest NIC is
+/// [`nature`]'s question: a name prefix also matches a VPN's `tap0` or an SDN VNet bridge.
 pub fn candidates<'a>(
     config: &'a Config,
     links: &'a [HostLink],
@@ -112,6 +151,64 @@ pub fn candidates<'a>(
     links
         .iter()
         .filter(|l| l.kind.as_deref() != Some("openvswitch") && config.is_candidate(&l.name))
+}
+
+/// What a candidate link is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Nature {
+    /// A Proxmox guest NIC: `tap<vmid>i<n>` of kind `tun` or `veth<vmid>i<n>` of kind `veth`,
+    /// decided by its guest's configuration.
+    Proxmox(NicId),
+    /// A container NIC outside Proxmox: a veth whose peer lives in another network namespace,
+    /// or a link the configuration's `include` opts in. Decided by the default bridge.
+    Raw,
+    /// Anything else with a guest-like name; the reason says what it is. Never attached,
+    /// moved, changed or counted as a failure.
+    Other(String),
+}
+
+/// Tells a guest NIC from the other links a name prefix matches: a VPN's `tap0`, an admin's
+/// veth pair, an SDN VNet (a Linux bridge named after the VNet, `tapnet1` is a valid one),
+/// LXC's hotplug peer `veth<vmid>i<n>p` before it moves into the container.
+pub fn nature(config: &Config, link: &HostLink) -> Nature {
+    let kind = link.kind.as_deref();
+    if let Some(nic) = NicId::parse(&link.name) {
+        let expected = match nic.guest.kind {
+            Kind::Qemu => "tun",
+            Kind::Lxc => "veth",
+        };
+        if kind == Some(expected) {
+            return Nature::Proxmox(nic);
+        }
+    }
+    if config.is_included(&link.name) || (kind == Some("veth") && link.peer_elsewhere) {
+        return Nature::Raw;
+    }
+    Nature::Other(match (kind, NicId::parse(&link.name)) {
+        (Some(k), Some(nic)) => format!(
+            "named like a {} NIC, but a {k} link",
+            match nic.guest.kind {
+                Kind::Qemu => "QEMU",
+                Kind::Lxc => "container",
+            }
+        ),
+        (Some("veth"), None) => {
+            "a veth with both ends on the host (an admin's pair, or a container NIC not yet moved), not a container NIC".into()
+        }
+        (Some("tun"), None) => "a tap without a Proxmox name (tap<vmid>i<n>), such as a VPN's".into(),
+        (Some("bridge"), None) => "a Linux bridge (an SDN VNet, for instance)".into(),
+        (Some(k), None) => format!("a {k} link, not a guest NIC"),
+        (None, _) => "a link of no reported kind, not a guest NIC".into(),
+    })
+}
+
+/// The candidates that are guest NICs ([`nature`] is not [`Nature::Other`]): the names the host
+/// files may list.
+pub fn guest_nics<'a>(
+    config: &'a Config,
+    links: &'a [HostLink],
+) -> impl Iterator<Item = &'a HostLink> {
+    candidates(config, links).filter(|l| !matches!(nature(config, l), Nature::Other(_)))
 }
 
 /// Links named like guest NICs (a configured prefix) whose names are not valid interface names:
@@ -128,7 +225,9 @@ pub fn refused_names<'a>(config: &Config, links: &'a [HostLink]) -> Vec<&'a str>
 pub fn guests_to_read(config: &Config, links: &[HostLink]) -> BTreeSet<GuestId> {
     candidates(config, links)
         .filter_map(|l| {
-            let nic = NicId::parse(&l.name)?;
+            let Nature::Proxmox(nic) = nature(config, l) else {
+                return None;
+            };
             match &l.master {
                 Master::None | Master::Ovs => Some(nic.guest),
                 Master::Other(m) if firewall::is_fwbr_of(m, nic) => Some(nic.guest),
@@ -147,35 +246,44 @@ pub struct Guests {
     pub files: BTreeMap<GuestId, GuestFile>,
 }
 
-/// Decides every candidate link; `bridges` are the names of the existing OVS bridges.
-pub fn build(
-    config: &Config,
-    links: &[HostLink],
-    guests: &Guests,
-    bridges: &BTreeSet<String>,
-) -> Desired {
-    let nics = candidates(config, links)
-        .map(|l| (l.name.clone(), decide(config, l, guests, bridges)))
-        .collect();
-    let down = candidates(config, links)
-        .filter_map(|l| NicId::parse(&l.name))
-        .filter(|nic| nic.guest.kind == Kind::Lxc)
-        .filter(|nic| {
-            matches!(guests.files.get(&nic.guest), Some(GuestFile::Parsed(conf))
+/// Decides every candidate link from the guest configurations and what OVS holds (`seen`).
+pub fn build(config: &Config, links: &[HostLink], guests: &Guests, seen: Seen<'_>) -> Desired {
+    let mut desired = Desired::default();
+    for link in candidates(config, links) {
+        let nature = nature(config, link);
+        if let Nature::Proxmox(nic) = nature
+            && nic.guest.kind == Kind::Lxc
+            && !seen.busy.contains(&nic.guest)
+            && matches!(guests.files.get(&nic.guest), Some(GuestFile::Parsed(conf))
                 if matches!(conf.nets.get(&nic.index), Some(Ok(spec)) if spec.link_down))
-        })
-        .map(|nic| format!("veth{}i{}", nic.guest.vmid, nic.index))
-        .collect();
-    Desired { nics, down }
+        {
+            desired.down.insert(link.name.clone());
+        }
+        let decision = decide(config, link, nature, guests, seen, &mut desired.pending);
+        desired.nics.insert(link.name.clone(), decision);
+    }
+    desired
 }
 
 fn decide(
     config: &Config,
     link: &HostLink,
+    nature: Nature,
     guests: &Guests,
-    bridges: &BTreeSet<String>,
+    seen: Seen<'_>,
+    pending: &mut BTreeMap<String, Pending>,
 ) -> Decision {
-    let nic = NicId::parse(&link.name);
+    let nic = match nature {
+        Nature::Other(why) => return Decision::Ignore(why),
+        Nature::Proxmox(nic) if seen.busy.contains(&nic.guest) => {
+            return Decision::Ignore(format!(
+                "Proxmox is working on guest {} (its configuration lock is held): left to Proxmox until the lock is released",
+                nic.guest.vmid
+            ));
+        }
+        Nature::Proxmox(nic) => Some(nic),
+        Nature::Raw => None,
+    };
     // A NIC in its own fwbr is decided from its configuration: it may be a firewall NIC to
     // repair, or one whose firewall was switched off. Any other master is someone else's.
     match (&link.master, nic) {
@@ -185,7 +293,9 @@ fn decide(
     }
     let file = nic.and_then(|n| guests.files.get(&n.guest));
     match (nic, file) {
-        (Some(nic), Some(GuestFile::Parsed(conf))) => from_guest(nic, conf, bridges),
+        (Some(nic), Some(GuestFile::Parsed(conf))) => {
+            from_guest(&link.name, nic, conf, seen, pending)
+        }
         (Some(nic), Some(GuestFile::Unreadable(e))) => {
             Decision::Invalid(format!("guest {} configuration: {e}", nic.guest.vmid))
         }
@@ -197,9 +307,9 @@ fn decide(
             "no configuration for guest {} in the Proxmox configuration directory",
             nic.guest.vmid
         )),
-        // No configuration: a raw LXC container, a non-Proxmox host, or a name outside the
-        // Proxmox pattern. It goes to the default bridge, untagged.
-        _ if bridges.contains(&config.bridge) => {
+        // No configuration: a raw LXC container, or a Proxmox-named NIC on a host without
+        // Proxmox. It goes to the default bridge, untagged.
+        _ if seen.observed.bridges.contains_key(&config.bridge) => {
             Decision::Attach(Target::plain(config.bridge.clone(), Vlan::default()))
         }
         _ => Decision::Invalid(format!(
@@ -209,44 +319,119 @@ fn decide(
     }
 }
 
-fn from_guest(nic: NicId, conf: &GuestConfig, bridges: &BTreeSet<String>) -> Decision {
+/// A QEMU NIC's decision, with its pending value in view. The configuration alone cannot say
+/// which value a running NIC carries: `vm_start` applies pending values before a start (except
+/// on a resume from a state file), `vmconfig_update_net` changes bridge, tag, trunks and
+/// firewall live, and `pve-bridge` plugs the pending value during the hotplug of that very
+/// change. So a pending value on a running VM is usually one Proxmox could not hotplug, and the
+/// VM keeps running on the current value. The rule:
+/// - whichever value OVS holds now is left alone;
+/// - otherwise (a port lost to a reload), the value the tool's own record says the port last
+///   had, if it is one of the two;
+/// - otherwise the current value. A pending value never detaches, moves or re-shapes a NIC by
+///   itself.
+///
+/// pve-container's `lxcnetaddbr` and `update_net` use the current value only, and so does this
+/// for containers.
+fn from_guest(
+    name: &str,
+    nic: NicId,
+    conf: &GuestConfig,
+    seen: Seen<'_>,
+    pending: &mut BTreeMap<String, Pending>,
+) -> Decision {
     let key = nic.key();
+    let bridges = &seen.observed.bridges;
     let spec = match conf.nets.get(&nic.index) {
         None => return Decision::Invalid(format!("{key} is missing from the guest configuration")),
         Some(Err(e)) => return Decision::Invalid(format!("{key}: {e}")),
         Some(Ok(spec)) => spec,
     };
-    // pve-bridge plugs a pending value when there is one; a broken pending value is Proxmox's
-    // to report, and the current one stands.
-    let pending = match conf.pending.get(&nic.index) {
-        Some(Ok(p)) if nic.guest.kind == Kind::Qemu => Some(p),
-        _ => None,
+    let current = match from_spec(nic, spec, bridges) {
+        Ok(d) | Err(d) => d,
     };
-    let primary = match from_spec(nic, pending.unwrap_or(spec), bridges) {
-        Ok(target) => target,
-        Err(decision) => return decision,
+    // A broken pending value is Proxmox's to report; the current one stands.
+    let Some(Ok(next)) = conf
+        .pending
+        .get(&nic.index)
+        .filter(|_| nic.guest.kind == Kind::Qemu)
+    else {
+        return current;
     };
-    match (primary, pending) {
-        (Decision::Attach(mut target), Some(_)) => {
-            if let Ok(Decision::Attach(current)) = from_spec(nic, spec, bridges) {
-                if current.firewall == target.firewall {
-                    target.also = Some((current.bridge, current.vlan));
-                }
-            }
-            Decision::Attach(target)
+    let next = match from_spec(nic, next, bridges) {
+        Ok(d) | Err(d) => d,
+    };
+    if next == current {
+        return current;
+    }
+    let held = |d: &Decision| match d {
+        Decision::Attach(t) => seen
+            .observed
+            .ports
+            .get(t.port(name))
+            .is_some_and(|p| p.bridge.as_deref().is_some_and(|b| t.accepts(b, &p.vlan))),
+        // A NIC off OVS is what a lost port looks like too: that is no sign of a pending
+        // detach, and a NIC Proxmox put into a Linux bridge is decided before (its master).
+        Decision::Detach(_) | Decision::Ignore(_) | Decision::Invalid(_) => false,
+    };
+    let recorded = |d: &Decision| match d {
+        Decision::Attach(t) => seen
+            .record
+            .get(t.port(name))
+            .is_some_and(|(b, v)| t.accepts(b, v)),
+        _ => false,
+    };
+    let chosen = if held(&current) {
+        Chosen::Current
+    } else if held(&next) {
+        Chosen::Pending
+    } else if recorded(&current) {
+        Chosen::Current
+    } else if recorded(&next) {
+        Chosen::Pending
+    } else {
+        Chosen::Current
+    };
+    pending.insert(
+        name.to_string(),
+        Pending {
+            value: describe(&next),
+            chosen,
+        },
+    );
+    match chosen {
+        Chosen::Current => current,
+        Chosen::Pending => next,
+    }
+}
+
+/// A decision in a few words, for `status`.
+fn describe(decision: &Decision) -> String {
+    match decision {
+        Decision::Attach(t) => {
+            let fw = if t.firewall.is_some() {
+                " firewall=1"
+            } else {
+                ""
+            };
+            format!("{} {}{fw}", t.bridge, t.vlan)
         }
-        (decision, _) => decision,
+        Decision::Detach(why) | Decision::Ignore(why) | Decision::Invalid(why) => why.clone(),
     }
 }
 
 /// The decision for one `net<n>` value; `Err` carries a decision that is final whatever else
 /// the configuration says.
-fn from_spec(nic: NicId, spec: &NetSpec, bridges: &BTreeSet<String>) -> Result<Decision, Decision> {
+fn from_spec(
+    nic: NicId,
+    spec: &NetSpec,
+    bridges: &BTreeMap<String, Uuid>,
+) -> Result<Decision, Decision> {
     let key = nic.key();
     let Some(bridge) = &spec.bridge else {
         return Ok(Decision::Detach(format!("{key} names no bridge")));
     };
-    if !bridges.contains(bridge) {
+    if !bridges.contains_key(bridge) {
         return Ok(Decision::Detach(format!(
             "{key} bridge {bridge} is not an OVS bridge"
         )));
@@ -271,7 +456,6 @@ fn from_spec(nic: NicId, spec: &NetSpec, bridges: &BTreeSet<String>) -> Result<D
         vlan: Vlan::proxmox(spec.tag, spec.trunks.clone()),
         firewall,
         rate: spec.rate,
-        also: None,
     }))
 }
 
@@ -279,17 +463,47 @@ fn from_spec(nic: NicId, spec: &NetSpec, bridges: &BTreeSet<String>) -> Result<D
 mod tests {
     use super::*;
     use crate::decide::guest::GuestConfig;
+    use crate::decide::observed::PortState;
 
+    /// A link of the kind its name says: a Proxmox tap is a `tun`, anything else a veth whose
+    /// peer is in a container.
     fn link(name: &str) -> HostLink {
+        let kind = if name.starts_with("tap") {
+            "tun"
+        } else {
+            "veth"
+        };
         HostLink {
             name: name.into(),
-            kind: Some("veth".into()),
+            kind: Some(kind.into()),
             master: Master::None,
+            peer_elsewhere: kind == "veth" && NicId::parse(name).is_none(),
         }
     }
 
-    fn bridges(names: &[&str]) -> BTreeSet<String> {
-        names.iter().map(|s| s.to_string()).collect()
+    fn bridges(names: &[&str]) -> Observed {
+        Observed {
+            bridges: names
+                .iter()
+                .map(|b| (b.to_string(), format!("uuid-{b}")))
+                .collect(),
+            ..Observed::default()
+        }
+    }
+
+    /// [`build`] with no record and no busy guest.
+    fn build_at(
+        config: &Config,
+        links: &[HostLink],
+        guests: &Guests,
+        observed: &Observed,
+    ) -> Desired {
+        let seen = Seen {
+            observed,
+            record: &Record::new(),
+            busy: &BTreeSet::new(),
+        };
+        build(config, links, guests, seen)
     }
 
     fn guest(kind: Kind, vmid: u32, text: &str) -> (GuestId, GuestFile) {
@@ -304,7 +518,7 @@ mod tests {
             proxmox: true,
             files: guests.iter().cloned().collect(),
         };
-        build(&Config::default(), links, &guests, &bridges(br))
+        build_at(&Config::default(), links, &guests, &bridges(br))
     }
 
     fn attach(bridge: &str, vlan: Vlan) -> Decision {
@@ -330,7 +544,7 @@ mod tests {
             proxmox: false,
             files: [missing].into(),
         };
-        let d = build(&Config::default(), &links, &guests, &bridges(&["ovsbr0"]));
+        let d = build_at(&Config::default(), &links, &guests, &bridges(&["ovsbr0"]));
         assert_eq!(d.nics["tap100i0"], attach("ovsbr0", Vlan::default()));
     }
 
@@ -349,7 +563,7 @@ mod tests {
             link("tap100i0"),
             link("eno;1"),
         ];
-        let d = build(
+        let d = build_at(
             &Config::default(),
             &links,
             &Guests::default(),
@@ -373,9 +587,10 @@ mod tests {
                 name: "vethovs".into(),
                 kind: Some("openvswitch".into()),
                 master: Master::None,
+                peer_elsewhere: false,
             },
         ];
-        let d = build(&cfg, &links, &Guests::default(), &bridges(&["ovsbr0"]));
+        let d = build_at(&cfg, &links, &Guests::default(), &bridges(&["ovsbr0"]));
         assert!(d.nics.is_empty(), "{d:?}");
     }
 
@@ -452,16 +667,19 @@ mod tests {
             name: "tap300i2".into(),
             kind: Some("tun".into()),
             master: Master::Other("fwbr300i2".into()),
+            peer_elsewhere: false,
         };
         let in_other_bridge = HostLink {
             name: "tap300i1".into(),
             kind: Some("tun".into()),
             master: Master::Other("fwbr300i0".into()),
+            peer_elsewhere: false,
         };
         let on_ovs = HostLink {
             name: "tap301i0".into(),
             kind: Some("tun".into()),
             master: Master::Ovs,
+            peer_elsewhere: false,
         };
         let g301 = guest(Kind::Qemu, 301, "net0: virtio,bridge=ovsbr0\n");
         let d = decide_one(
@@ -487,27 +705,197 @@ mod tests {
     }
 
     /// qemu-server `src/usr/pve-bridge`: `$netconf = $conf->{pending}->{$netid} if
-    /// !$migratedfrom && defined($conf->{pending}->{$netid})`. pve-container's `lxcnetaddbr`
-    /// reads `$conf->{"net$2"}` only.
+    /// !$migratedfrom && defined($conf->{pending}->{$netid})`, but `vm_start_nolock` applies
+    /// pending values before a start and `vmconfig_update_net` changes the network live: a NIC
+    /// may run on either value. pve-container's `lxcnetaddbr` reads `$conf->{"net$2"}` only.
     #[test]
-    fn a_pending_value_is_the_target_and_the_current_one_is_accepted() {
+    fn a_pending_value_never_acts_on_its_own() {
         let text =
             "net0: virtio,bridge=vmbr1,tag=10\n[PENDING]\nnet0: virtio,bridge=vmbr1,tag=20\n";
         let q = guest(Kind::Qemu, 100, text);
         let l = guest(Kind::Lxc, 100, &text.replace("virtio", "name=eth0"));
-        let d = decide_one(&[link("tap100i0"), link("veth100i0")], &[q, l], &["vmbr1"]);
-        let Decision::Attach(t) = &d.nics["tap100i0"] else {
-            panic!()
+        let tag = |t| Vlan::proxmox(Some(t), vec![]);
+        let port = |t| PortState {
+            uuid: "U".into(),
+            bridge: Some("vmbr1".into()),
+            vlan: tag(t),
+            owned: true,
         };
-        assert_eq!(t.vlan, Vlan::proxmox(Some(20), vec![]));
-        assert!(t.accepts("vmbr1", &Vlan::proxmox(Some(10), vec![])));
-        assert!(t.accepts("vmbr1", &Vlan::proxmox(Some(20), vec![])));
-        assert!(!t.accepts("vmbr1", &Vlan::default()));
+        let decide = |port: Option<PortState>, record: Option<u16>| {
+            let mut o = bridges(&["vmbr1"]);
+            o.ports.extend(port.map(|p| ("tap100i0".to_string(), p)));
+            let record: Record = record
+                .map(|t| ("tap100i0".to_string(), ("vmbr1".to_string(), tag(t))))
+                .into_iter()
+                .collect();
+            let guests = Guests {
+                proxmox: true,
+                files: [q.clone(), l.clone()].into(),
+            };
+            let seen = Seen {
+                observed: &o,
+                record: &record,
+                busy: &BTreeSet::new(),
+            };
+            build(
+                &Config::default(),
+                &[link("tap100i0"), link("veth100i0")],
+                &guests,
+                seen,
+            )
+        };
+        let vlan_of = |d: &Desired| match &d.nics["tap100i0"] {
+            Decision::Attach(t) => t.vlan.clone(),
+            other => panic!("{other:?}"),
+        };
+        // Where OVS holds either value, that value stands.
+        assert_eq!(vlan_of(&decide(Some(port(10)), None)), tag(10));
+        assert_eq!(vlan_of(&decide(Some(port(20)), Some(10))), tag(20));
+        // A lost port comes back where the record says it was, if that is one of the two.
+        assert_eq!(vlan_of(&decide(None, Some(20))), tag(20));
+        assert_eq!(vlan_of(&decide(None, Some(10))), tag(10));
+        // Otherwise the current value: never the pending one by itself.
+        assert_eq!(vlan_of(&decide(None, None)), tag(10));
+        assert_eq!(vlan_of(&decide(None, Some(30))), tag(10));
+        assert_eq!(vlan_of(&decide(Some(port(30)), None)), tag(10));
+        let d = decide(None, None);
+        assert_eq!(
+            d.pending["tap100i0"],
+            Pending {
+                value: "vmbr1 tag=20".into(),
+                chosen: Chosen::Current
+            }
+        );
         assert_eq!(
             d.nics["veth100i0"],
-            attach("vmbr1", Vlan::proxmox(Some(10), vec![])),
+            attach("vmbr1", tag(10)),
             "LXC ignores pending values"
         );
+        assert!(!d.pending.contains_key("veth100i0"));
+    }
+
+    /// A pending Linux bridge, or a pending firewall shape, never takes a running NIC off the
+    /// place its current value gives it.
+    #[test]
+    fn pending_bridges_and_firewall_shapes() {
+        let decide = |text: &str, ports: &[(&str, u16)]| {
+            let mut o = bridges(&["vmbr1"]);
+            for (name, t) in ports {
+                o.ports.insert(
+                    name.to_string(),
+                    PortState {
+                        uuid: format!("U{name}"),
+                        bridge: Some("vmbr1".into()),
+                        vlan: Vlan::proxmox(Some(*t), vec![]),
+                        owned: true,
+                    },
+                );
+            }
+            let guests = Guests {
+                proxmox: true,
+                files: [guest(Kind::Qemu, 100, text)].into(),
+            };
+            let seen = Seen {
+                observed: &o,
+                record: &Record::new(),
+                busy: &BTreeSet::new(),
+            };
+            build(&Config::default(), &[link("tap100i0")], &guests, seen)
+        };
+        let to_linux =
+            "net0: virtio,bridge=vmbr1,tag=10\n[PENDING]\nnet0: virtio,bridge=vmbr9,tag=10\n";
+        for ports in [&[("tap100i0", 10)][..], &[]] {
+            let d = decide(to_linux, ports);
+            assert_eq!(
+                d.nics["tap100i0"],
+                attach("vmbr1", Vlan::proxmox(Some(10), vec![]))
+            );
+            assert!(d.pending["tap100i0"].value.contains("vmbr9"));
+        }
+        let fw_on = "net0: virtio,bridge=vmbr1,tag=10\n[PENDING]\nnet0: virtio,bridge=vmbr1,tag=10,firewall=1\n";
+        let d = decide(fw_on, &[("tap100i0", 10)]);
+        assert!(matches!(&d.nics["tap100i0"], Decision::Attach(t) if t.firewall.is_none()));
+        let d = decide(fw_on, &[("fwln100o0", 10)]);
+        assert!(
+            matches!(&d.nics["tap100i0"], Decision::Attach(t) if t.firewall.is_some()),
+            "the pending shape is in place: left as it is"
+        );
+        let fw_off = "net0: virtio,bridge=vmbr1,tag=10,firewall=1\n[PENDING]\nnet0: virtio,bridge=vmbr1,tag=10\n";
+        let d = decide(fw_off, &[("fwln100o0", 10)]);
+        assert!(matches!(&d.nics["tap100i0"], Decision::Attach(t) if t.firewall.is_some()));
+        let d = decide(fw_off, &[]);
+        assert!(
+            matches!(&d.nics["tap100i0"], Decision::Attach(t) if t.firewall.is_some()),
+            "a lost fwln comes back as the current value says"
+        );
+    }
+
+    /// Links a name prefix matches that are not guest NICs are decided as ignored, with what
+    /// they are; a busy guest's NICs are left to Proxmox.
+    #[test]
+    fn only_guest_nics_are_decided() {
+        let l = |name: &str, kind: &str, peer_elsewhere: bool| HostLink {
+            name: name.into(),
+            kind: Some(kind.into()),
+            master: Master::None,
+            peer_elsewhere,
+        };
+        let links = [
+            l("tap0", "tun", false),
+            l("vethhost", "veth", false),
+            l("tapnet1", "bridge", false),
+            l("veth100i1p", "veth", false),
+            l("veth100i0", "tun", false),
+            l("vethA1b2C3", "veth", true),
+            l("tap101i0", "tun", false),
+            l("veth102i0", "veth", false),
+        ];
+        let guests = Guests {
+            proxmox: true,
+            files: [
+                guest(Kind::Qemu, 101, "net0: virtio,bridge=ovsbr0\n"),
+                guest(Kind::Lxc, 102, "net0: name=eth0,bridge=ovsbr0\n"),
+            ]
+            .into(),
+        };
+        // The default bridge is missing: an ignored link must not fail the run for that.
+        let o = bridges(&["vmbr1"]);
+        let d = build_at(&Config::default(), &links, &guests, &o);
+        for name in ["tap0", "vethhost", "tapnet1", "veth100i1p", "veth100i0"] {
+            assert!(
+                matches!(d.nics[name], Decision::Ignore(_)),
+                "{name}: {:?}",
+                d.nics[name]
+            );
+        }
+        assert!(
+            matches!(d.nics["vethA1b2C3"], Decision::Invalid(_)),
+            "a raw NIC needs the default bridge"
+        );
+        let defaults = Config::default();
+        let names: Vec<&str> = guest_nics(&defaults, &links)
+            .map(|l| l.name.as_str())
+            .collect();
+        assert_eq!(names, ["vethA1b2C3", "tap101i0", "veth102i0"]);
+        let mut cfg = Config::default();
+        cfg.include = vec!["tap0".into()];
+        assert_eq!(nature(&cfg, &links[0]), Nature::Raw, "opted in");
+        let o = bridges(&["ovsbr0"]);
+        let busy = [GuestId {
+            kind: Kind::Qemu,
+            vmid: 101,
+        }]
+        .into();
+        let seen = Seen {
+            observed: &o,
+            record: &Record::new(),
+            busy: &busy,
+        };
+        let d = build(&Config::default(), &links, &guests, seen);
+        assert!(
+            matches!(&d.nics["tap101i0"], Decision::Ignore(why) if why.contains("Proxmox is working"))
+        );
+        assert_eq!(d.nics["veth102i0"], attach("ovsbr0", Vlan::default()));
     }
 
     #[test]
@@ -546,11 +934,13 @@ mod tests {
                 name: "tap300i0".into(),
                 kind: None,
                 master: Master::Other("vmbr9".into()),
+                peer_elsewhere: false,
             },
             HostLink {
                 name: "tap100i2".into(),
                 kind: None,
                 master: Master::Other("fwbr100i2".into()),
+                peer_elsewhere: false,
             },
         ];
         let ids: Vec<_> = guests_to_read(&Config::default(), &links)

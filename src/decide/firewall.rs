@@ -10,7 +10,7 @@
 //! fwbr the tool creates carries the link alias [`FWBR_MARK`] (Linux bridges have no
 //! `external_ids`, the alias is what survives the run). Only marked objects are ever deleted.
 
-use crate::decide::guest::NicId;
+use crate::decide::guest::{GuestId, Kind, NicId};
 
 /// `IFLA_IFALIAS` of a fwbr the tool created.
 pub const FWBR_MARK: &str = "ovs-autoattach";
@@ -43,6 +43,18 @@ pub fn fwln_owner(name: &str) -> Option<(u32, u8)> {
         return None;
     }
     Some((vmid.parse().ok()?, index.parse().ok()?))
+}
+
+/// The guests a `fwln<vmid>o<n>` or `fwbr<vmid>i<n>` link may belong to: the VMID does not say
+/// whether the guest is a VM or a container, so both.
+pub fn guests_of(name: &str) -> Vec<GuestId> {
+    let vmid = fwln_owner(name).map(|(vmid, _)| vmid).or_else(|| {
+        let nic = NicId::parse(&format!("tap{}", name.strip_prefix("fwbr")?))?;
+        Some(nic.guest.vmid)
+    });
+    vmid.into_iter()
+        .flat_map(|vmid| [Kind::Qemu, Kind::Lxc].map(|kind| GuestId { kind, vmid }))
+        .collect()
 }
 
 /// Whether `master` is the fwbr Proxmox would put `nic` in.

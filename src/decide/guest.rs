@@ -42,6 +42,21 @@ impl GuestId {
         pve_dir.join(sub).join(format!("{}.conf", self.vmid))
     }
 
+    /// The file whose `flock` Proxmox holds while it works on the guest (start, NIC hotplug,
+    /// cleanup): pve-guest-common `lock_config`, with qemu-server's
+    /// `/var/lock/qemu-server/lock-<vmid>.conf` and pve-container's
+    /// `/run/lock/lxc/pve-config-<vmid>.lock` (`/var/lock` is `/run/lock` on Debian).
+    pub fn lock_path(&self, lock_dir: &Path) -> PathBuf {
+        match self.kind {
+            Kind::Qemu => lock_dir
+                .join("qemu-server")
+                .join(format!("lock-{}.conf", self.vmid)),
+            Kind::Lxc => lock_dir
+                .join("lxc")
+                .join(format!("pve-config-{}.lock", self.vmid)),
+        }
+    }
+
     /// The guest whose configuration file is `file_name` (`<vmid>.conf`, the VMID as Proxmox
     /// writes it); `None` for any other name, such as pmxcfs's temporary files.
     pub fn from_file_name(kind: Kind, file_name: &str) -> Option<GuestId> {

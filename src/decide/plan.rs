@@ -596,26 +596,6 @@ mod tests {
     }
 
     #[test]
-    fn a_port_where_the_current_value_puts_it_is_left_while_a_value_is_pending() {
-        let mut target = Target::plain("vmbr1", Vlan::proxmox(Some(20), vec![]));
-        target.also = Some(("vmbr1".into(), Vlan::proxmox(Some(10), vec![])));
-        let d = desired(&[("tap100i0", Decision::Attach(target))]);
-        for (tag, changes) in [(10, 0), (20, 0), (30, 1)] {
-            let o = observed(&[(
-                "tap100i0",
-                state("vmbr1", Vlan::proxmox(Some(tag), vec![]), false),
-            )]);
-            assert_eq!(
-                build(&Config::default(), &d, &o, Scope::Additive)
-                    .changes
-                    .len(),
-                changes,
-                "tag {tag}"
-            );
-        }
-    }
-
-    #[test]
     fn release_hands_back_live_ports_and_prunes_gone_ones() {
         let o = observed(&[
             ("tap1i0", state("ovsbr0", Vlan::default(), true)),

@@ -1007,8 +1007,16 @@ mod tests {
     fn link(name: &str, master: Master) -> HostLink {
         HostLink {
             name: name.into(),
-            kind: Some("tun".into()),
+            kind: Some(
+                if name.starts_with("veth") {
+                    "veth"
+                } else {
+                    "tun"
+                }
+                .into(),
+            ),
             master,
+            peer_elsewhere: name.starts_with("veth") && NicId::parse(name).is_none(),
         }
     }
 
@@ -1071,8 +1079,12 @@ mod tests {
                     })
                     .collect(),
             };
-            let bridges = observed.bridges.keys().cloned().collect();
-            let desired = desired::build(&self.config, &self.links, &guests, &bridges);
+            let seen = desired::Seen {
+                observed: &observed,
+                record: &desired::Record::new(),
+                busy: &BTreeSet::new(),
+            };
+            let desired = desired::build(&self.config, &self.links, &guests, seen);
             let live: BTreeSet<String> = self.links.iter().map(|l| l.name.clone()).collect();
             let plan = plan::build(
                 &self.config,

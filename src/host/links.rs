@@ -30,6 +30,9 @@ pub struct Link {
     pub mtu: Option<u32>,      // IFLA_MTU
     pub up: bool,              // IFF_UP in ifi_flags (the admin state)
     pub alias: Option<String>, // IFLA_IFALIAS
+    /// IFLA_LINK_NETNSID is present: the link's peer (a veth's other end) lives in another
+    /// network namespace. That is what makes a veth a container's NIC.
+    pub peer_elsewhere: bool,
 }
 
 /// Whether a link named `name` exists in this network namespace, from sysfs: a `stat` costs a
@@ -388,6 +391,7 @@ mod raw {
     const IFLA_LINKINFO: u16 = 18;
     const IFLA_IFALIAS: u16 = 20;
     const IFLA_INFO_KIND: u16 = 1;
+    const IFLA_LINK_NETNSID: u16 = 37;
     const HEADER: usize = 16;
     const IFINFOMSG: usize = 16;
 
@@ -521,6 +525,7 @@ mod raw {
             .with_context(|| format!("kernel sent negative ifindex {raw_index}"))?;
         let ctx = || format!("parsing attributes of ifindex {index}");
         let (mut name, mut master, mut kind, mut mtu, mut alias) = (None, None, None, None, None);
+        let mut peer_elsewhere = false;
         for &(ty, value) in attrs {
             match ty {
                 IFLA_IFNAME => name = Some(c_string(value).with_context(ctx)?),
@@ -528,6 +533,7 @@ mod raw {
                 IFLA_MASTER => master = Some(u32_payload(value).with_context(ctx)?),
                 IFLA_MTU => mtu = Some(u32_payload(value).with_context(ctx)?),
                 IFLA_LINKINFO => kind = link_kind(value).with_context(ctx)?,
+                IFLA_LINK_NETNSID => peer_elsewhere = true,
                 _ => {}
             }
         }
@@ -539,6 +545,7 @@ mod raw {
             mtu,
             up: u32_at(payload, 8) & libc::IFF_UP as u32 != 0,
             alias,
+            peer_elsewhere,
         })
     }
 
@@ -689,6 +696,7 @@ mod tests {
                 attr(4, &1500u32.to_ne_bytes()),
                 attr(10, &3u32.to_ne_bytes()),
                 attr(18, &attr(1, b"veth\0")),
+                attr(37, &0i32.to_ne_bytes()),
             ],
         );
         let mut dgram = message(raw::RTM_NEWLINK, 2, 9, &veth);
@@ -713,6 +721,7 @@ mod tests {
                 mtu: Some(1500),
                 up: false,
                 alias: None,
+                peer_elsewhere: true,
             }
         );
         let lo = raw::link(msgs[1].payload).unwrap().unwrap();

@@ -11,6 +11,7 @@ pub mod hostfiles;
 pub mod linkops;
 pub mod links;
 pub mod lock;
+pub mod namespace;
 pub mod ovsdb;
 pub mod promisc;
 pub mod pve;

@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
+use std::os::unix::fs::OpenOptionsExt;
+
 use anyhow::Context;
 
 use crate::decide::desired::GuestFile;
@@ -25,6 +27,51 @@ pub fn present(dir: &Path) -> bool {
 /// Reads each guest's configuration once.
 pub fn read_guests(dir: &Path, ids: &BTreeSet<GuestId>) -> BTreeMap<GuestId, GuestFile> {
     ids.iter().map(|id| (*id, read_guest(dir, *id))).collect()
+}
+
+/// The guests among `ids` whose Proxmox configuration lock another process holds now.
+///
+/// The probe is a non-blocking shared `flock` on a descriptor opened read-only (never created),
+/// released at once: Proxmox's `lock_file_full` takes the lock exclusively, so a refused shared
+/// lock means Proxmox is working on the guest. A free lock is held for the microseconds of the
+/// probe only; a Proxmox task that asks for it in that instant waits that long and goes on. A
+/// missing file means nobody holds it. The probe runs right before the changes it protects,
+/// and Proxmox needs far longer than that between taking the lock and its `tap_plug` (the
+/// pre-start hookscript, volumes, the QEMU command line), so a start cannot slip in between.
+pub fn busy(lock_dir: &Path, ids: &BTreeSet<GuestId>) -> BTreeSet<GuestId> {
+    ids.iter()
+        .copied()
+        .filter(|id| {
+            let path = id.lock_path(lock_dir);
+            let file = match std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+                .open(&path)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == ErrorKind::NotFound => return false,
+                Err(e) => {
+                    log::debug!("{}: {e}; taken as not held", path.display());
+                    return false;
+                }
+            };
+            match file.try_lock_shared() {
+                Ok(()) => false,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    log::debug!(
+                        "{} is held: Proxmox is working on guest {}",
+                        path.display(),
+                        id.vmid
+                    );
+                    true
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    log::debug!("{}: {e}; taken as not held", path.display());
+                    false
+                }
+            }
+        })
+        .collect()
 }
 
 fn read_guest(dir: &Path, id: GuestId) -> GuestFile {

@@ -85,30 +85,44 @@ impl Vswitch {
         observed_all(&self.client.transact_results(&reply)?)
     }
 
-    /// The bridge names and the one port `name`, if it exists: what `plug` needs, and no more.
-    pub fn observe_port(&mut self, name: &str) -> anyhow::Result<Observed> {
-        let results = self.client.transact(
-            DB,
-            vec![
-                select("Bridge", json!([]), &["_uuid", "name"]),
-                select("Port", json!([["name", "==", name]]), &PORT_COLUMNS),
-            ],
-        )?;
+    /// The bridge names and the ports `names` that exist: what `plug` needs (a NIC and the
+    /// fwln that would carry it), and no more.
+    pub fn observe_named(&mut self, names: &BTreeSet<String>) -> anyhow::Result<Observed> {
+        let mut ops = vec![select("Bridge", json!([]), &["_uuid", "name"])];
+        ops.extend(
+            names
+                .iter()
+                .map(|n| select("Port", json!([["name", "==", n]]), &PORT_COLUMNS)),
+        );
+        let results = self.client.transact(DB, ops)?;
         let mut observed = Observed {
             bridges: bridge_map(rows(&results, 0)?),
             ..Observed::default()
         };
-        if let Some(p) = rows(&results, 1)?.first() {
-            let (name, mut state) = port_state(p)?;
-            let holder = self.client.transact(
-                DB,
-                vec![select(
-                    "Bridge",
-                    json!([["ports", "includes", datum::uuid(&state.uuid)]]),
-                    &["name"],
-                )],
-            )?;
-            state.bridge = rows(&holder, 0)?
+        let mut found = Vec::new();
+        for i in 0..names.len() {
+            if let Some(p) = rows(&results, 1 + i)?.first() {
+                found.push(port_state(p)?);
+            }
+        }
+        if found.is_empty() {
+            return Ok(observed);
+        }
+        let holders = self.client.transact(
+            DB,
+            found
+                .iter()
+                .map(|(_, state)| {
+                    select(
+                        "Bridge",
+                        json!([["ports", "includes", datum::uuid(&state.uuid)]]),
+                        &["name"],
+                    )
+                })
+                .collect(),
+        )?;
+        for (i, (name, mut state)) in found.into_iter().enumerate() {
+            state.bridge = rows(&holders, i)?
                 .first()
                 .and_then(|b| b["name"].as_str())
                 .map(String::from);
@@ -205,6 +219,14 @@ impl Vswitch {
 /// VLAN columns, and one `mutate` of `ports` per bridge touched, each bridge guarded by a `wait`
 /// so that a bridge deleted since it was observed fails the whole transaction instead of having
 /// new rows silently garbage-collected.
+///
+/// Every change is guarded by a `wait` on what it was decided from ([`guard`]): an attach on
+/// the port name still being free (or still the garbage row observed), every other change on
+/// the port row still having the observed uuid, VLAN columns and ownership mark. Proxmox's
+/// `tap_plug` (`del-port`, then `add-port`), a live `qm set` or ifupdown2 acting between the
+/// tool's read and its commit therefore abort the transaction, and the caller decides again
+/// from a fresh read, instead of writing a stale VLAN over a new one or deleting a port that
+/// was re-created meanwhile.
 pub fn transaction(
     observed: &Observed,
     plan: &Plan,
@@ -214,6 +236,7 @@ pub fn transaction(
     let mut inserts: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     let mut deletes: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     for (i, change) in plan.changes.iter().enumerate() {
+        ops.push(guard(observed, change));
         match change {
             Change::Attach {
                 port,
@@ -244,13 +267,19 @@ pub fn transaction(
             }
             Change::Update { uuid, to, .. } => ops.push(update_vlan(uuid, to)),
             Change::Move {
+                port,
                 uuid,
                 from,
                 to,
                 vlan,
-                ..
             } => {
                 ops.push(update_vlan(uuid, vlan));
+                // Proxmox re-plugs a NIC on another bridge with that bridge's MTU
+                // (`del-port` + `add-port ... mtu_request=`); so does a move.
+                if let Some(mtu) = mtus.get(to.as_str()) {
+                    ops.push(json!({"op": "update", "table": "Interface",
+                                    "where": [["name", "==", port]], "row": {"mtu_request": mtu}}));
+                }
                 deletes.entry(from).or_default().push(datum::uuid(uuid));
                 inserts.entry(to).or_default().push(datum::uuid(uuid));
             }
@@ -265,6 +294,37 @@ pub fn transaction(
     }
     mutate_bridges(&mut ops, observed, "ports", inserts, deletes)?;
     Ok(ops)
+}
+
+/// The `wait` that makes `change` fail unless the port is as it was observed: for an attach,
+/// no port of that name (or only the unreferenced row seen, which a commit collects); for any
+/// other change, the row seen, with the VLAN columns seen and the ownership mark as seen.
+fn guard(observed: &Observed, change: &Change) -> Value {
+    let port = change.port();
+    let seen = observed.ports.get(port);
+    if let Change::Attach { .. } = change {
+        let rows: Vec<Value> = seen
+            .map(|s| json!({"_uuid": datum::uuid(&s.uuid)}))
+            .into_iter()
+            .collect();
+        return json!({"op": "wait", "table": "Port", "where": [["name", "==", port]],
+                      "columns": ["_uuid"], "until": "==", "rows": rows, "timeout": 0});
+    }
+    let Some(state) = seen else {
+        // Every other change is planned from an observed row; a missing one means the plan
+        // and the observation disagree, which a wait for the impossible turns into a retry.
+        return json!({"op": "wait", "table": "Port", "where": [["name", "==", port]],
+                      "columns": ["_uuid"], "until": "==", "rows": [{"_uuid": datum::uuid("00000000-0000-0000-0000-000000000000")}], "timeout": 0});
+    };
+    let vlan = vlan_columns(&state.vlan);
+    let mark = datum::map([(OWNER_KEY, OWNER_VALUE)]);
+    json!({"op": "wait", "table": "Port", "timeout": 0,
+           "where": [["_uuid", "==", datum::uuid(&state.uuid)],
+                     ["tag", "==", vlan["tag"]],
+                     ["trunks", "==", vlan["trunks"]],
+                     ["vlan_mode", "==", vlan["vlan_mode"]],
+                     ["external_ids", if state.owned { "includes" } else { "excludes" }, mark]],
+           "columns": ["_uuid"], "until": "==", "rows": [{"_uuid": datum::uuid(&state.uuid)}]})
 }
 
 /// Appends, for each bridge in `inserts` or `deletes`, a `wait` that the bridge is still the one
@@ -447,6 +507,18 @@ mod tests {
             ],
         };
         let ops = transaction(&observed(), &plan, &[("vmbr1".to_string(), 9000)].into()).unwrap();
+        assert_eq!(ops.len(), 8);
+        // Each attach first waits for its name to be free: a port Proxmox added meanwhile
+        // aborts the transaction instead of meeting a duplicate.
+        assert_eq!(
+            ops[0],
+            json!({"op": "wait", "table": "Port", "where": [["name", "==", "tap100i0"]],
+                   "columns": ["_uuid"], "until": "==", "rows": [], "timeout": 0})
+        );
+        let ops: Vec<Value> = ops
+            .into_iter()
+            .filter(|o| o["table"] != "Port" || o["op"] != "wait")
+            .collect();
         assert_eq!(ops.len(), 6);
         assert_eq!(
             ops[0],
@@ -497,15 +569,75 @@ mod tests {
                 },
             ],
         };
-        let ops = transaction(&observed(), &plan, &BTreeMap::new()).unwrap();
+        let mut seen = observed();
+        for (name, uuid, owned) in [
+            ("tap1", "P1", true),
+            ("tap2", "P2", false),
+            ("tap3", "P3", true),
+        ] {
+            seen.ports.insert(
+                name.into(),
+                PortState {
+                    uuid: uuid.into(),
+                    bridge: Some("ovsbr0".into()),
+                    vlan: Vlan::default(),
+                    owned,
+                },
+            );
+        }
+        let ops = transaction(&seen, &plan, &[("vmbr1".to_string(), 9000)].into()).unwrap();
         let ops_s: Vec<String> = ops
             .iter()
-            .map(|o| o["op"].as_str().unwrap().to_string())
+            .map(|o| {
+                format!(
+                    "{} {}",
+                    o["op"].as_str().unwrap(),
+                    o["table"].as_str().unwrap()
+                )
+            })
             .collect();
         assert_eq!(
             ops_s,
-            ["update", "update", "wait", "mutate", "wait", "mutate"]
+            [
+                "wait Port",
+                "update Port",
+                "update Interface",
+                "wait Port",
+                "update Port",
+                "wait Port",
+                "wait Bridge",
+                "mutate Bridge",
+                "wait Bridge",
+                "mutate Bridge"
+            ]
         );
+        // Every change on an existing row is guarded by the row as it was read: uuid, VLAN
+        // columns and ownership mark.
+        assert_eq!(
+            ops[3]["where"],
+            json!([
+                ["_uuid", "==", ["uuid", "P2"]],
+                ["tag", "==", ["set", []]],
+                ["trunks", "==", ["set", []]],
+                ["vlan_mode", "==", ["set", []]],
+                [
+                    "external_ids",
+                    "excludes",
+                    ["map", [["owner", "ovs-autoattach"]]]
+                ]
+            ])
+        );
+        assert_eq!(ops[0]["where"][4][1], "includes");
+        // A moved port gets the new bridge's MTU, as Proxmox's re-plug does.
+        assert_eq!(
+            ops[2],
+            json!({"op": "update", "table": "Interface", "where": [["name", "==", "tap1"]],
+                   "row": {"mtu_request": 9000}})
+        );
+        let ops: Vec<Value> = ops
+            .into_iter()
+            .filter(|o| o["table"] != "Interface" && (o["table"] != "Port" || o["op"] != "wait"))
+            .collect();
         assert_eq!(ops[1]["row"]["trunks"], json!(["set", [7, 8]]));
         assert_eq!(
             ops[3]["mutations"],
