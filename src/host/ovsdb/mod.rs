@@ -1,10 +1,12 @@
 //! A small synchronous OVSDB client (RFC 7047 JSON-RPC over a unix or TCP socket).
 //!
 //! It does exactly what a one-shot tool needs: `transact`, `monitor` with its `update`
-//! notifications, and answering the server's `echo` keepalives. Every read is bounded in time (the
-//! configured timeout) and in size ([`MAX_MESSAGE`]), so a wedged or hostile server can make a run
-//! fail, never hang or exhaust memory.
+//! notifications, and answering the server's `echo` keepalives. Every wait is bounded in time (the
+//! configured timeout): the connect ([`connect`]), each request written, and each reply read;
+//! and every read in size ([`MAX_MESSAGE`]), so a wedged or hostile server can make a run fail,
+//! never hang or exhaust memory.
 
+mod connect;
 pub mod datum;
 
 use std::io::{ErrorKind, Read, Write};
@@ -61,11 +63,33 @@ impl Stream {
         }
     }
 
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
-            Stream::Unix(s) => s.write_all(buf),
-            Stream::Tcp(s) => s.write_all(buf),
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
         }
+    }
+
+    /// Writes all of `buf` before `deadline`: a server that reads slowly (or not at all) makes
+    /// this fail once the deadline passes, however the bytes trickle.
+    fn write_all_by(&mut self, mut buf: &[u8], deadline: Instant) -> std::io::Result<()> {
+        while !buf.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ErrorKind::TimedOut.into());
+            }
+            self.set_write_timeout(Some(left))?;
+            match self.write(buf) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => buf = &buf[n..],
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    return Err(ErrorKind::TimedOut.into());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -87,28 +111,24 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to the server. `timeout` bounds the connect (TCP) and every later wait.
+    /// Connects to the server. `timeout` bounds the connect (unix and TCP, name resolution
+    /// included) and every later wait.
     pub fn connect(endpoint: &Endpoint, timeout: Duration) -> anyhow::Result<Client> {
+        let deadline = Instant::now() + timeout;
         let (stream, name) = match endpoint {
             Endpoint::Unix(path) => {
-                let s = UnixStream::connect(path).with_context(|| {
-                    format!(
-                        "connecting to OVSDB at unix:{} (is openvswitch-switch running?)",
-                        path.display()
-                    )
+                let name = format!("unix:{}", path.display());
+                let s = connect::unix(path, deadline).map_err(|e| {
+                    connect_error(e, &name, timeout, "is openvswitch-switch running?")
                 })?;
-                (Stream::Unix(s), format!("unix:{}", path.display()))
+                (Stream::Unix(s), name)
             }
             Endpoint::Tcp(addr) => {
-                use std::net::ToSocketAddrs;
-                let sa = addr
-                    .to_socket_addrs()
-                    .with_context(|| format!("resolving OVSDB address {addr}"))?
-                    .next()
-                    .ok_or_else(|| anyhow!("OVSDB address {addr} resolves to nothing"))?;
-                let s = TcpStream::connect_timeout(&sa, timeout)
-                    .with_context(|| format!("connecting to OVSDB at tcp:{addr}"))?;
-                (Stream::Tcp(s), format!("tcp:{addr}"))
+                let name = format!("tcp:{addr}");
+                let s = connect::tcp(addr, deadline).map_err(|e| {
+                    connect_error(e, &name, timeout, "is ovsdb-server listening there?")
+                })?;
+                (Stream::Tcp(s), name)
             }
         };
         stream
@@ -213,9 +233,7 @@ impl Client {
         serde_json::to_writer(&mut bytes, &params).context("encoding an OVSDB request")?;
         bytes.extend_from_slice(b"}\n");
         drop(params);
-        self.stream
-            .write_all(&bytes)
-            .with_context(|| format!("sending {method} to OVSDB at {}", self.endpoint))?;
+        self.write_all(&bytes, &format!("sending {method} to"))?;
         Ok(Pending { id, method })
     }
 
@@ -264,6 +282,21 @@ impl Client {
         }
     }
 
+    /// Writes a whole message, bounded by the timeout; `doing` says what for ("sending transact
+    /// to").
+    fn write_all(&mut self, bytes: &[u8], doing: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + self.timeout;
+        match self.stream.write_all_by(bytes, deadline) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::TimedOut => bail!(
+                "timed out after {} s {doing} OVSDB at {} (is ovsdb-server wedged?)",
+                self.timeout.as_secs(),
+                self.endpoint
+            ),
+            Err(e) => Err(e).with_context(|| format!("{doing} OVSDB at {}", self.endpoint)),
+        }
+    }
+
     fn decode(&self, bytes: &[u8]) -> anyhow::Result<Value> {
         serde_json::from_slice(bytes)
             .with_context(|| format!("decoding a message from OVSDB at {}", self.endpoint))
@@ -279,9 +312,7 @@ impl Client {
                                    "error": null});
                 let mut bytes = serde_json::to_vec(&reply)?;
                 bytes.push(b'\n');
-                self.stream
-                    .write_all(&bytes)
-                    .context("answering an OVSDB echo")?;
+                self.write_all(&bytes, "answering an echo of")?;
             }
             Some("update") => self.pending_updates.push(msg),
             _ => {}
@@ -335,6 +366,25 @@ impl Client {
                         .with_context(|| format!("reading from OVSDB at {}", self.endpoint));
                 }
             }
+        }
+    }
+}
+
+/// The error of a failed connect: a timeout names what it waited for; a refusal keeps the
+/// system's reason and `hint`.
+fn connect_error(
+    e: connect::Failure,
+    endpoint: &str,
+    timeout: Duration,
+    hint: &str,
+) -> anyhow::Error {
+    match e {
+        connect::Failure::TimedOut => anyhow!(
+            "timed out after {} s connecting to OVSDB at {endpoint} (is ovsdb-server running and answering?)",
+            timeout.as_secs()
+        ),
+        connect::Failure::Io(e) => {
+            anyhow::Error::new(e).context(format!("connecting to OVSDB at {endpoint} ({hint})"))
         }
     }
 }
@@ -493,6 +543,33 @@ mod tests {
         assert_eq!(
             got,
             json!({"method": "transact", "params": params, "id": 7})
+        );
+    }
+
+    #[test]
+    fn a_server_that_never_reads_bounds_the_send() {
+        let (_server, client) = UnixStream::pair().unwrap();
+        let mut c = Client {
+            stream: Stream::Unix(client),
+            buf: Vec::new(),
+            next_id: 0,
+            timeout: Duration::from_millis(300),
+            pending_updates: Vec::new(),
+            endpoint: "unix:test".into(),
+        };
+        // Far more than the socket buffers hold.
+        let big = "x".repeat(16 * 1024 * 1024);
+        let t = Instant::now();
+        let e = c.send("transact", json!([big])).err().unwrap();
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("timed out") && msg.contains("sending transact to OVSDB at unix:test"),
+            "{msg}"
         );
     }
 
