@@ -92,6 +92,15 @@ impl Role {
             Role::Nmstate => "nmstate",
         }
     }
+
+    /// What a symbolic link at the file's path means: the tool's own files are never written
+    /// through one; Proxmox's interfaces file is, as it always was.
+    pub fn links(self) -> files::Links {
+        match self {
+            Role::Stanzas | Role::Nmstate => files::Links::Refuse,
+            Role::Interfaces | Role::PendingInterfaces => files::Links::Follow,
+        }
+    }
 }
 
 /// What an update does to one file.
@@ -173,8 +182,8 @@ impl PlannedFile {
     /// it. Reads only.
     pub fn in_sync(&self) -> anyhow::Result<bool> {
         match &self.action {
-            Action::Write(content) => files::holds(&self.path, content),
-            Action::Remove => files::exists(&self.path).map(|exists| !exists),
+            Action::Write(content) => files::holds(&self.path, content, self.role.links()),
+            Action::Remove => files::exists(&self.path, self.role.links()).map(|exists| !exists),
             Action::Keep => Ok(true),
         }
     }
@@ -302,8 +311,10 @@ fn write(plan: FilesPlan) -> anyhow::Result<Written> {
             continue;
         }
         let result = match &file.action {
-            Action::Write(content) => files::write_if_changed(&file.path, content),
-            Action::Remove => files::remove(&file.path),
+            Action::Write(content) => {
+                files::write_if_changed(&file.path, content, file.role.links())
+            }
+            Action::Remove => files::remove(&file.path, file.role.links()),
             Action::Keep => continue,
         };
         match result {
@@ -328,7 +339,8 @@ fn write(plan: FilesPlan) -> anyhow::Result<Written> {
 /// What the tool's file (or, with that disabled, the nmstate file) lists now. A damaged file is
 /// reported (the note) and rendered anew from what the run knows.
 fn read_listed(config: &Config) -> (Listed, Option<Note>) {
-    let read = |path: &Path| files::read_optional(path, MAX_BYTES);
+    // The tool's own files: a symbolic link there reads as nothing (the write refuses it).
+    let read = |path: &Path| files::read_optional(path, MAX_BYTES, files::Links::Refuse);
     let anew = |line, msg: String| {
         Some(Note::new(
             NoteKind::Warning,
@@ -379,7 +391,7 @@ fn migrate_interfaces(config: &Config) -> (Vec<PlannedFile>, Vec<String>) {
     let new = PathBuf::from(format!("{}.new", main.display()));
     for (role, path) in [(Role::Interfaces, main), (Role::PendingInterfaces, &new)] {
         let mut file = PlannedFile::new(role, path, Action::Keep);
-        let content = match files::read_optional(path, MAX_BYTES)
+        let content = match files::read_optional(path, MAX_BYTES, role.links())
             .with_context(|| format!("{} was left unchanged", path.display()))
         {
             Ok(Some(content)) => content,
