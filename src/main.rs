@@ -7,6 +7,11 @@ use ovs_autoattach::config::UsageError;
 use ovs_autoattach::host::syslog;
 
 fn main() -> ExitCode {
+    // The caller's umask (a hook's, or the preload library's caller's) must not decide the modes
+    // of what the tool creates: 022, before anything else runs. Every directory and file is also
+    // created with an explicit mode.
+    // SAFETY: umask(2) cannot fail and touches no memory.
+    unsafe { libc::umask(0o022) };
     let cli = Cli::parse();
     init_logging(&cli);
     match ovs_autoattach::run(&cli) {
