@@ -3,11 +3,16 @@
 
 mod common;
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Ovs, check, text};
+use common::{BIN, Ovs, check, text};
+use ovs_autoattach::host::lock::PLUG_WAIT;
 
 /// A small deterministic generator: reproducible "random" moments without a dependency.
 struct Lcg(u64);
@@ -566,4 +571,317 @@ fn hostile_files_are_refused_untouched() {
             content
         );
     }
+}
+
+/// A unix socket that listens but never accepts, its backlog full: a wedged ovsdb-server as a
+/// client sees it. A blocking `connect(2)` to it waits until someone accepts, that is forever.
+struct Stuck {
+    path: PathBuf,
+    _listener: UnixListener,
+    _queued: Vec<OwnedFd>,
+}
+
+impl Stuck {
+    fn new(path: &Path) -> Stuck {
+        let listener = UnixListener::bind(path).unwrap();
+        // SAFETY: listen(2) on our own socket; listening again only lowers the backlog.
+        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+        // SAFETY: sockaddr_un is plain old data.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, s) in addr.sun_path.iter_mut().zip(path.as_os_str().as_bytes()) {
+            *d = *s as libc::c_char;
+        }
+        let mut queued = Vec::new();
+        loop {
+            assert!(queued.len() < 16, "the backlog never filled");
+            // SAFETY: socket(2); the descriptor is owned right away.
+            let fd = unsafe {
+                libc::socket(
+                    libc::AF_UNIX,
+                    libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    0,
+                )
+            };
+            assert!(fd >= 0);
+            // SAFETY: a fresh descriptor.
+            let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+            // SAFETY: a valid, NUL-terminated sockaddr_un.
+            let r = unsafe {
+                libc::connect(
+                    sock.as_raw_fd(),
+                    (&raw const addr).cast::<libc::sockaddr>(),
+                    std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+                )
+            };
+            if r != 0 {
+                // Full: a blocking connect would wait here.
+                assert_eq!(
+                    std::io::Error::last_os_error().raw_os_error(),
+                    Some(libc::EAGAIN)
+                );
+                break;
+            }
+            queued.push(sock);
+        }
+        Stuck {
+            path: path.to_path_buf(),
+            _listener: listener,
+            _queued: queued,
+        }
+    }
+}
+
+/// A QEMU guest NIC that Proxmox describes, so that every command reaches OVSDB for it.
+fn proxmox_nic(ovs: &Ovs) {
+    ovs.guest(
+        "qemu-server",
+        100,
+        "net0: virtio=BC:24:11:00:00:01,bridge=ovsbr0,tag=10\n",
+    );
+    ovs.tap("tap100i0");
+}
+
+/// Against an OVSDB socket that listens but never accepts, `status`, `apply` and `plug` give up
+/// after `timeout_secs` and say what they waited for; nothing is written.
+#[test]
+fn a_socket_that_never_accepts_bounds_status_apply_and_plug() {
+    let ovs = Ovs::start();
+    proxmox_nic(&ovs);
+    let stuck = Stuck::new(&ovs.dir.join("stuck.sock"));
+    ovs.write_config(&format!(
+        "ovsdb: unix:{}\ntimeout_secs: 1\n",
+        stuck.path.display()
+    ));
+    let expected = format!(
+        "timed out after 1 s connecting to OVSDB at unix:{} (is ovsdb-server running and answering?)",
+        stuck.path.display()
+    );
+    for args in [&["status"][..], &["apply"], &["plug", "tap100i0"]] {
+        let t = Instant::now();
+        let out = ovs.tool(args);
+        let took = t.elapsed();
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {all}");
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+            "{args:?} took {took:?}"
+        );
+        assert!(all.contains(&expected), "{args:?}: {all}");
+    }
+    assert!(!ovs.stanzas_path().exists() && !ovs.nmstate_path().exists());
+    assert_eq!(ovs.bridge_of("tap100i0"), None);
+}
+
+/// An `apply` that holds the main lock while it hangs on a wedged OVSDB (a long
+/// `timeout_secs`) does not hold up a `plug` (a guest start) for longer than `plug`'s bound: the
+/// `plug` gives up, exits 1 and names the lock.
+#[test]
+fn a_plug_behind_a_stuck_apply_gives_up_within_its_bound() {
+    let ovs = Ovs::start();
+    proxmox_nic(&ovs);
+    let stuck = Stuck::new(&ovs.dir.join("stuck.sock"));
+    ovs.write_config(&format!(
+        "ovsdb: unix:{}\ntimeout_secs: 30\n",
+        stuck.path.display()
+    ));
+    let lock = ovs.dir.join("run/lock");
+    let mut apply = ovs.tool_cmd(&["apply"]).spawn().unwrap();
+    // Until the apply holds the lock exclusively: a shared `flock -n` fails.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Command::new("flock")
+        .args(["-n", "-s"])
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(Instant::now() < deadline, "apply never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = Instant::now();
+    let out = ovs.tool(&["plug", "tap100i0"]);
+    let took = t.elapsed();
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    let still_waiting = apply.try_wait().unwrap().is_none();
+    let _ = apply.kill();
+    let _ = apply.wait();
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        took >= PLUG_WAIT && took < PLUG_WAIT + Duration::from_secs(2),
+        "plug took {took:?}"
+    );
+    assert!(
+        all.contains(&format!(
+            "another ovs-autoattach run held {} for more than {} s; gave up",
+            lock.display(),
+            PLUG_WAIT.as_secs()
+        )),
+        "{all}"
+    );
+    assert!(still_waiting, "the apply was still hanging on OVSDB");
+    assert_eq!(ovs.bridge_of("tap100i0"), None);
+}
+
+/// Every path under `dir`, `dir` included, without following links.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    if std::fs::symlink_metadata(dir).unwrap().is_dir() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            out.extend(walk(&e.unwrap().path()));
+        }
+    }
+    out
+}
+
+/// Run under umask 000 with every configured path in directories that do not exist yet: nothing
+/// the tool creates is group- or world-writable.
+#[test]
+fn under_umask_000_nothing_created_is_group_or_world_writable() {
+    let ovs = Ovs::start();
+    proxmox_nic(&ovs);
+    let fresh = ovs.dir.join("fresh");
+    let stanzas = fresh.join("network/interfaces.d/ovs-autoattach");
+    let nmstate = fresh.join("nmstate/dynamic/nmstate-dynamic.yaml");
+    let run = fresh.join("run/ovs-autoattach");
+    std::fs::write(
+        ovs.interfaces_path(),
+        format!("source {}/*\n", stanzas.parent().unwrap().display()),
+    )
+    .unwrap();
+    ovs.write_config(&format!(
+        "stanzas_file: {}\nnmstate_file: {}\nrun_dir: {}\n",
+        stanzas.display(),
+        nmstate.display(),
+        run.display()
+    ));
+    // The shell's own directory shows that the umask is in force.
+    let control = ovs.dir.join("control");
+    let out = common::run(
+        Command::new("sh")
+            .arg("-c")
+            .arg("umask 000; mkdir \"$0\"; exec \"$@\"")
+            .arg(&control)
+            .arg("ip")
+            .args(["netns", "exec", &ovs.ns, BIN, "--config"])
+            .arg(ovs.config_path())
+            .arg("apply"),
+    );
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert_eq!(
+        std::fs::metadata(&control).unwrap().permissions().mode() & 0o777,
+        0o777,
+        "the test runs the tool under umask 000"
+    );
+    assert_eq!(ovs.bridge_of("tap100i0").as_deref(), Some("ovsbr0"));
+    for made in [
+        &stanzas,
+        &nmstate,
+        &run.join("lock"),
+        &run.join("files.lock"),
+    ] {
+        assert!(made.exists(), "{} was not created", made.display());
+    }
+    let paths = walk(&fresh);
+    assert!(paths.len() >= 10, "{paths:?}");
+    for p in paths {
+        let mode = std::fs::symlink_metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o022, 0, "{} is {:o}", p.display(), mode & 0o7777);
+    }
+}
+
+/// A symbolic link planted at the path of a file the tool owns whole (its stanzas file, the
+/// nmstate file) is refused with the reason, and the link and its target are left as they are;
+/// everything else is still done. The host's interfaces file is Proxmox's: a symlinked one is
+/// still written through.
+#[test]
+fn a_symlink_at_an_owned_files_path_is_refused_and_left_untouched() {
+    let ovs = Ovs::start();
+    proxmox_nic(&ovs);
+    // The interfaces file as a link to the real file, with an empty 0.1.0 block to clean.
+    let real_interfaces = ovs.dir.join("etc/interfaces.real");
+    seed_interfaces(&ovs);
+    std::fs::rename(ovs.interfaces_path(), &real_interfaces).unwrap();
+    std::os::unix::fs::symlink(&real_interfaces, ovs.interfaces_path()).unwrap();
+    let victim = ovs.dir.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let absent = ovs.dir.join("absent");
+    std::os::unix::fs::symlink(&victim, ovs.stanzas_path()).unwrap();
+    std::os::unix::fs::symlink(&absent, ovs.nmstate_path()).unwrap();
+    let refusal = |path: &Path, verb: &str| {
+        format!(
+            "refusing to {verb} {}: it is a symbolic link; the tool owns this file whole and never writes through a link",
+            path.display()
+        )
+    };
+    let untouched = || {
+        assert_eq!(std::fs::read_link(ovs.stanzas_path()).unwrap(), victim);
+        assert_eq!(std::fs::read_link(ovs.nmstate_path()).unwrap(), absent);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(!absent.exists(), "nothing created through a dangling link");
+    };
+
+    let out = ovs.tool_code(&["apply"], 1);
+    for path in [ovs.stanzas_path(), ovs.nmstate_path()] {
+        assert!(out.contains(&refusal(&path, "write")), "{out}");
+    }
+    untouched();
+    assert_eq!(
+        ovs.bridge_of("tap100i0").as_deref(),
+        Some("ovsbr0"),
+        "OVS is repaired regardless"
+    );
+    // The interfaces file is not cleaned while the tool's file is not written.
+    assert!(
+        std::fs::symlink_metadata(ovs.interfaces_path())
+            .unwrap()
+            .is_symlink()
+    );
+
+    let out = ovs.tool_code(&["plug", "tap100i0"], 1);
+    assert!(
+        out.contains(&refusal(&ovs.stanzas_path(), "write")),
+        "{out}"
+    );
+    untouched();
+    let out = ovs.tool_code(&["status"], 1);
+    assert!(
+        out.contains(&ovs.stanzas_path().display().to_string()),
+        "{out}"
+    );
+    untouched();
+    let out = ovs.tool_code(&["clear"], 1);
+    assert!(
+        out.contains(&refusal(&ovs.stanzas_path(), "remove")),
+        "{out}"
+    );
+    untouched();
+
+    // Only the nmstate link left: the tool's file is written, and the interfaces file is
+    // cleaned through its link.
+    std::fs::remove_file(ovs.stanzas_path()).unwrap();
+    let out = ovs.tool_code(&["apply"], 1);
+    assert!(
+        out.contains(&refusal(&ovs.nmstate_path(), "write")),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&refusal(&ovs.stanzas_path(), "write")),
+        "{out}"
+    );
+    assert!(block_ports(&ovs).contains(&"tap100i0".to_string()));
+    assert!(
+        std::fs::symlink_metadata(ovs.interfaces_path())
+            .unwrap()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&real_interfaces).unwrap(),
+        seeded_admin_part(&ovs)
+    );
+    assert_eq!(std::fs::read_link(ovs.nmstate_path()).unwrap(), absent);
+    assert!(!absent.exists());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
 }
