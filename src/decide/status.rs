@@ -27,7 +27,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::decide::desired::{Decision, Desired, HostLink};
+use crate::decide::desired::{Chosen, Decision, Desired, HostLink};
 use crate::decide::guest::{Kind, NicId};
 use crate::decide::observed::{Observed, PortState};
 use crate::decide::plan::{Change, Plan};
@@ -128,6 +128,17 @@ pub struct Nic {
     pub state: State,
     /// Why, for every state but `ok`.
     pub reason: Option<String>,
+    /// A QEMU NIC's `[PENDING]` network value, beside the current one the other columns show
+    /// (or which they show, when the pending value is the one in place).
+    pub pending: Option<PendingNote>,
+}
+
+/// A pending network value, as `status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingNote {
+    pub value: String,
+    /// `current` or `pending`: the value the decision follows.
+    pub following: &'static str,
 }
 
 /// A port `apply` prunes because its link is gone.
@@ -370,6 +381,13 @@ impl Report {
                     actual: port.map(Actual::of),
                     state,
                     reason,
+                    pending: desired.pending.get(name).map(|p| PendingNote {
+                        value: p.value.clone(),
+                        following: match p.chosen {
+                            Chosen::Current => "current",
+                            Chosen::Pending => "pending",
+                        },
+                    }),
                 }
             })
             .collect();
@@ -505,6 +523,10 @@ impl Report {
                     actual: n.actual.as_ref().map(ActualView::of),
                     state: n.state.as_str(),
                     reason: n.reason.as_deref(),
+                    pending: n.pending.as_ref().map(|p| PendingView {
+                        value: &p.value,
+                        following: p.following,
+                    }),
                 })
                 .collect(),
             stale: self
@@ -566,10 +588,19 @@ impl Report {
                     guest_text(n.guest),
                     n.state.as_str().into(),
                     n.decision.into(),
-                    match (&n.desired, n.decision) {
-                        (Some(p), _) => place_text(&p.bridge, &p.vlan),
-                        (None, "detach") => "off OVS".into(),
-                        (None, _) => "-".into(),
+                    {
+                        let desired = match (&n.desired, n.decision) {
+                            (Some(p), _) => place_text(&p.bridge, &p.vlan),
+                            (None, "detach") => "off OVS".into(),
+                            (None, _) => "-".into(),
+                        };
+                        match &n.pending {
+                            Some(p) if p.following == "current" => {
+                                format!("{desired} (pending: {})", p.value).into()
+                            }
+                            Some(_) => format!("{desired} (the pending value)").into(),
+                            None => desired,
+                        }
                     },
                     actual_text(n.actual.as_ref()),
                     owned_text(n.actual.as_ref()),
@@ -741,6 +772,14 @@ struct NicView<'a> {
     actual: Option<ActualView<'a>>,
     state: &'static str,
     reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<PendingView<'a>>,
+}
+
+#[derive(Serialize)]
+struct PendingView<'a> {
+    value: &'a str,
+    following: &'static str,
 }
 
 #[derive(Serialize)]
@@ -902,6 +941,7 @@ fn unconsidered(
                 actual: observed.ports.get(&l.name).map(Actual::of),
                 state: State::Ignored,
                 reason: Some(reason),
+                pending: None,
             }
         })
         .collect()

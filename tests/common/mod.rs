@@ -194,11 +194,36 @@ impl Ovs {
         run(Command::new("ip").args(["netns", "exec", &self.ns, "bash", "-ec", script]))
     }
 
-    /// A veth pair: `name` stays in the namespace, its peer `p<n>` too (so traffic tests can move it).
+    /// A veth pair. A Proxmox name (`veth<vmid>i<n>`), or a name that is no guest's (an
+    /// uplink stand-in), keeps its peer `p<n>` in the namespace too (so traffic tests can move
+    /// it); any other `veth` name is a raw container's NIC, whose peer is created in a container
+    /// namespace of its own, as LXC does.
     pub fn veth(&self, name: &str) -> String {
         let peer = format!("p{}", COUNTER.fetch_add(1, Ordering::SeqCst));
-        self.sh(&format!("ip link add {name} type veth peer name {peer}; ip link set {name} up; ip link set {peer} up"));
+        if is_proxmox_veth(name) || !name.starts_with("veth") {
+            self.sh(&format!("ip link add {name} type veth peer name {peer}; ip link set {name} up; ip link set {peer} up"));
+        } else {
+            let c = self.container_ns();
+            self.sh(&format!(
+                "ip link add {name} type veth peer name {peer} netns {c}; ip link set {name} up"
+            ));
+        }
         peer
+    }
+
+    /// A veth pair with both ends here (an admin's pair): no guest NIC.
+    pub fn host_veth_pair(&self, name: &str, peer: &str) {
+        self.sh(&format!(
+            "ip link add {name} type veth peer name {peer}; ip link set {name} up; ip link set {peer} up"
+        ));
+    }
+
+    /// An empty network namespace standing in for a container, torn down with this one.
+    pub fn container_ns(&self) -> String {
+        let c = format!("{}c{}", self.ns, COUNTER.fetch_add(1, Ordering::SeqCst));
+        check(Command::new("ip").args(["netns", "add", &c]));
+        self.extra_ns.borrow_mut().push(c.clone());
+        c
     }
 
     pub fn tap(&self, name: &str) {
@@ -457,6 +482,17 @@ impl Drop for Ovs {
         }
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
     }
+}
+
+/// `veth<vmid>i<n>`, as Proxmox names a container's host end.
+pub fn is_proxmox_veth(name: &str) -> bool {
+    name.strip_prefix("veth")
+        .and_then(|rest| rest.split_once('i'))
+        .is_some_and(|(vmid, n)| {
+            !vmid.is_empty()
+                && !n.is_empty()
+                && vmid.bytes().chain(n.bytes()).all(|b| b.is_ascii_digit())
+        })
 }
 
 /// [`NETWORK_HEAD`] as Proxmox's ifupdown2 treats it: Proxmox's build gives every OVS bridge
