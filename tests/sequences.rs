@@ -7,7 +7,12 @@
 //! and stopped (links deleted, then `post-stop`), live VLAN changes made as Proxmox makes them
 //! (config and port, no hook), `ifreload -a`, `ifdown BR; ifup BR`, an admin's edit followed by a
 //! reload, Open vSwitch restarted on the same database, `apply` killed with SIGKILL, bursts of
-//! concurrent `plug`s and `apply`s, raw container veths appearing and vanishing.
+//! concurrent `plug`s and `apply`s, raw container veths appearing and vanishing, pending
+//! configuration changes Proxmox could not hotplug, links named like guest NICs that are not
+//! (a VPN's tap, an admin's veth pair, an SDN VNet bridge, LXC's hotplug peer), Proxmox's own
+//! plug (`del-port`, then `add-port`, under the guest's configuration lock) racing an `apply`,
+//! and an OVSDB that stalls while a guest starts. Guest starts hold the guest's Proxmox
+//! configuration lock through `post-start`, as Proxmox does.
 //!
 //! After every step (once its hooks returned and one `apply` ran), a checker compares the host
 //! with the model: every running guest NIC where its configuration says, in Proxmox's shape;
@@ -164,7 +169,7 @@ fn split_nic(name: &str) -> (String, String) {
     (v.to_string(), i.to_string())
 }
 
-const WEIGHTS: [(&str, u64); 11] = [
+const WEIGHTS: [(&str, u64); 15] = [
     ("start", 20),
     ("stop", 10),
     ("live-change", 10),
@@ -176,6 +181,10 @@ const WEIGHTS: [(&str, u64); 11] = [
     ("burst", 6),
     ("raw-appear", 6),
     ("raw-vanish", 4),
+    ("pending-edit", 6),
+    ("nonguest-appear", 5),
+    ("proxmox-race", 6),
+    ("slow-ovsdb", 4),
 ];
 
 struct World {
@@ -187,6 +196,7 @@ struct World {
     next_vmid: u32,
     next_raw: u32,
     admin_edits: u32,
+    next_nonguest: u32,
     history: Vec<String>,
     counts: BTreeMap<&'static str, u32>,
     /// The kernel runs Proxmox's police filter (`cls_basic`, `act_police`); without it every
@@ -216,6 +226,10 @@ impl World {
         // member, and an admin's mirror.
         ovs.sh("ip link add bradmin type bridge; ip link add adm0 type veth peer name adm1; ip link set adm0 master bradmin; ip link set bradmin up");
         add_admin_mirror(&ovs);
+        for d in ["lock/qemu-server", "lock/lxc"] {
+            std::fs::create_dir_all(ovs.dir.join(d)).unwrap();
+        }
+        ovs.write_config(&format!("pve_lock_dir: {}/lock\n", ovs.dir.display()));
         World {
             ovs,
             rng: Rng(seed),
@@ -225,6 +239,7 @@ impl World {
             next_vmid: 1000,
             next_raw: 0,
             admin_edits: 0,
+            next_nonguest: 0,
             history: Vec::new(),
             counts: BTreeMap::new(),
             police,
@@ -368,17 +383,7 @@ impl World {
                 let guest = Guest { kind, nics };
                 self.guests.insert(vmid, guest.clone());
                 self.write_config(vmid);
-                for (i, nic) in guest.nics.iter().enumerate() {
-                    let name = guest.nic_name(vmid, i);
-                    match kind {
-                        Kind::Qemu => self.ovs.sh(&format!("ip tuntap add {name} mode tap")),
-                        Kind::Lxc => self.ovs.sh(&format!(
-                            "ip link add {name} type veth peer name c{vmid}x{i}"
-                        )),
-                    };
-                    self.proxmox_plug(&name, nic);
-                }
-                self.hookscript(vmid, "post-start");
+                self.start_guest(vmid, &guest);
                 (format!("start {vmid} {kind:?} {:?}", guest.nics), None)
             }
             "stop" => {
@@ -536,8 +541,9 @@ impl World {
             "raw-appear" => {
                 let name = format!("vethR{}", self.next_raw);
                 self.next_raw += 1;
+                let c = self.ovs.container_ns();
                 self.ovs.sh(&format!(
-                    "ip link add {name} type veth peer name r{name}; ip link set {name} up"
+                    "ip link add {name} type veth peer name r{name} netns {c}; ip link set {name} up"
                 ));
                 self.raw.insert(name.clone());
                 (format!("raw veth {name} appears"), None)
@@ -551,8 +557,209 @@ impl World {
                 self.raw.remove(&name);
                 (format!("raw veth {name} vanishes"), None)
             }
+            "pending-edit" => {
+                let qemu: Vec<u32> = running
+                    .iter()
+                    .copied()
+                    .filter(|v| self.guests[v].kind == Kind::Qemu)
+                    .collect();
+                let Some(&vmid) = self.rng.pick(&qemu) else {
+                    return ("pending-edit (no VM)".into(), None);
+                };
+                // A change Proxmox could not hotplug (a new model): it stays in [PENDING] and
+                // the VM keeps running on the current value, which the model keeps.
+                let mut next = self.guests[&vmid].nics[0].clone();
+                let what = match self.rng.below(4) {
+                    0 => {
+                        next.bridge = "vmbrlx";
+                        "a Linux bridge"
+                    }
+                    1 => {
+                        next.tag = Some(99);
+                        "tag 99"
+                    }
+                    _ => {
+                        next.firewall = !next.firewall;
+                        "the other firewall shape"
+                    }
+                };
+                let pending = next
+                    .config(Kind::Qemu, vmid, 0)
+                    .replacen("virtio=", "e1000=", 1);
+                let path = self.ovs.dir.join(format!("pve/qemu-server/{vmid}.conf"));
+                let mut text = std::fs::read_to_string(&path).unwrap();
+                text.push_str(&format!("\n[PENDING]\n{pending}"));
+                std::fs::write(&path, text).unwrap();
+                (format!("pending edit of tap{vmid}i0: {what}"), None)
+            }
+            "nonguest-appear" => {
+                let k = self.next_nonguest;
+                self.next_nonguest += 1;
+                let (what, script) = match self.rng.below(4) {
+                    0 => (
+                        "a VPN's tap",
+                        format!(
+                            "ip tuntap add tapvpn{k} mode tap; ip addr add 10.200.{}.1/24 dev tapvpn{k}; ip link set tapvpn{k} up",
+                            k % 250
+                        ),
+                    ),
+                    1 => (
+                        "an admin's veth pair",
+                        format!(
+                            "ip link add vethh{k} type veth peer name vethh{k}b; ip link set vethh{k} up; ip link set vethh{k}b up"
+                        ),
+                    ),
+                    2 => (
+                        "an SDN VNet bridge",
+                        format!("ip link add tapnet{k} type bridge; ip link set tapnet{k} up"),
+                    ),
+                    _ => (
+                        "LXC's hotplug peer",
+                        format!(
+                            "ip link add veth{}i9p type veth peer name hp{k}; ip link set veth{}i9p up",
+                            9000 + k,
+                            9000 + k
+                        ),
+                    ),
+                };
+                self.ovs.sh(&script);
+                // What the if-up.d hook and a preload library would do with it.
+                let out = self.ifupdown("ifreload -a");
+                assert!(out.status.success(), "{}", text(&out.stderr));
+                (format!("{what} appears, ifreload -a"), None)
+            }
+            "proxmox-race" => {
+                let nics: Vec<(u32, usize)> = self
+                    .guests
+                    .iter()
+                    .flat_map(|(v, g)| {
+                        g.nics
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, n)| !n.firewall)
+                            .map(|(i, _)| (*v, i))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                let Some(&(vmid, i)) = self.rng.pick(&nics) else {
+                    return ("proxmox-race (no NIC)".into(), None);
+                };
+                let g = self.guests[&vmid].clone();
+                let name = g.nic_name(vmid, i);
+                let delay = self.rng.below(30_000);
+                let lock = self.lock_guest(vmid, g.kind);
+                let mut apply = self.ovs.tool_cmd(&["-q", "apply"]).spawn().unwrap();
+                std::thread::sleep(Duration::from_micros(delay));
+                // tap_plug: `del-port`, then `add-port` without --may-exist, two commands.
+                let out = self.ovs.try_sh(&format!(
+                    "ovs-vsctl --db={db} --timeout=20 del-port {name} || true\novs-vsctl --db={db} --timeout=20 -- add-port {br} {name} {args} -- set Interface {name} mtu_request=1500",
+                    db = self.ovs.db(),
+                    br = g.nics[i].bridge,
+                    args = g.nics[i].ovs_args().join(" ")
+                ));
+                drop(lock);
+                let _ = apply.wait();
+                assert!(
+                    out.status.success(),
+                    "Proxmox's add-port of {name} failed beside an apply: {}",
+                    text(&out.stderr)
+                );
+                (
+                    format!("Proxmox re-plugs {name} while an apply runs (after {delay} us)"),
+                    None,
+                )
+            }
+            "slow-ovsdb" => {
+                let vmid = self.next_vmid;
+                self.next_vmid += 1;
+                let nic = Nic {
+                    firewall: false,
+                    ..self.random_nic()
+                };
+                let guest = Guest {
+                    kind: Kind::Qemu,
+                    nics: vec![nic.clone()],
+                };
+                self.guests.insert(vmid, guest.clone());
+                self.write_config(vmid);
+                let pid = std::fs::read_to_string(self.ovs.dir.join("ovsdb.pid")).unwrap();
+                let pid = pid.trim();
+                let stall = 200 + self.rng.below(1300);
+                self.ovs.sh(&format!("kill -STOP {pid}"));
+                let mut apply = self.ovs.tool_cmd(&["-q", "apply"]).spawn().unwrap();
+                std::thread::sleep(Duration::from_millis(stall / 2));
+                // A guest starts while OVSDB does not answer: its link appears, its add-port
+                // waits in the queue with the apply's read.
+                let name = guest.nic_name(vmid, 0);
+                self.ovs.sh(&format!("ip tuntap add {name} mode tap"));
+                let lock = self.lock_guest(vmid, Kind::Qemu);
+                let db = self.ovs.db();
+                let plug = Command::new("ip")
+                    .args(["netns", "exec", &self.ovs.ns, "bash", "-ec"])
+                    .arg(format!(
+                        "ovs-vsctl --db={db} --timeout=20 del-port {name} || true\novs-vsctl --db={db} --timeout=20 -- add-port {br} {name} {args} -- set Interface {name} mtu_request=1500",
+                        br = nic.bridge,
+                        args = nic.ovs_args().join(" ")
+                    ))
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(stall / 2));
+                self.ovs.sh(&format!("kill -CONT {pid}"));
+                let out = plug.wait_with_output().unwrap();
+                let _ = apply.wait();
+                assert!(
+                    out.status.success(),
+                    "add-port of {name} failed: {}",
+                    text(&out.stderr)
+                );
+                self.hookscript(vmid, "post-start");
+                drop(lock);
+                (
+                    format!("OVSDB stalls {stall} ms while VM {vmid} starts and an apply runs"),
+                    None,
+                )
+            }
             other => unreachable!("{other}"),
         }
+    }
+
+    /// Starts a guest as Proxmox does: under its configuration lock, each NIC created and
+    /// plugged with `tap_plug`'s commands, then the `post-start` hookscript (inside the lock).
+    fn start_guest(&self, vmid: u32, guest: &Guest) {
+        let _lock = self.lock_guest(vmid, guest.kind);
+        for (i, nic) in guest.nics.iter().enumerate() {
+            let name = guest.nic_name(vmid, i);
+            match guest.kind {
+                Kind::Qemu => self.ovs.sh(&format!("ip tuntap add {name} mode tap")),
+                Kind::Lxc => self.ovs.sh(&format!(
+                    "ip link add {name} type veth peer name c{vmid}x{i}"
+                )),
+            };
+            self.proxmox_plug(&name, nic);
+        }
+        self.hookscript(vmid, "post-start");
+    }
+
+    /// Takes the guest's Proxmox configuration lock, as `lock_config` does, until dropped.
+    fn lock_guest(&self, vmid: u32, kind: Kind) -> std::fs::File {
+        let path = match kind {
+            Kind::Qemu => self
+                .ovs
+                .dir
+                .join(format!("lock/qemu-server/lock-{vmid}.conf")),
+            Kind::Lxc => self
+                .ovs
+                .dir
+                .join(format!("lock/lxc/pve-config-{vmid}.lock")),
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        file.lock().unwrap();
+        file
     }
 
     /// The guest ports the model expects on OVS: port name -> (bridge, VLAN, firewall NIC).
