@@ -134,7 +134,7 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
         let states = if plan.is_empty() && release.is_empty() {
             host.states.clone()
         } else {
-            link_states(&rtnl.dump()?)
+            link_states(&rtnl.dump()?, Some(&rtnl.rate_limited()?))
         };
         let ops = linkplan::after_commit(
             &desired,
@@ -498,7 +498,7 @@ impl Host {
                 .iter()
                 .filter_map(|l| Some((l.name.clone(), l.mtu?)))
                 .collect(),
-            states: link_states(&all),
+            states: link_states(&all, Some(&Rtnl::open()?.rate_limited()?)),
             links,
             guests,
         })
@@ -510,8 +510,9 @@ impl Host {
     }
 }
 
-/// The links by name as [`linkplan`] sees them, their masters by name.
-fn link_states(all: &[Link]) -> BTreeMap<String, LinkState> {
+/// The links by name as [`linkplan`] sees them, their masters by name; `limited` the links with
+/// Proxmox's rate limit in place, when that was looked at.
+fn link_states(all: &[Link], limited: Option<&BTreeSet<u32>>) -> BTreeMap<String, LinkState> {
     let names: BTreeMap<u32, &str> = all.iter().map(|l| (l.index, l.name.as_str())).collect();
     all.iter()
         .map(|l| {
@@ -522,6 +523,7 @@ fn link_states(all: &[Link]) -> BTreeMap<String, LinkState> {
                     mtu: l.mtu,
                     master: l.master.and_then(|m| names.get(&m).map(|n| n.to_string())),
                     alias: l.alias.clone(),
+                    rate_limited: limited.map(|set| set.contains(&l.index)),
                 },
             )
         })
@@ -549,7 +551,7 @@ fn plug_links(rtnl: &mut Rtnl, iface: &str) -> anyhow::Result<BTreeMap<String, L
             found.push(link);
         }
     }
-    Ok(link_states(&found))
+    Ok(link_states(&found, None))
 }
 
 /// What a full pass decides: `apply` carries it out, `status` reports it. One function, so that

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::decide::desired::{Decision, Desired, Target};
 use crate::decide::firewall::{self, FWBR_MARK};
-use crate::decide::guest::NicId;
+use crate::decide::guest::{Kind, NicId};
 use crate::decide::plan::{Change, Plan};
 
 /// A link as these decisions need it.
@@ -23,6 +23,9 @@ pub struct LinkState {
     /// The master's name (`ovs-system` for an OVS port), if any.
     pub master: Option<String>,
     pub alias: Option<String>,
+    /// Whether its root qdisc is Proxmox's rate limit (an htb with handle `1:`); `None` when
+    /// not looked at (the `plug` path sets a limit whenever it plugs).
+    pub rate_limited: Option<bool>,
 }
 
 /// One change to a kernel link.
@@ -129,11 +132,13 @@ pub fn after_commit(
     mtu_of: impl Fn(&str) -> u32,
     ipv6_on: impl Fn(&str) -> bool,
 ) -> Vec<Op> {
+    // The ports (re)plugged now: OVS drops a port's qdiscs when it adds the port, and
+    // Proxmox's del-port + add-port of a move does the same.
     let attached: Vec<&str> = plan
         .changes
         .iter()
         .filter_map(|c| match c {
-            Change::Attach { port, .. } => Some(port.as_str()),
+            Change::Attach { port, .. } | Change::Move { port, .. } => Some(port.as_str()),
             _ => None,
         })
         .collect();
@@ -155,6 +160,10 @@ pub fn after_commit(
             if nic.is_some_and(|l| l.master.as_deref() == Some("ovs-system")) {
                 continue;
             }
+            // The bridge's MTU goes to what is (re)built now, as Proxmox's plug gives it; a
+            // bridge whose MTU changed later leaves the pieces in place alone, as Proxmox does
+            // until the guest's next plug.
+            let fwln_new = attached.contains(&fw.fwln.as_str());
             match links.get(&fw.fwbr) {
                 None => {
                     bridges.push(Op::CreateBridge {
@@ -163,9 +172,9 @@ pub fn after_commit(
                     });
                     disable.push(fw.fwbr.clone());
                 }
-                Some(b) if !b.up || b.mtu != Some(mtu) => bridges.push(Op::Up {
+                Some(b) if !b.up => bridges.push(Op::Up {
                     name: fw.fwbr.clone(),
-                    mtu,
+                    mtu: b.mtu.unwrap_or(mtu),
                     master: None,
                 }),
                 Some(_) => {}
@@ -181,16 +190,37 @@ pub fn after_commit(
             match links.get(&fw.fwln) {
                 // ovs-vswitchd did not create it: the wait reported that already.
                 None => {}
-                Some(l) if !l.up || l.mtu != Some(mtu) || l.master.as_ref() != Some(&fw.fwbr) => {
+                Some(l)
+                    if fwln_new
+                        && (!l.up || l.mtu != Some(mtu) || l.master.as_ref() != Some(&fw.fwbr)) =>
+                {
                     members.push(Op::Up {
                         name: fw.fwln.clone(),
                         mtu,
                         master: Some(fw.fwbr.clone()),
                     })
                 }
+                Some(l) if !l.up || l.master.as_ref() != Some(&fw.fwbr) => members.push(Op::Up {
+                    name: fw.fwln.clone(),
+                    mtu: l.mtu.unwrap_or(mtu),
+                    master: Some(fw.fwbr.clone()),
+                }),
                 Some(_) => {}
             }
             disable.push(fw.fwln.clone());
+        } else if plugged
+            && NicId::parse(name).is_some_and(|n| n.guest.kind == Kind::Lxc)
+            && !desired.down.contains(name)
+            && links.get(name).is_some_and(|l| !l.up)
+        {
+            // pve-container's net_tap_plug sets a veth up once it is plugged: one that was
+            // kept down for link_down=1 comes up when link_down goes back to 0.
+            let l = &links[name];
+            members.push(Op::Up {
+                name: name.clone(),
+                mtu: l.mtu.unwrap_or(mtu),
+                master: None,
+            });
         }
         ipv6.extend(
             disable
@@ -199,7 +229,8 @@ pub fn after_commit(
                 .filter(|n| ipv6_on(n))
                 .map(|name| Op::DisableIpv6 { name }),
         );
-        if let (true, Some(bytes)) = (plugged, target.rate) {
+        let limit_lost = links.get(name).and_then(|l| l.rate_limited) == Some(false);
+        if let (true, Some(bytes)) = (plugged || limit_lost, target.rate) {
             rates.push(Op::RateLimit {
                 name: name.clone(),
                 bytes,
@@ -232,6 +263,7 @@ mod tests {
             mtu: Some(mtu),
             master: master.map(String::from),
             alias: None,
+            rate_limited: None,
         }
     }
 
@@ -290,6 +322,92 @@ mod tests {
             ("fwbr100i0".to_string(), link(true, 1500, None)),
             ("fwln100o0".to_string(), link(true, 1500, Some("fwbr100i0"))),
         ]);
+        assert!(after_commit(&d, &Plan::default(), &links, |_| 1500, |_| false).is_empty());
+    }
+
+    /// After an OVS bridge's MTU changed, Proxmox changes nothing until the guest's next plug;
+    /// neither does this: the fwbr and fwln in place keep their MTU.
+    #[test]
+    fn a_bridge_mtu_change_leaves_the_pieces_in_place() {
+        let d = desired(&[("tap100i0", fw_target("tap100i0", None))]);
+        let links = BTreeMap::from([
+            ("tap100i0".to_string(), link(true, 1500, Some("fwbr100i0"))),
+            ("fwbr100i0".to_string(), link(true, 1500, None)),
+            ("fwln100o0".to_string(), link(true, 1500, Some("fwbr100i0"))),
+        ]);
+        assert!(after_commit(&d, &Plan::default(), &links, |_| 9000, |_| false).is_empty());
+        // A fwln re-created now gets the bridge's MTU, as Proxmox's plug gives it.
+        let plan = Plan {
+            changes: vec![attach("fwln100o0")],
+        };
+        let mut fresh = links.clone();
+        fresh.insert("fwln100o0".into(), link(false, 1500, None));
+        let ops = after_commit(&d, &plan, &fresh, |_| 9000, |_| false);
+        assert_eq!(
+            ops[0].to_string(),
+            "set fwln100o0 up, mtu 9000, into fwbr100i0"
+        );
+    }
+
+    /// A rate limit an OVS restart dropped is set again, and so is one of a moved port; a
+    /// container NIC plugged while down (its link_down went back to 0) is set up.
+    #[test]
+    fn lost_limits_and_down_veths_are_restored() {
+        let limited = |name: &'static str| {
+            (
+                name,
+                Decision::Attach(Target {
+                    rate: Some(1 << 20),
+                    ..Target::plain("vmbr1", Vlan::default())
+                }),
+            )
+        };
+        let d = desired(&[
+            limited("tap100i0"),
+            limited("tap101i0"),
+            limited("tap102i0"),
+        ]);
+        let state = |limited: Option<bool>| LinkState {
+            rate_limited: limited,
+            ..link(true, 1500, Some("ovs-system"))
+        };
+        let links = BTreeMap::from([
+            ("tap100i0".to_string(), state(Some(false))),
+            ("tap101i0".to_string(), state(Some(true))),
+            ("tap102i0".to_string(), state(None)),
+        ]);
+        let ops = after_commit(&d, &Plan::default(), &links, |_| 1500, |_| false);
+        let lines: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+        assert_eq!(lines, ["rate-limit tap100i0 to 1048576 bytes/s"]);
+        let moved = Plan {
+            changes: vec![Change::Move {
+                port: "tap101i0".into(),
+                uuid: "U".into(),
+                from: "ovsbr0".into(),
+                to: "vmbr1".into(),
+                vlan: Vlan::default(),
+            }],
+        };
+        let ops = after_commit(&d, &moved, &links, |_| 1500, |_| false);
+        assert!(
+            ops.iter()
+                .any(|o| o.to_string() == "rate-limit tap101i0 to 1048576 bytes/s")
+        );
+        let d = desired(&[(
+            "veth200i0",
+            Decision::Attach(Target::plain("vmbr1", Vlan::default())),
+        )]);
+        let links = BTreeMap::from([("veth200i0".to_string(), link(false, 1500, None))]);
+        let plan = Plan {
+            changes: vec![Change::Attach {
+                port: "veth200i0".into(),
+                bridge: "vmbr1".into(),
+                vlan: Vlan::default(),
+                internal: false,
+            }],
+        };
+        let ops = after_commit(&d, &plan, &links, |_| 1500, |_| false);
+        assert_eq!(ops[0].to_string(), "set veth200i0 up, mtu 1500");
         assert!(after_commit(&d, &Plan::default(), &links, |_| 1500, |_| false).is_empty());
     }
 

@@ -4,6 +4,7 @@
 //! the router spawns a background thread per instance, while a CLI only
 //! needs strict request/response on one socket.
 
+use std::collections::BTreeSet;
 use std::io;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -224,6 +225,60 @@ impl Rtnl {
         }
     }
 
+    /// The links whose root queueing discipline is Proxmox's rate limit (`tc qdisc add dev X
+    /// root handle 1: htb`), by ifindex: one RTM_GETQDISC dump. Open vSwitch replaces a port's
+    /// qdiscs when it (re)adds the port, and a restart of ovs-vswitchd does that to every port,
+    /// so a limit can vanish while the port looks untouched.
+    pub fn rate_limited(&mut self) -> Result<BTreeSet<u32>> {
+        use std::os::fd::AsRawFd;
+        for _ in 0..DUMP_ATTEMPTS {
+            self.seq = self.seq.wrapping_add(1);
+            let seq = self.seq;
+            let msg = raw::tc_dump_request(seq);
+            // SAFETY: `msg` is valid for reads of `msg.len()` bytes for the whole call.
+            let n = unsafe { libc::send(self.sock.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+            if n < 0 {
+                return Err(io::Error::last_os_error()).context("sending RTM_GETQDISC");
+            }
+            let mut found = BTreeSet::new();
+            let mut interrupted = false;
+            let mut buf = vec![0u8; raw::DATAGRAM];
+            'dump: loop {
+                let len = self.recv_raw(&mut buf)?;
+                for msg in raw::messages(&buf[..len]) {
+                    let msg = msg.context("parsing RTM_GETQDISC dump")?;
+                    if msg.seq != seq {
+                        continue;
+                    }
+                    interrupted |= msg.flags & raw::NLM_F_DUMP_INTR != 0;
+                    match msg.ty {
+                        raw::RTM_NEWQDISC => {
+                            if let Some(index) = raw::htb_root(msg.payload)? {
+                                found.insert(index);
+                            }
+                        }
+                        raw::NLMSG_DONE => {
+                            if let Some(e) = raw::error(msg.flags, msg.payload, false)? {
+                                return Err(e).context("RTM_GETQDISC dump");
+                            }
+                            break 'dump;
+                        }
+                        raw::NLMSG_ERROR => {
+                            if let Some(e) = raw::error(msg.flags, msg.payload, true)? {
+                                return Err(e).context("RTM_GETQDISC dump");
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if !interrupted {
+                return Ok(found);
+            }
+        }
+        bail!("RTM_GETQDISC dump kept being interrupted by concurrent changes")
+    }
+
     /// Receives one datagram into `buf` (sized for the largest the kernel sends in a dump).
     fn recv_raw(&self, buf: &mut [u8]) -> Result<usize> {
         use std::os::fd::AsRawFd;
@@ -411,6 +466,48 @@ mod raw {
         out.extend_from_slice(payload);
         out.resize(align(len), 0);
         out
+    }
+
+    pub const RTM_NEWQDISC: u16 = 36;
+    const RTM_GETQDISC: u16 = 38;
+    /// `struct tcmsg`: family, pads, ifindex, handle, parent, info.
+    const TCMSG: usize = 20;
+    const TCA_KIND: u16 = 1;
+    const TC_H_ROOT: u32 = 0xFFFF_FFFF;
+    /// `1:`, the handle Proxmox gives the root htb.
+    const HTB_HANDLE: u32 = 0x0001_0000;
+
+    /// An RTM_GETQDISC dump request for every link.
+    pub fn tc_dump_request(seq: u32) -> Vec<u8> {
+        let len = HEADER + TCMSG;
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(&(len as u32).to_ne_bytes());
+        out.extend_from_slice(&RTM_GETQDISC.to_ne_bytes());
+        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+        out.extend_from_slice(&flags.to_ne_bytes());
+        out.extend_from_slice(&seq.to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        out.resize(len, 0);
+        out
+    }
+
+    /// The ifindex of an RTM_NEWQDISC payload that is a root `htb` with handle `1:`.
+    pub fn htb_root(payload: &[u8]) -> Result<Option<u32>> {
+        if payload.len() < TCMSG {
+            bail!("truncated tcmsg");
+        }
+        let index = u32_at(payload, 4);
+        let (handle, parent) = (u32_at(payload, 8), u32_at(payload, 12));
+        if parent != TC_H_ROOT || handle != HTB_HANDLE {
+            return Ok(None);
+        }
+        for attr in attributes(&payload[TCMSG..]) {
+            let (ty, value) = attr?;
+            if ty == TCA_KIND {
+                return Ok((c_string(value)? == "htb").then_some(index));
+            }
+        }
+        Ok(None)
     }
 
     /// A whole request: nlmsghdr (REQUEST | ACK | `extra_flags`), ifinfomsg, attributes.
