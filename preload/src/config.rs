@@ -8,6 +8,9 @@
 //! | `OVS_AUTOATTACH_LOG` | `debug`: one stderr line per notification |
 //! | `OVS_AUTOATTACH_PRELOAD_CHILD` | set in the tool's environment; makes the library inert |
 //!
+//! The network and mount namespaces of the loading thread are recorded at the same moment
+//! ([`crate::home`]): the library starts the tool only from those.
+//!
 //! In secure-execution mode (`AT_SECURE`: setuid, setgid or file capabilities, possible when the
 //! library is listed in `/etc/ld.so.preload`) the library is inert: the environment belongs to a
 //! less privileged caller and must not choose what runs, or with which configuration.
@@ -16,6 +19,7 @@ use core::cell::UnsafeCell;
 use core::ffi::{CStr, c_char};
 use core::sync::atomic::{AtomicU8, Ordering};
 
+use crate::home::Namespaces;
 use crate::names::Prefixes;
 
 /// The installed tool.
@@ -31,6 +35,8 @@ pub struct Config {
     pub active: bool,
     pub debug: bool,
     pub prefixes: Prefixes,
+    /// The namespaces the library was loaded in (`None`: unknown, so none is home).
+    pub home: Option<Namespaces>,
     /// The tool's path, NUL-terminated.
     bin: [u8; MAX_BIN + 1],
 }
@@ -40,6 +46,7 @@ impl Config {
         active: false,
         debug: false,
         prefixes: Prefixes::NONE,
+        home: None,
         bin: [0; MAX_BIN + 1],
     };
 
@@ -72,7 +79,7 @@ impl Config {
     fn from_environment() -> Config {
         // SAFETY: getauxval and getenv only read process state; the strings getenv returns
         // are NUL-terminated and copied before anything else runs.
-        unsafe {
+        let mut config = unsafe {
             let var = |name: &CStr| -> Option<&[u8]> {
                 let p: *const c_char = libc::getenv(name.as_ptr());
                 (!p.is_null()).then(|| CStr::from_ptr(p).to_bytes())
@@ -84,7 +91,11 @@ impl Config {
                 var(c"OVS_AUTOATTACH_BIN"),
                 var(c"OVS_AUTOATTACH_LOG"),
             )
+        };
+        if config.active {
+            config.home = Namespaces::current();
         }
+        config
     }
 }
 

@@ -19,6 +19,10 @@
 //! most once per process ([`seen`]). The tool is started fully detached and silent: its log
 //! lines go to syslog, never to the caller's output ([`spawn`]).
 //!
+//! Nothing is started from a thread that is no longer in the network and mount namespaces the
+//! library was loaded in (a container's setup child, after `unshare` or `setns`), nor from a
+//! process that is a child subreaper, which would adopt the tool ([`home`]).
+//!
 //! The library is `no_std`, depends on libc only, never allocates and never panics by design
 //! (the panic handler aborts).
 
@@ -28,6 +32,7 @@
 compile_error!("the raw signal structures in spawn.rs assume a 64-bit Linux target");
 
 mod config;
+mod home;
 mod log;
 mod names;
 mod netlink;
@@ -121,10 +126,16 @@ macro_rules! real {
     }};
 }
 
-/// Resolves the real functions and reads the settings, so that hooked calls find both ready.
-/// Runs from `.init_array` when the library is loaded; allocates nothing.
+/// Resolves the real functions and reads the settings (recording the namespaces the library
+/// is loaded in), so that hooked calls find both ready. Runs from `.init_array` when the
+/// library is loaded; allocates nothing and leaves `errno` as it found it.
 #[cfg_attr(test, allow(dead_code))]
 extern "C" fn init() {
+    keeping_errno(init_inner);
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn init_inner() {
     for real in [
         &REAL_IF_NAMETOINDEX,
         &REAL_IF_INDEXTONAME,
@@ -239,6 +250,18 @@ fn notify(config: &Config, name: &IfName, via: Via) {
     let Some(_inside) = Reentry::enter() else {
         return;
     };
+    // Checked before the name is recorded: the same name may still be handed on from home.
+    if let Some(refusal) = home::refusal(config.home) {
+        let reported = match refusal {
+            home::Refusal::Namespace => &NAMESPACE_REPORTED,
+            home::Refusal::Subreaper => &SUBREAPER_REPORTED,
+        };
+        // Said once per process and reason, as for a full table.
+        if config.debug && !reported.swap(true, Ordering::Relaxed) {
+            report(config, name, via, Err(refusal));
+        }
+        return;
+    }
     let outcome = match SEEN.insert(name) {
         Insert::Seen => return,
         // Said once: a looping caller must not flood its stderr.
@@ -247,16 +270,23 @@ fn notify(config: &Config, name: &IfName, via: Via) {
         Insert::New => Some(spawn::plug(config, name)),
     };
     if config.debug {
-        report(config, name, via, outcome);
+        report(config, name, via, Ok(outcome));
     }
 }
 
 static FULL_REPORTED: AtomicBool = AtomicBool::new(false);
+static NAMESPACE_REPORTED: AtomicBool = AtomicBool::new(false);
+static SUBREAPER_REPORTED: AtomicBool = AtomicBool::new(false);
 
-/// The debug line for one notification.
+/// The debug line for one notification: what was started (`Ok`), or why nothing was.
 #[cold]
 #[inline(never)]
-fn report(config: &Config, name: &IfName, via: Via, outcome: Option<spawn::Outcome>) {
+fn report(
+    config: &Config,
+    name: &IfName,
+    via: Via,
+    outcome: Result<Option<spawn::Outcome>, home::Refusal>,
+) {
     let bin = config.bin().to_bytes();
     let mut line = log::Line::new();
     line.push(name.as_bytes())
@@ -264,23 +294,31 @@ fn report(config: &Config, name: &IfName, via: Via, outcome: Option<spawn::Outco
         .push(via.label())
         .push(b"): ");
     match outcome {
-        None => line
+        Err(home::Refusal::Namespace) => line.push(
+            b"not started: this thread is not in the network and mount namespaces the library \
+              was loaded in; nothing is started from other namespaces",
+        ),
+        Err(home::Refusal::Subreaper) => line.push(
+            b"not started: this process is a child subreaper (PR_SET_CHILD_SUBREAPER) and \
+              would adopt the tool; nothing is started from it",
+        ),
+        Ok(None) => line
             .push(b"not started: ")
             .num(seen::CAPACITY as i64)
             .push(b" names handled already; no more are handed on by this process"),
-        Some(spawn::Outcome::Started(pid)) => line
+        Ok(Some(spawn::Outcome::Started(pid))) => line
             .push(b"started ")
             .push(bin)
             .push(b" --log syslog plug ")
             .push(name.as_bytes())
             .push(b", pid ")
             .num(pid.into()),
-        Some(spawn::Outcome::CloneFailed(e)) => line
+        Ok(Some(spawn::Outcome::CloneFailed(e))) => line
             .push(b"could not start ")
             .push(bin)
             .push(b": clone failed, errno ")
             .num(e.into()),
-        Some(spawn::Outcome::ExecFailed(e)) => line
+        Ok(Some(spawn::Outcome::ExecFailed(e))) => line
             .push(b"could not start ")
             .push(bin)
             .push(b": execve failed, errno ")
