@@ -3,7 +3,8 @@
 //! ways, with a stub in place of the tool to count and inspect what gets started. The real tool
 //! logs to a test socket standing in for `/dev/log` ([`Syslog`]).
 //!
-//! The library must be built first: `cargo build --release -p ovs-autoattach-preload`.
+//! The library must be built first: `cargo build --release -p ovs-autoattach-preload`
+//! (`OVS_AUTOATTACH_TEST_LIBRARY` points the tests at another build).
 
 mod common;
 
@@ -25,12 +26,18 @@ const LIBRARY: &str = concat!(
 );
 const PROBE_C: &str = include_str!("../preload/testdata/probe.c");
 
+/// The release build of the library, or the file `OVS_AUTOATTACH_TEST_LIBRARY` names (another
+/// build, e.g. an older one, to see which tests it fails).
 fn library() -> &'static str {
+    static PATH: OnceLock<String> = OnceLock::new();
+    let path = PATH.get_or_init(|| {
+        std::env::var("OVS_AUTOATTACH_TEST_LIBRARY").unwrap_or_else(|_| LIBRARY.to_string())
+    });
     assert!(
-        Path::new(LIBRARY).is_file(),
-        "{LIBRARY} is missing: build it first with `cargo build --release -p ovs-autoattach-preload`"
+        Path::new(path).is_file(),
+        "{path} is missing: build it first with `cargo build --release -p ovs-autoattach-preload`"
     );
-    LIBRARY
+    path
 }
 
 /// The probe, compiled once per test run into cargo's scratch directory for tests (built under
@@ -726,4 +733,153 @@ fn the_tool_inherits_no_descriptors_and_the_caller_keeps_no_zombie() {
         env.trim(),
         "args=--log syslog plug tap133i0 LD_PRELOAD=unset CONFIG=/nonexistent/config.yaml"
     );
+}
+
+/// The library's debug lines that report a refusal to start anything.
+fn refused<'a>(stderr: &'a str, reason: &str) -> Vec<&'a str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("ovs-autoattach-preload[") && l.contains(reason))
+        .collect()
+}
+
+const ELSEWHERE: &str = "not started: this thread is not in the network and mount namespaces";
+
+/// The probe's `ns MODE N`: a guest NIC looked up at home (`veth<N>i0`), a veth pair and a tap
+/// created and looked up in every interposed way after the move elsewhere (`veth<N>i1`,
+/// `tap<N>i1`), one more looked up back at home (`veth<N>i2`). Only the two at home start the
+/// tool.
+fn assert_inert_elsewhere(mode: &str, n: u32) {
+    let probe = probe().to_str().unwrap();
+    let ns = Netns::new();
+    let other = Netns::new();
+    ns.sh(&format!(
+        "ip link add veth{n}i0 type veth peer name p{n}i0; ip link add veth{n}i2 type veth peer name p{n}i2"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let stub = counting_stub(dir.path());
+    let netns = format!("/run/netns/{}", other.0);
+    let n = n.to_string();
+    let ran = run_ok(&mut preloaded(
+        &ns.0,
+        &stub,
+        &[("OVS_AUTOATTACH_LOG", "debug")],
+        &[probe, "ns", mode, &n, &netns],
+    ));
+    let where_ = if mode == "child" { "child" } else { mode };
+    assert_eq!(
+        ran.stdout,
+        format!(
+            "home: if_nametoindex(veth{n}i0) found\n\
+             {where_}: created and looked up veth{n}i1 and tap{n}i1\n\
+             back home: if_nametoindex(veth{n}i2) found\n"
+        ),
+        "{}",
+        ran.stderr
+    );
+    let lines = started(&ran.stderr);
+    assert_eq!(lines.len(), 2, "{}", ran.stderr);
+    assert!(lines[0].contains(&format!("veth{n}i0 (if_nametoindex)")));
+    assert!(lines[1].contains(&format!("veth{n}i2 (if_nametoindex)")));
+    // Said once, for the first name elsewhere (the veth, from its creation request).
+    let elsewhere = refused(&ran.stderr, ELSEWHERE);
+    assert_eq!(elsewhere.len(), 1, "{}", ran.stderr);
+    assert!(
+        elsewhere[0].contains(&format!("veth{n}i1 (rtnetlink)")),
+        "{}",
+        ran.stderr
+    );
+    assert!(wait_until(Duration::from_secs(5), || calls(dir.path())
+        .len()
+        == 2));
+    // Anything started late would have shown up by now.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        calls(dir.path()),
+        [
+            format!("--log syslog plug veth{n}i0"),
+            format!("--log syslog plug veth{n}i2")
+        ]
+    );
+}
+
+#[test]
+fn inert_after_unshare_of_the_network_namespace() {
+    assert_inert_elsewhere("unshare-net", 150);
+}
+
+#[test]
+fn inert_after_setns_into_another_network_namespace() {
+    assert_inert_elsewhere("setns", 151);
+}
+
+#[test]
+fn inert_after_unshare_of_the_mount_namespace() {
+    assert_inert_elsewhere("unshare-mnt", 152);
+}
+
+/// What LXC's setup child does: a child of the preloaded process, in new network and mount
+/// namespaces, creates and looks up guest NIC names.
+#[test]
+fn inert_in_a_child_with_new_network_and_mount_namespaces() {
+    assert_inert_elsewhere("child", 153);
+}
+
+/// A caller that is a child subreaper (`PR_SET_CHILD_SUBREAPER`, as service managers and
+/// container runtimes are) would adopt the tool once the intermediate process exits: the library
+/// starts nothing from it. The same calls without the flag start the tool twice, and the caller
+/// gets no child and no `SIGCHLD` either.
+#[test]
+fn a_child_subreaper_gets_no_child_and_no_sigchld() {
+    let probe = probe().to_str().unwrap();
+    let ns = Netns::new();
+    for (set, n) in [("1", 160), ("0", 161)] {
+        ns.sh(&format!("ip link add veth{n}i0 type veth peer name p{n}i0"));
+        let dir = tempfile::tempdir().unwrap();
+        // A tool that is still running while the caller polls for children.
+        let stub = stub(
+            dir.path(),
+            &format!(
+                "echo \"$*\" >> {}\nsleep 0.5\n",
+                dir.path().join("calls").display()
+            ),
+        );
+        let ran = run_ok(&mut preloaded(
+            &ns.0,
+            &stub,
+            &[("OVS_AUTOATTACH_LOG", "debug")],
+            &[probe, "subreaper", &n.to_string(), set, "1500"],
+        ));
+        // During the 1.5 s after the calls: no SIGCHLD, waitpid(-1, WNOHANG) always ECHILD,
+        // waitid(P_ALL, __WALL) never a child, the children list always empty.
+        assert_eq!(
+            ran.stdout,
+            format!(
+                "subreaper {set} sigchld 0 waitpid_children 0 waitpid_errors 0 wall_children 0 \
+                 listed 0\n"
+            ),
+            "{}",
+            ran.stderr
+        );
+        let expected: Vec<String> = if set == "1" {
+            let lines = refused(
+                &ran.stderr,
+                "not started: this process is a child subreaper",
+            );
+            assert_eq!(lines.len(), 1, "{}", ran.stderr);
+            assert!(started(&ran.stderr).is_empty(), "{}", ran.stderr);
+            vec![]
+        } else {
+            assert_eq!(started(&ran.stderr).len(), 2, "{}", ran.stderr);
+            vec![
+                format!("--log syslog plug veth{n}i0"),
+                format!("--log syslog plug tap{n}i0"),
+            ]
+        };
+        wait_until(Duration::from_secs(5), || {
+            calls(dir.path()).len() == expected.len()
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(calls(dir.path()), expected, "subreaper {set}");
+    }
 }

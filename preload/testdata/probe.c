@@ -7,14 +7,19 @@
 #include <linux/if_tun.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <linux/veth.h>
 #include <net/if.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -235,6 +240,158 @@ static int cmd_lookup(const char *name) {
     return i ? 0 : 1;
 }
 
+/* Appends attribute `type` with `len` bytes of `data` at `*at` in `buf`; returns where it starts. */
+static struct rtattr *rta_put(char *buf, size_t *at, unsigned short type, const void *data, size_t len) {
+    struct rtattr *a = (struct rtattr *)(buf + *at);
+    a->rta_type = type;
+    a->rta_len = RTA_LENGTH(len);
+    if (len) memcpy(RTA_DATA(a), data, len);
+    *at += RTA_ALIGN(a->rta_len);
+    return a;
+}
+
+/* Creates veth pair NAME/PEER with one RTM_NEWLINK sent with sendto, as LXC and `ip link add`
+ * do; returns 0 or -errno from the kernel's answer. */
+static int nl_veth(const char *name, const char *peer) {
+    char buf[512];
+    size_t at = 0;
+    memset(buf, 0, sizeof buf);
+    struct nlmsghdr *h = (struct nlmsghdr *)buf;
+    h->nlmsg_type = RTM_NEWLINK;
+    h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+    at = NLMSG_LENGTH(sizeof(struct ifinfomsg));
+    rta_put(buf, &at, IFLA_IFNAME, name, strlen(name) + 1);
+    struct rtattr *info = rta_put(buf, &at, IFLA_LINKINFO, NULL, 0);
+    rta_put(buf, &at, IFLA_INFO_KIND, "veth", 4);
+    struct rtattr *data = rta_put(buf, &at, IFLA_INFO_DATA, NULL, 0);
+    struct rtattr *p = rta_put(buf, &at, VETH_INFO_PEER, NULL, 0);
+    at += sizeof(struct ifinfomsg);
+    rta_put(buf, &at, IFLA_IFNAME, peer, strlen(peer) + 1);
+    p->rta_len = buf + at - (char *)p;
+    data->rta_len = buf + at - (char *)data;
+    info->rta_len = buf + at - (char *)info;
+    h->nlmsg_len = at;
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
+    if (fd < 0 || sendto(fd, buf, at, 0, (struct sockaddr *)&sa, sizeof sa) < 0) return -errno;
+    char ack[1024];
+    ssize_t n = recv(fd, ack, sizeof ack, 0);
+    close(fd);
+    if (n < (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr))) return -EIO;
+    return ((struct nlmsgerr *)NLMSG_DATA((struct nlmsghdr *)ack))->error;
+}
+
+/* What a process does with a guest NIC name N in the namespaces it is in now: create the veth
+ * pair veth<N>i1/p<N>i1 over rtnetlink and look it up, create the tap tap<N>i1 and look it up by
+ * index. Prints one line; exits on failure (the calls must succeed for a test to mean anything). */
+static void guest_nics_here(const char *n, const char *where) {
+    char veth[32], peer[32], tap[32], buf[IF_NAMESIZE];
+    snprintf(veth, sizeof veth, "veth%si1", n);
+    snprintf(peer, sizeof peer, "p%si1", n);
+    snprintf(tap, sizeof tap, "tap%si1", n);
+    int r = nl_veth(veth, peer);
+    if (r) { fprintf(stderr, "%s: creating %s: %s\n", where, veth, strerror(-r)); exit(2); }
+    unsigned i = if_nametoindex(veth);
+    int fd;
+    int t = tun_open(tap, &fd);
+    unsigned ti = if_nametoindex(tap);
+    char *s = ti ? if_indextoname(ti, buf) : NULL;
+    if (!i || t || !s) { fprintf(stderr, "%s: lookups failed\n", where); exit(2); }
+    printf("%s: created and looked up %s and %s\n", where, veth, tap);
+    close(fd);
+}
+
+static void must(int ok, const char *what) {
+    if (!ok) { perror(what); exit(2); }
+}
+
+/* ns MODE N [NETNS]: looks up veth<N>i0 (which exists) at home, then moves this (single)
+ * thread elsewhere and handles guest NICs there (guest_nics_here), then comes back and looks up
+ * veth<N>i2 (which exists). MODE: unshare-net, unshare-mnt, setns (into the network namespace
+ * file NETNS), child (a forked child that unshares network and mount namespaces, as LXC's setup
+ * child is cloned, and does the work while the parent waits). */
+static int cmd_ns(const char *mode, const char *n, const char *netns) {
+    char name[32];
+    int home_net = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    int home_mnt = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+    must(home_net >= 0 && home_mnt >= 0, "/proc/self/ns");
+    snprintf(name, sizeof name, "veth%si0", n);
+    printf("home: if_nametoindex(%s) %s\n", name, if_nametoindex(name) ? "found" : "missing");
+    if (!strcmp(mode, "child")) {
+        pid_t pid = fork();
+        must(pid >= 0, "fork");
+        if (pid == 0) {
+            must(unshare(CLONE_NEWNET | CLONE_NEWNS) == 0, "unshare");
+            must(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0, "mount");
+            guest_nics_here(n, "child");
+            fflush(stdout);
+            _exit(0);
+        }
+        int st;
+        must(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child");
+    } else {
+        if (!strcmp(mode, "unshare-net")) must(unshare(CLONE_NEWNET) == 0, "unshare");
+        else if (!strcmp(mode, "unshare-mnt")) must(unshare(CLONE_NEWNS) == 0, "unshare");
+        else if (!strcmp(mode, "setns")) {
+            int fd = open(netns, O_RDONLY | O_CLOEXEC);
+            must(fd >= 0 && setns(fd, CLONE_NEWNET) == 0, netns);
+            close(fd);
+        } else { fprintf(stderr, "bad mode %s\n", mode); return 2; }
+        guest_nics_here(n, mode);
+        must(setns(home_net, CLONE_NEWNET) == 0 && setns(home_mnt, CLONE_NEWNS) == 0, "setns home");
+    }
+    snprintf(name, sizeof name, "veth%si2", n);
+    printf("back home: if_nametoindex(%s) %s\n", name, if_nametoindex(name) ? "found" : "missing");
+    return 0;
+}
+
+static volatile sig_atomic_t sigchld_count;
+static void on_sigchld(int sig) { (void)sig; sigchld_count++; }
+
+/* subreaper N SET MS: with SET=1 a child subreaper (PR_SET_CHILD_SUBREAPER), as service managers
+ * and container runtimes are. Counts SIGCHLD, then looks up veth<N>i0, creates the tap
+ * tap<N>i0, and for MS milliseconds polls waitpid(-1, WNOHANG), waitid(P_ALL, __WALL) and its
+ * children list: none may ever show a child. */
+static int cmd_subreaper(const char *n, int set, long ms) {
+    char veth[32], tap[32], path[64], buf[256];
+    if (set) must(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0, "PR_SET_CHILD_SUBREAPER");
+    int flag = -1;
+    prctl(PR_GET_CHILD_SUBREAPER, &flag, 0, 0, 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigchld;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGCHLD, &sa, NULL);
+    snprintf(veth, sizeof veth, "veth%si0", n);
+    snprintf(tap, sizeof tap, "tap%si0", n);
+    unsigned i = if_nametoindex(veth);
+    int fd;
+    int t = tun_open(tap, &fd);
+    must(i && !t, "lookup or tap");
+    long waitpid_children = 0, waitpid_errors = 0, wall_children = 0, listed = 0;
+    snprintf(path, sizeof path, "/proc/self/task/%d/children", getpid());
+    for (long k = 0; k < ms / 10; k++) {
+        int st;
+        errno = 0;
+        pid_t r = waitpid(-1, &st, WNOHANG);
+        if (r > 0) waitpid_children++;
+        else if (r < 0 && errno != ECHILD) waitpid_errors++;
+        else if (r == 0) waitpid_children++; /* a live child exists */
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) == 0) wall_children++;
+        FILE *f = fopen(path, "r");
+        size_t got = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (f) fclose(f);
+        if (got) listed++;
+        usleep(10000);
+    }
+    printf("subreaper %d sigchld %d waitpid_children %ld waitpid_errors %ld wall_children %ld listed %ld\n",
+           flag, (int)sigchld_count, waitpid_children, waitpid_errors, wall_children, listed);
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if ((argc == 4 || argc == 5) && !strcmp(argv[1], "loop"))
@@ -244,6 +401,8 @@ int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "errno")) return cmd_errno(argv[2]);
     if (argc == 4 && !strcmp(argv[1], "tapfd")) return cmd_tapfd(argv[2], argv[3]);
     if (argc == 3 && !strcmp(argv[1], "lookup")) return cmd_lookup(argv[2]);
-    fprintf(stderr, "usage: probe loop|ioctl-loop|threads|errno|tapfd|lookup ...\n");
+    if ((argc == 4 || argc == 5) && !strcmp(argv[1], "ns")) return cmd_ns(argv[2], argv[3], argc == 5 ? argv[4] : NULL);
+    if (argc == 5 && !strcmp(argv[1], "subreaper")) return cmd_subreaper(argv[2], atoi(argv[3]), atol(argv[4]));
+    fprintf(stderr, "usage: probe loop|ioctl-loop|threads|errno|tapfd|lookup|ns|subreaper ...\n");
     return 2;
 }
