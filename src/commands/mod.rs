@@ -695,9 +695,6 @@ fn log_decisions(desired: &Desired) -> usize {
         match decision {
             Decision::Attach(_) => {}
             Decision::Detach(why) => log::debug!("{name}: kept off OVS: {why}"),
-            Decision::Ignore(why) if why.contains("firewall") => {
-                log::info!("{name}: left alone: {why}")
-            }
             Decision::Ignore(why) => log::debug!("{name}: left alone: {why}"),
             Decision::Invalid(why) => {
                 invalid += 1;

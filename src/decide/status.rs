@@ -271,8 +271,7 @@ impl MirrorState {
     }
 }
 
-/// A mirror rule. Extension point: the mirrors feature fills [`Report::mirrors`]; until it
-/// exists there are none.
+/// A mirror rule of `mirrors_file`, as [`Report::with_mirrors`] adds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mirror {
     /// The rule's name (or the rule as written).
@@ -398,7 +397,7 @@ impl Report {
             nics,
             stale,
             files: Vec::new(),
-            // Extension point: the mirror rules' states go here once mirrors exist.
+            // The mirror rules' states come with `with_mirrors`.
             mirrors: Vec::new(),
             other,
         }
