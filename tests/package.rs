@@ -110,6 +110,79 @@ fn build_deb() -> PathBuf {
     PathBuf::from(deb)
 }
 
+/// Runs `script` in the test namespace and a private mount namespace in which the test OVS is
+/// at the system socket path, so that the maintainer scripts' `ovs-autoattach` reaches it.
+fn in_ns(ovs: &Ovs, script: &str) -> Output {
+    let d = ovs.dir.display();
+    common::run(Command::new("ip").args([
+        "netns",
+        "exec",
+        &ovs.ns,
+        "unshare",
+        "-m",
+        "bash",
+        "-ec",
+        &format!(
+            "mount --make-rprivate /; mount --bind {d} /run/openvswitch; export OVS_AUTOATTACH_CONFIG={cfg}; {script}",
+            cfg = ovs.config_path().display()
+        ),
+    ]))
+}
+
+/// The managed block exactly as ovs-autoattach 0.1.0 rendered it for [`common::RELOAD_GUESTS`].
+fn old_block() -> String {
+    let mut out = "# BEGIN ovs-autoattach\n# Managed by ovs-autoattach: guest ports on Open vSwitch. Do not edit; changes are overwritten.\n".to_string();
+    let options = [
+        "    ovs_options tag=10\n",
+        "    ovs_options trunks=20,30\n",
+        "    ovs_options tag=10 trunks=20,30 vlan_mode=native-untagged\n",
+        "",
+    ];
+    for (i, ((p, bridge, _), opts)) in common::RELOAD_GUESTS.iter().zip(options).enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "auto {p}\nallow-ovs {p}\niface {p} inet manual\n    ovs_type OVSPort\n    ovs_bridge {bridge}\n{opts}    ovs_extra set Port {p} external_ids:owner=ovs-autoattach\n"
+        ));
+    }
+    out.push_str("# END ovs-autoattach\n");
+    out
+}
+
+fn is_up(ovs: &Ovs, link: &str) -> bool {
+    let out = ovs.sh(&format!("ip -o link show {link}"));
+    out.split('<')
+        .nth(1)
+        .and_then(|f| f.split('>').next())
+        .is_some_and(|flags| flags.split(',').any(|f| f == "UP"))
+}
+
+/// Whether ifupdown2's state (carried over between [`Ovs::ifupdown`] calls) names every one of
+/// `names`.
+fn remembers(ovs: &Ovs, names: &[&str]) -> bool {
+    let state = std::fs::read(ovs.dir.join("net/tmp/ifstatenew")).unwrap_or_default();
+    names
+        .iter()
+        .all(|p| state.windows(p.len()).any(|w| w == p.as_bytes()))
+}
+
+/// A Proxmox-like host that ran 0.1.0 (the condone regex on every bridge): its guests on OVS, the
+/// old block in the interfaces file, and ifupdown2 remembering the block's `auto` stanzas from a
+/// reload. Returns the admin's part of the interfaces file.
+fn upgraded_host(ovs: &Ovs) -> String {
+    let head = common::condone(&ovs.network_head());
+    std::fs::write(ovs.interfaces_path(), format!("{head}\n{}", old_block())).unwrap();
+    ovs.write_config("stanzas_file: null\ninterfaces_file: null\n");
+    ovs.tool_ok(&["apply"]);
+    let out = ovs.ifupdown(&[], "ifreload -a");
+    assert!(out.status.success(), "{}", all(&out));
+    let names = common::RELOAD_GUESTS.map(|g| g.0);
+    assert!(remembers(ovs, &names), "ifupdown2 remembers {names:?}");
+    ovs.write_config("");
+    head
+}
+
 #[test]
 fn package_builds_installs_and_purges_cleanly() {
     assert!(
@@ -358,6 +431,110 @@ fn package_builds_installs_and_purges_cleanly() {
         }
     }
     assert!(left.is_empty(), "left behind after purge: {left:?}");
+
+    // --- purge on a host upgraded from the old block, then a reload ---
+    // ifupdown2 remembers the old block's `auto` stanzas. The package is installed (its postinst
+    // moves the block out into the tool's file), then purged with Open vSwitch up: prerm hands
+    // the ports back, and postrm leaves a file of neutral stanzas for the guest links that still
+    // exist, and says why. The next `ifreload -a` downs no guest and takes none off its bridge.
+    let host = Ovs::reload_host();
+    let head = upgraded_host(&host);
+    let out = in_ns(&host, &format!("dpkg -i {}", deb.display()));
+    println!("dpkg -i (upgrade from the old block):\n{}", all(&out));
+    assert!(out.status.success(), "{}", all(&out));
+    assert_eq!(
+        std::fs::read_to_string(host.interfaces_path()).unwrap(),
+        head,
+        "the old block is moved out"
+    );
+    let out = in_ns(&host, &format!("dpkg --purge {PKG}"));
+    let said = all(&out);
+    println!("dpkg --purge (upgraded host, OVS up):\n{said}");
+    assert!(out.status.success(), "{said}");
+    assert!(!present());
+    let names = common::RELOAD_GUESTS.map(|g| g.0);
+    let mut sorted = names;
+    sorted.sort();
+    let stanzas = host.stanzas_path();
+    assert!(
+        said.contains(&format!(
+            "kept {} with a neutral stanza (iface NAME inet manual, no auto) for each link it listed that still exists: {}\n",
+            stanzas.display(),
+            sorted.join(" ")
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "delete {} after the next reboot, or once each of these guests has been stopped and an 'ifreload -a' has run while it was stopped",
+            stanzas.display()
+        )),
+        "{said}"
+    );
+    let left = std::fs::read_to_string(&stanzas).unwrap();
+    let lines: Vec<&str> = left
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let want: Vec<String> = sorted
+        .iter()
+        .map(|n| format!("iface {n} inet manual"))
+        .collect();
+    assert_eq!(lines, want, "only neutral stanzas:\n{left}");
+    let out = host.ifupdown(&[], "ifreload -a");
+    assert!(out.status.success(), "{}", all(&out));
+    for (p, bridge, vlan) in common::RELOAD_GUESTS {
+        assert!(is_up(&host, p), "{p} is up after the purge and a reload");
+        assert_eq!(host.bridge_of(p).as_deref(), Some(bridge), "{p}");
+        assert_eq!(host.vlan(p), vlan, "{p}");
+    }
+    // ifupdown2 still remembers every one of them: the file is what keeps them up.
+    assert!(remembers(&host, &names), "{names:?}");
+    // The script on its own, on what else the file may hold at purge: port stanzas (prerm could
+    // not run the tool), names that are not links or not valid names. Only live, valid names
+    // reach the file, as neutral stanzas; with no guest link left, the file goes.
+    let postrm = repo("debian/postrm");
+    std::fs::write(
+        &stanzas,
+        "iface tap100i0 inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n    ovs_options tag=10\n    ovs_extra set Port tap100i0 external_ids:owner=ovs-autoattach\n\niface tap$(id>pw) inet manual\niface .. inet manual\niface veth1234567890123 inet manual\niface tap999i0 inet manual\n\niface veth200i0 inet manual\n",
+    )
+    .unwrap();
+    let out = in_ns(
+        &host,
+        &format!("cd {}; sh {} purge", host.dir.display(), postrm.display()),
+    );
+    assert!(out.status.success(), "{}", all(&out));
+    assert!(!host.dir.join("pw").exists());
+    let left = std::fs::read_to_string(&stanzas).unwrap();
+    let lines: Vec<&str> = left
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        lines,
+        ["iface tap100i0 inet manual", "iface veth200i0 inet manual"],
+        "{left}"
+    );
+    for p in names {
+        host.del_link(p);
+    }
+    let out = in_ns(&host, &format!("sh {} purge", postrm.display()));
+    assert!(out.status.success(), "{}", all(&out));
+    assert!(!stanzas.exists(), "{}", all(&out));
+    // As the message says: a reload while the guests are stopped makes ifupdown2 forget them, so
+    // a guest started again afterwards stays up through the next reload, file or not.
+    let out = host.ifupdown(&[], "ifreload -a");
+    assert!(out.status.success(), "{}", all(&out));
+    for p in names {
+        assert!(!remembers(&host, &[p]), "{p} is forgotten");
+    }
+    host.tap("tap100i0");
+    host.vsctl(&["--if-exists", "del-port", "tap100i0"]);
+    host.vsctl(&["add-port", "vmbr1", "tap100i0", "tag=10"]);
+    let out = host.ifupdown(&[], "ifreload -a");
+    assert!(out.status.success(), "{}", all(&out));
+    assert!(is_up(&host, "tap100i0"));
+    assert_eq!(host.bridge_of("tap100i0").as_deref(), Some("vmbr1"));
 }
 
 /// The shipped unit passes `systemd-analyze verify` (no running systemd needed), with ExecStart
