@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 
 use crate::config::Config;
+use crate::decide::desired::Record;
 use crate::decide::ports::HostPort;
 use crate::decide::sources::{self, Sourced};
 use crate::decide::stanzas::{self, Listed};
@@ -334,6 +335,19 @@ fn write(plan: FilesPlan) -> anyhow::Result<Written> {
         None => Ok(written),
         Some(e) => Err(e),
     }
+}
+
+/// Where the tool last put each guest port, as its own file lists it (or, with that disabled,
+/// the nmstate file): [`crate::decide::desired`] reads it to put a lost port back where it was
+/// when a pending value makes the guest configuration ambiguous. A damaged or missing file is
+/// an empty record.
+pub fn record(config: &Config) -> Record {
+    read_listed(config)
+        .0
+        .ports
+        .into_iter()
+        .map(|p| (p.name, (p.bridge, p.vlan)))
+        .collect()
 }
 
 /// What the tool's file (or, with that disabled, the nmstate file) lists now. A damaged file is
