@@ -41,6 +41,47 @@ fn extra_sections() -> Roff {
         r.text([bold(tag)]);
         r.text([roman(text)]);
     };
+    r.control("SH", ["WAITS AND TIMEOUTS"]);
+    r.control("PP", []);
+    r.text([roman(
+        "Every wait is bounded. A run that gives up exits 1 with a message that names what it waited for, and leaves the rest to the next run or hook.",
+    )]);
+    para(
+        &mut r,
+        "Connecting to OVSDB",
+        "timeout_secs (default 10 s), for unix and tcp sockets alike, name resolution included. A wedged ovsdb-server whose socket no longer accepts (its backlog full) ends the run with: timed out after 10 s connecting to OVSDB at unix:/var/run/openvswitch/db.sock (is ovsdb-server running and answering?).",
+    );
+    para(
+        &mut r,
+        "OVSDB requests and replies",
+        "timeout_secs each: writing a request, and reading its reply (OVSDB at ... did not answer ... within 10 s).",
+    );
+    para(
+        &mut r,
+        "ovs-vswitchd applying a change",
+        "timeout_secs. The change is in the database; the run warns that it is unconfirmed.",
+    );
+    para(
+        &mut r,
+        "The run lock, plug",
+        "5 s. plug shares /run/ovs-autoattach/lock with other plugs and waits only for an apply or clear, which holds it for under 2 s on a healthy host with 2000 guest NICs. A guest start (the hookscript's post-start) and ifreload (the if-up.d hook) wait for plug, so it gives up early: another ovs-autoattach run held /run/ovs-autoattach/lock for more than 5 s; gave up (the next run or the hook will do this). A Proxmox NIC is on its bridge by then (Proxmox plugs it itself); the apply holding the lock, or the next run, corrects the rest.",
+    );
+    para(
+        &mut r,
+        "The run lock, apply, clear and status",
+        "twice timeout_secs (20 s by default): a holder stuck on OVSDB gives up after about one timeout_secs per wait.",
+    );
+    para(
+        &mut r,
+        "The host-files lock",
+        "10 s (/run/ovs-autoattach/files.lock), held for the milliseconds a run takes to write the host files.",
+    );
+    para(
+        &mut r,
+        "A new veth's peer, plug",
+        "1 s for the peer of a veth that is not Proxmox's to leave the host for its container; a veth whose peer stays is left alone.",
+    );
+
     r.control("SH", ["EXIT STATUS"]);
     para(
         &mut r,
@@ -50,7 +91,7 @@ fn extra_sections() -> Roff {
     para(
         &mut r,
         "1",
-        "Runtime failure: OVS unreachable, a NIC not attached (bad guest configuration, ovs-vswitchd refused it or did not confirm in time), a host file not updated. Everything else was still done. status: a NIC missing, drifting, stale or invalid, or a host file out of sync or refused. validate: a problem in a guest configuration, printed as FILE:LINE: MESSAGE.",
+        "Runtime failure: OVS unreachable or a wait given up (see WAITS AND TIMEOUTS), a NIC not attached (bad guest configuration, ovs-vswitchd refused it or did not confirm in time), a host file not updated. Everything else was still done. status: a NIC missing, drifting, stale or invalid, or a host file out of sync or refused. validate: a problem in a guest configuration, printed as FILE:LINE: MESSAGE.",
     );
     para(
         &mut r,
@@ -93,15 +134,15 @@ fn extra_sections() -> Roff {
         ),
         (
             "/etc/network/interfaces.d/ovs-autoattach",
-            "The tool's own ifupdown2 file (stanzas_file): one stanza per guest port, none of them auto, so that ifreload -a never replays a stale VLAN. /etc/network/interfaces must source it (source /etc/network/interfaces.d/*).",
+            "The tool's own ifupdown2 file (stanzas_file): one stanza per guest port, none of them auto, so that ifreload -a never replays a stale VLAN. /etc/network/interfaces must source it (source /etc/network/interfaces.d/*). The tool owns it whole: a symbolic link at its path is refused, never written through.",
         ),
         (
             "/etc/network/interfaces",
-            "Proxmox's file: only checked for that source line, and cleaned once of the managed block older versions wrote into it (a pending interfaces.new too).",
+            "Proxmox's file: only checked for that source line, and cleaned once of the managed block older versions wrote into it (a pending interfaces.new too). A symlinked one is written through its link.",
         ),
         (
             "/etc/nmstate/nmstate-dynamic.yaml",
-            "The guest ports in nmstate's format.",
+            "The guest ports in nmstate's format. Owned whole, like the stanzas file: a symbolic link at its path is refused.",
         ),
         (
             "/etc/ovs-mirror/mirrors.conf",
@@ -109,7 +150,11 @@ fn extra_sections() -> Roff {
         ),
         (
             "/run/ovs-autoattach/",
-            "Lock files serializing concurrent runs.",
+            "Lock files serializing concurrent runs (the directory is created 0700, the files 0600).",
+        ),
+        (
+            "/run/lock/qemu-server/lock-<vmid>.conf, /run/lock/lxc/pve-config-<vmid>.lock",
+            "Proxmox's guest configuration locks (pve_lock_dir), probed, never waited for: while Proxmox holds one (a start, a NIC hotplug), that guest's NICs are left to Proxmox. The hookscript's post-start plug runs inside the lock its caller holds and says so with --lock-held.",
         ),
         (
             "/usr/share/ovs-autoattach/ovs-autoattach-hookscript",
