@@ -180,9 +180,11 @@ fn written_files_parse_and_list_the_guest_ports() {
 fn fifty_parallel_plugs_all_land_in_both_files() {
     let ovs = Ovs::start();
     let names: Vec<String> = (0..50).map(|i| format!("vethP{i:02}")).collect();
+    // Raw containers' NICs: each peer in the container's namespace.
+    let c = ovs.container_ns();
     ovs.sh(&names
         .iter()
-        .map(|n| format!("ip link add {n} type veth peer name q{n}"))
+        .map(|n| format!("ip link add {n} type veth peer name q{n} netns {c}"))
         .collect::<Vec<_>>()
         .join("; "));
     let children: Vec<_> = names
