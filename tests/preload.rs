@@ -420,18 +420,20 @@ fn the_callers_output_is_its_own_and_the_tools_lines_go_to_syslog() {
     );
 
     // Every line of the tool reached syslog, as daemon.info (facility 3, severity 6): what it
-    // did (attached, then IPv6 off as Proxmox's tap_plug), then its summary.
+    // did (attached, the veth, created down, set up, then IPv6 off, as Proxmox's plug of a
+    // container NIC), then its summary.
     let messages: Vec<(u8, &str)> = lines.iter().map(|l| syslog_line(l)).collect();
-    assert_eq!(messages.len(), 3, "{log}");
+    assert_eq!(messages.len(), 4, "{log}");
     assert_eq!(
         messages[0],
         (30, "attached veth127i0 to ovsbr0 untagged"),
         "{log}"
     );
-    assert_eq!(messages[1], (30, "disable IPv6 on veth127i0"), "{log}");
-    assert_eq!(messages[2].0, 30, "{log}");
+    assert_eq!(messages[1], (30, "set veth127i0 up, mtu 1500"), "{log}");
+    assert_eq!(messages[2], (30, "disable IPv6 on veth127i0"), "{log}");
+    assert_eq!(messages[3].0, 30, "{log}");
     assert!(
-        messages[2].1.starts_with("plug: 1 attached, 0 updated"),
+        messages[3].1.starts_with("plug: 1 attached, 0 updated"),
         "{log}"
     );
 }
