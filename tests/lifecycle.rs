@@ -274,3 +274,54 @@ fn a_rate_limit_lost_to_an_ovs_restart_is_drift_and_comes_back() {
             .contains("rate 41943Kbit")
     );
 }
+
+/// A run inside a container's namespaces (a container's setup child, with its own `/proc`)
+/// that still reaches the host's OVSDB socket refuses before it writes a file or takes a lock,
+/// for a guest-looking name and any other alike; so does one in a network namespace the switch
+/// does not serve.
+#[test]
+fn a_run_inside_a_container_touches_nothing() {
+    let ovs = Ovs::start();
+    ovs.veth("vethAb12Cd");
+    let lock = ovs.dir.join("run/lock");
+    assert!(!lock.exists());
+    for unshare in [
+        &["-p", "-f", "-m", "--mount-proc"][..],
+        &["-p", "-f", "-m", "--mount-proc", "-n"],
+        &["-n"],
+    ] {
+        for args in [
+            &["plug", "eth0"][..],
+            &["plug", "vethAb12Cd"],
+            &["apply"],
+            &["status"],
+            &["clear"],
+        ] {
+            let out = common::run(
+                std::process::Command::new("ip")
+                    .args(["netns", "exec", &ovs.ns, "unshare"])
+                    .args(unshare)
+                    .arg(common::BIN)
+                    .arg("--config")
+                    .arg(ovs.config_path())
+                    .args(args),
+            );
+            let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+            assert_eq!(out.status.code(), Some(1), "{unshare:?} {args:?}: {all}");
+            assert!(all.contains("nothing done"), "{unshare:?} {args:?}: {all}");
+            assert!(!lock.exists(), "{unshare:?} {args:?} took the lock");
+            assert!(
+                !ovs.stanzas_path().exists(),
+                "{unshare:?} {args:?} wrote the stanzas file"
+            );
+            assert!(
+                !ovs.nmstate_path().exists(),
+                "{unshare:?} {args:?} wrote the nmstate file"
+            );
+        }
+    }
+    assert_eq!(ovs.ports("ovsbr0"), Vec::<String>::new());
+    // The same runs on the host do their work.
+    ovs.tool_ok(&["apply"]);
+    assert_eq!(ovs.bridge_of("vethAb12Cd").as_deref(), Some("ovsbr0"));
+}

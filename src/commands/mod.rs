@@ -45,6 +45,8 @@ pub type Success = bool;
 pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
     let started = Instant::now();
     namespace::check_host()?;
+    let mut ovs = Vswitch::connect(config)?;
+    ovs.check_same_host()?;
     let _lock = lock::main(
         &config.run_dir,
         if dry_run {
@@ -54,7 +56,6 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
         },
         lock::wait(config),
     )?;
-    let mut ovs = Vswitch::connect(config)?;
     let rules = Mirrors::read(config, None);
     rules.log_refused(log::Level::Warn);
     retrying(|| {
@@ -65,29 +66,10 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
         // Decide.
         let Decided {
             desired,
-            plan,
-            mirrors,
-            release,
-        } = decide_full(config, &host, &observed, &rules, &BTreeSet::new())?;
-        // Proxmox's own plug must never meet a port of ours between its `del-port` and its
-        // `add-port`: the guests it is working on right now are left to it (see
-        // [`pve::busy`]), probed as late as possible, right before acting.
-        let busy = pve::busy(&config.pve_lock_dir, &touched_guests(&plan, &release));
-        let Decided {
-            desired,
             mut plan,
             mirrors,
             release,
-        } = if busy.is_empty() {
-            Decided {
-                desired,
-                plan,
-                mirrors,
-                release,
-            }
-        } else {
-            decide_full(config, &host, &observed, &rules, &busy)?
-        };
+        } = decide_leaving_busy(config, &host, &observed, &rules)?;
         // A port that is not ours is pruned only when its link is gone: ask again, since a
         // guest may have been started since the links were read.
         confirm_prunes(&mut plan, &observed);
@@ -227,6 +209,10 @@ fn confirm_prunes(plan: &mut Plan, observed: &Observed) {
 pub fn plug(config: &Config, iface: &str, lock_held: bool) -> anyhow::Result<Success> {
     let started = Instant::now();
     namespace::check_host()?;
+    // Before anything is written, even for a link that is no guest NIC: a run inside a
+    // container's setup must not touch files or locks that only look like the host's.
+    let mut ovs = Vswitch::connect(config)?;
+    ovs.check_same_host()?;
     let mut rtnl = Rtnl::open()?;
     let rules = Mirrors::read(config, Some(iface));
     rules.log_refused(log::Level::Debug);
@@ -252,7 +238,6 @@ pub fn plug(config: &Config, iface: &str, lock_held: bool) -> anyhow::Result<Suc
     }
     let _lock = lock::main(&config.run_dir, Mode::Shared, lock::PLUG_WAIT)?;
     let mut lap = Instant::now();
-    let mut ovs = Vswitch::connect(config)?;
     retrying(|| {
         // Observe: OVS first, then the link and its guest (see `observe`).
         let mut names = rules.ports_for(iface);
@@ -293,12 +278,11 @@ pub fn plug(config: &Config, iface: &str, lock_held: bool) -> anyhow::Result<Suc
         let (mut desired, mut plan) = decide(&BTreeSet::new());
         let neighbours = plug_links(&mut rtnl, iface)?;
         let mut release = linkplan::before_commit(&desired, &neighbours);
-        if !lock_held {
-            let busy = pve::busy(&config.pve_lock_dir, &touched_guests(&plan, &release));
-            if !busy.is_empty() {
-                (desired, plan) = decide(&busy);
-                release = linkplan::before_commit(&desired, &neighbours);
-            }
+        let lock_dir = (!lock_held).then_some(config.pve_lock_dir.as_path());
+        let busy = pve::busy(lock_dir, &touched_guests(&plan, &release));
+        if !busy.is_empty() {
+            (desired, plan) = decide(&busy);
+            release = linkplan::before_commit(&desired, &neighbours);
         }
         let mirrors = if mirrored {
             rules.plan(&observed, &plan, MirrorScope::Involving(iface))?
@@ -313,7 +297,12 @@ pub fn plug(config: &Config, iface: &str, lock_held: bool) -> anyhow::Result<Suc
         let mtus = bridge_mtus(&mut rtnl, desired.nics.get(iface), &plan)?;
         // Act.
         let mut failed = linkops::carry_out(&mut rtnl, &release);
+        let left_alone = matches!(desired.nics.get(iface), Some(Decision::Ignore(_)));
         let write_files = || {
+            // A NIC left alone keeps its entry: the record still says where its port was.
+            if left_alone {
+                return Ok(Written::default());
+            }
             let host_port = match plan::after(&observed, &plan).remove(&port) {
                 Some(p) if matches!(desired.nics.get(iface), Some(Decision::Attach(_))) => {
                     Some(HostPort {
@@ -430,9 +419,15 @@ fn wait_for_peer(rtnl: &mut Rtnl, iface: &str) -> anyhow::Result<()> {
 pub fn clear(config: &Config, keep_ports: bool) -> anyhow::Result<Success> {
     let started = Instant::now();
     namespace::check_host()?;
+    // A switch that answers must be this host's before anything, files and locks included, is
+    // touched; one that does not answer still lets package removal clear the files.
+    let ovs = Vswitch::connect(config);
+    if let Ok(ovs) = &ovs {
+        ovs.check_same_host()?;
+    }
     let _lock = lock::main(&config.run_dir, Mode::Exclusive, lock::wait(config))?;
     let live: BTreeSet<String> = Rtnl::open()?.dump()?.into_iter().map(|l| l.name).collect();
-    let ovs_result = Vswitch::connect(config).and_then(|mut ovs| {
+    let ovs_result = ovs.and_then(|mut ovs| {
         let observed = ovs.observe_all()?;
         let plan = if keep_ports {
             plan::release(&observed, &live)
@@ -593,6 +588,28 @@ fn decide_full(
     })
 }
 
+/// [`decide_full`], with the guests Proxmox is working on right now left to it: Proxmox's own
+/// plug must never meet a port of ours between its `del-port` and its `add-port`. The guests
+/// the decision touches are probed (see [`pve::busy`]) as late as possible, right before
+/// acting, and the decision is made again without those that are busy.
+fn decide_leaving_busy(
+    config: &Config,
+    host: &Host,
+    observed: &Observed,
+    rules: &Mirrors,
+) -> anyhow::Result<Decided> {
+    let decided = decide_full(config, host, observed, rules, &BTreeSet::new())?;
+    let busy = pve::busy(
+        Some(&config.pve_lock_dir),
+        &touched_guests(&decided.plan, &decided.release),
+    );
+    if busy.is_empty() {
+        Ok(decided)
+    } else {
+        decide_full(config, host, observed, rules, &busy)
+    }
+}
+
 /// The guest ports the host files list once `plan` is committed (the fwln, not the NIC, for a
 /// firewall NIC), and which names count as existing links for them.
 fn listed_ports(
@@ -601,7 +618,7 @@ fn listed_ports(
     observed: &Observed,
     plan: &Plan,
 ) -> (Vec<HostPort>, impl Fn(&str) -> bool) {
-    let fwlns = firewall_ports(desired);
+    let fwlns = firewall_ports(desired, &host.record);
     let after = plan::after(observed, plan);
     let ports = ports::entries(&after, |name| {
         host.is_guest_nic(name) || fwlns.contains(name)
@@ -612,8 +629,17 @@ fn listed_ports(
     })
 }
 
-/// The OVS ports that carry firewall NICs in `desired` (their fwlns).
-fn firewall_ports(desired: &Desired) -> BTreeSet<String> {
+/// The OVS ports that carry firewall NICs in `desired` (their fwlns), and the fwlns the record
+/// lists whose NIC is left alone this run (a guest Proxmox is working on): what the tool does
+/// not touch keeps its entry, so the record still says where the port was.
+fn firewall_ports(desired: &Desired, record: &Record) -> BTreeSet<String> {
+    let left_alone = |fwln: &str| {
+        firewall::fwln_owner(fwln).is_some_and(|(vmid, index)| {
+            [format!("tap{vmid}i{index}"), format!("veth{vmid}i{index}")]
+                .iter()
+                .any(|nic| matches!(desired.nics.get(nic), Some(Decision::Ignore(_))))
+        })
+    };
     desired
         .nics
         .iter()
@@ -621,6 +647,7 @@ fn firewall_ports(desired: &Desired) -> BTreeSet<String> {
             Decision::Attach(t) if t.firewall.is_some() => Some(t.port(name).to_string()),
             _ => None,
         })
+        .chain(record.keys().filter(|p| left_alone(p)).cloned())
         .collect()
 }
 

@@ -4,19 +4,18 @@
 //! `apply --dry-run` does, so that no `apply` or `clear` changes the host while it looks, and the
 //! files lock while it reads the host files, so that a concurrent `plug` never shows it half an
 //! update. It observes with `apply`'s own code ([`super::observe`]), decides with `apply`'s own
-//! function ([`super::decide_full`]: desired state, plan, mirrors, kernel links), and renders the
+//! function ([`super::decide_leaving_busy`]: desired state, plan, mirrors, kernel links), and renders the
 //! host files as `apply` would write them for that plan ([`hostfiles::plan`]), to compare them
 //! with the disk. The report
 //! itself is pure ([`crate::decide::status`]).
 
-use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::time::Instant;
 
 use anyhow::Context;
 
 use super::mirrors::Mirrors;
-use super::{Decided, Success, bridge_mtu, decide_full, listed_ports, observe, timing};
+use super::{Decided, Success, bridge_mtu, decide_leaving_busy, listed_ports, observe, timing};
 use crate::config::Config;
 use crate::decide::linkplan;
 use crate::decide::mirrors::{MirrorChange, MirrorPlan, RuleState};
@@ -24,14 +23,16 @@ use crate::decide::status::{FileAction, FileCheck, Report};
 use crate::decide::status::{Mirror, MirrorState};
 use crate::host::hostfiles::{self, Action, NoteKind, PlannedFile, Update};
 use crate::host::lock::{self, Mode};
-use crate::host::sysctl;
 use crate::host::vswitch::Vswitch;
+use crate::host::{namespace, sysctl};
 
 /// `status [--json]`: the report on standard output; `Ok(false)` (exit 1) when something needs
 /// `apply` or an admin.
 pub fn status(config: &Config, json: bool) -> anyhow::Result<Success> {
-    let _lock = lock::main(&config.run_dir, Mode::Shared, lock::wait(config))?;
+    namespace::check_host()?;
     let mut ovs = Vswitch::connect(config)?;
+    ovs.check_same_host()?;
+    let _lock = lock::main(&config.run_dir, Mode::Shared, lock::wait(config))?;
     // Observe, exactly as `apply` does.
     let (host, observed) = observe(config, &mut ovs)?;
     let mut lap = Instant::now();
@@ -42,7 +43,7 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<Success> {
         plan,
         mirrors: mirror_plan,
         release,
-    } = decide_full(config, &host, &observed, &rules, &BTreeSet::new())?;
+    } = decide_leaving_busy(config, &host, &observed, &rules)?;
     timing(&mut lap, "decision");
     let (mirrors, unclaimed) = mirror_states(&mirror_plan);
     // The kernel side, as `apply` would carry it out once the ports are in place.

@@ -282,6 +282,17 @@ fn decide(
             ));
         }
         Nature::Proxmox(nic) => Some(nic),
+        // A container manager that plugs its own NICs (LXC with `lxc.net.N.link` on an OVS
+        // bridge, ovs-cni) put this port there with the VLAN it wants: correcting it to the
+        // default bridge would undo that, so only a port of the tool's own is kept in step.
+        Nature::Raw
+            if link.master == Master::Ovs
+                && !seen.observed.ports.get(&link.name).is_some_and(|p| p.owned) =>
+        {
+            return Decision::Ignore(
+                "a container NIC on an OVS port someone else made (its container manager plugs it itself)".into(),
+            );
+        }
         Nature::Raw => None,
     };
     // A NIC in its own fwbr is decided from its configuration: it may be a firewall NIC to
@@ -343,9 +354,25 @@ fn from_guest(
     let key = nic.key();
     let bridges = &seen.observed.bridges;
     let spec = match conf.nets.get(&nic.index) {
-        None => return Decision::Invalid(format!("{key} is missing from the guest configuration")),
-        Some(Err(e)) => return Decision::Invalid(format!("{key}: {e}")),
         Some(Ok(spec)) => spec,
+        Some(Err(e)) => return Decision::Invalid(format!("{key}: {e}")),
+        // `qm set --netN` on a running VM: pve-bridge plugs the new NIC with its pending value
+        // before Proxmox commits it. Kept where OVS holds it, otherwise left to Proxmox.
+        None => {
+            return match conf.pending.get(&nic.index) {
+                Some(Ok(next)) if nic.guest.kind == Kind::Qemu => {
+                    match from_spec(nic, next, bridges) {
+                        Ok(Decision::Attach(t)) if holds(seen.observed, name, &t) => {
+                            Decision::Attach(t)
+                        }
+                        _ => Decision::Ignore(format!(
+                            "{key} exists only as a pending value (a hotplug under way): left to Proxmox"
+                        )),
+                    }
+                }
+                _ => Decision::Invalid(format!("{key} is missing from the guest configuration")),
+            };
+        }
     };
     let current = match from_spec(nic, spec, bridges) {
         Ok(d) | Err(d) => d,
@@ -365,11 +392,7 @@ fn from_guest(
         return current;
     }
     let held = |d: &Decision| match d {
-        Decision::Attach(t) => seen
-            .observed
-            .ports
-            .get(t.port(name))
-            .is_some_and(|p| p.bridge.as_deref().is_some_and(|b| t.accepts(b, &p.vlan))),
+        Decision::Attach(t) => holds(seen.observed, name, t),
         // A NIC off OVS is what a lost port looks like too: that is no sign of a pending
         // detach, and a NIC Proxmox put into a Linux bridge is decided before (its master).
         Decision::Detach(_) | Decision::Ignore(_) | Decision::Invalid(_) => false,
@@ -403,6 +426,16 @@ fn from_guest(
         Chosen::Current => current,
         Chosen::Pending => next,
     }
+}
+
+/// Whether OVS holds NIC `name` where `target` puts it: its port (the NIC's own, or its fwln) on
+/// that bridge with that VLAN.
+fn holds(observed: &Observed, name: &str, target: &Target) -> bool {
+    observed.ports.get(target.port(name)).is_some_and(|p| {
+        p.bridge
+            .as_deref()
+            .is_some_and(|b| target.accepts(b, &p.vlan))
+    })
 }
 
 /// A decision in a few words, for `status`.
@@ -827,6 +860,74 @@ mod tests {
         assert!(
             matches!(&d.nics["tap100i0"], Decision::Attach(t) if t.firewall.is_some()),
             "a lost fwln comes back as the current value says"
+        );
+    }
+
+    /// A raw container NIC on an OVS port someone else made (its container manager plugs it
+    /// with the VLAN it wants) is left alone; one on a port of the tool's is kept in step.
+    #[test]
+    fn raw_nics_on_foreign_ports_are_left_alone() {
+        let on_ovs = |name: &str| HostLink {
+            master: Master::Ovs,
+            ..link(name)
+        };
+        let mut o = bridges(&["ovsbr0", "ovsbr1"]);
+        for (name, owned) in [("vethAb12Cd", false), ("vethEf34Gh", true)] {
+            o.ports.insert(
+                name.into(),
+                PortState {
+                    uuid: format!("U{name}"),
+                    bridge: Some("ovsbr1".into()),
+                    vlan: Vlan::proxmox(Some(10), vec![]),
+                    owned,
+                },
+            );
+        }
+        let d = build_at(
+            &Config::default(),
+            &[
+                on_ovs("vethAb12Cd"),
+                on_ovs("vethEf34Gh"),
+                link("vethIj56Kl"),
+            ],
+            &Guests::default(),
+            &o,
+        );
+        assert!(matches!(d.nics["vethAb12Cd"], Decision::Ignore(_)));
+        assert_eq!(d.nics["vethEf34Gh"], attach("ovsbr0", Vlan::default()));
+        assert_eq!(d.nics["vethIj56Kl"], attach("ovsbr0", Vlan::default()));
+    }
+
+    /// `qm set --net1` on a running VM: pve-bridge plugs the new NIC with the pending value
+    /// before `net1` is current. Kept where OVS holds it, otherwise left to Proxmox; never
+    /// invalid.
+    #[test]
+    fn a_nic_that_exists_only_as_pending_is_left_to_proxmox() {
+        let g = guest(
+            Kind::Qemu,
+            100,
+            "net0: virtio,bridge=vmbr1\n[PENDING]\nnet1: virtio,bridge=vmbr1,tag=20\n",
+        );
+        let d = decide_one(&[link("tap100i1")], &[g.clone()], &["vmbr1"]);
+        assert!(matches!(&d.nics["tap100i1"], Decision::Ignore(why) if why.contains("pending")));
+        let mut o = bridges(&["vmbr1"]);
+        o.ports.insert(
+            "tap100i1".into(),
+            PortState {
+                uuid: "U".into(),
+                bridge: Some("vmbr1".into()),
+                vlan: Vlan::proxmox(Some(20), vec![]),
+                owned: false,
+            },
+        );
+        let guests = Guests {
+            proxmox: true,
+            files: [g].into(),
+        };
+        let d = build_at(&Config::default(), &[link("tap100i1")], &guests, &o);
+        assert_eq!(
+            d.nics["tap100i1"],
+            attach("vmbr1", Vlan::proxmox(Some(20), vec![]))
         );
     }
 

@@ -69,6 +69,31 @@ impl GuestId {
     }
 }
 
+/// The guest NICs a process is plugging right now, from its command line (`/proc/PID/cmdline`,
+/// NUL-separated): qemu-server's `pve-bridge` and `pve-bridge-hotplug` (`pve-bridge tap100i0`,
+/// run by QEMU for a netdev) and pve-container's `lxcnetaddbr` (`lxcnetaddbr 200 net up veth
+/// veth200i0`, run by LXC). Both run Proxmox's `tap_plug`; LXC runs `lxcnetaddbr` even on a
+/// container's reboot from inside, when no Proxmox lock is held.
+pub fn plugged_by(cmdline: &[u8]) -> Vec<NicId> {
+    let args: Vec<&str> = cmdline
+        .split(|b| *b == 0)
+        .filter_map(|a| std::str::from_utf8(a).ok())
+        .collect();
+    let script = |a: &&str| {
+        matches!(
+            a.rsplit('/').next(),
+            Some("pve-bridge" | "pve-bridge-hotplug" | "lxcnetaddbr")
+        )
+    };
+    match args.iter().position(script) {
+        Some(at) => args[at + 1..]
+            .iter()
+            .filter_map(|a| NicId::parse(a))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
 /// A host interface that Proxmox named after a guest NIC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NicId {
@@ -527,6 +552,26 @@ fn flag(seen: &BTreeMap<&str, &str>, key: &str) -> Result<bool, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn proxmox_plug_scripts_name_their_nics() {
+        let nics = |c: &[u8]| {
+            plugged_by(c)
+                .into_iter()
+                .map(|n| (n.guest.vmid, n.index))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            nics(b"/usr/bin/perl\0-T\0/usr/libexec/qemu-server/pve-bridge\0tap100i0\0"),
+            [(100, 0)]
+        );
+        assert_eq!(
+            nics(b"/usr/bin/perl\0/usr/share/lxc/lxcnetaddbr\0200\0net\0up\0veth\0veth200i1\0"),
+            [(200, 1)]
+        );
+        assert!(nics(b"/usr/bin/qemu-system-x86_64\0-id\0100\0tap100i0\0").is_empty());
+        assert!(nics(b"bash\0-c\0pve-bridge-x tap100i0\0").is_empty());
+    }
     use super::*;
 
     fn qemu(text: &str) -> GuestConfig {

@@ -29,16 +29,59 @@ pub fn read_guests(dir: &Path, ids: &BTreeSet<GuestId>) -> BTreeMap<GuestId, Gue
     ids.iter().map(|id| (*id, read_guest(dir, *id))).collect()
 }
 
-/// The guests among `ids` whose Proxmox configuration lock another process holds now.
+/// The guests among `ids` that Proxmox is working on now: a plug script of Proxmox's runs for
+/// them ([`plugging`]), or another process holds their configuration lock (unless `lock_dir` is
+/// `None`: the caller holds the lock itself).
 ///
-/// The probe is a non-blocking shared `flock` on a descriptor opened read-only (never created),
-/// released at once: Proxmox's `lock_file_full` takes the lock exclusively, so a refused shared
-/// lock means Proxmox is working on the guest. A free lock is held for the microseconds of the
-/// probe only; a Proxmox task that asks for it in that instant waits that long and goes on. A
-/// missing file means nobody holds it. The probe runs right before the changes it protects,
-/// and Proxmox needs far longer than that between taking the lock and its `tap_plug` (the
-/// pre-start hookscript, volumes, the QEMU command line), so a start cannot slip in between.
-pub fn busy(lock_dir: &Path, ids: &BTreeSet<GuestId>) -> BTreeSet<GuestId> {
+/// The lock probe is a non-blocking shared `flock` on a descriptor opened read-only (never
+/// created), released at once: Proxmox's `lock_file_full` takes the lock exclusively, so a
+/// refused shared lock means Proxmox is working on the guest. A free lock is held for the
+/// microseconds of the probe only; a Proxmox task that asks for it in that instant waits that
+/// long and goes on. A missing file means nobody holds it. The probe runs right before the
+/// changes it protects, and Proxmox needs far longer than that between taking the lock and its
+/// `tap_plug` (the pre-start hookscript, volumes, the QEMU command line), so a start cannot slip
+/// in between.
+pub fn busy(lock_dir: Option<&Path>, ids: &BTreeSet<GuestId>) -> BTreeSet<GuestId> {
+    if ids.is_empty() {
+        return BTreeSet::new();
+    }
+    let plugging = plugging();
+    ids.iter()
+        .copied()
+        .filter(|id| {
+            let yes = plugging.contains(id);
+            if yes {
+                log::debug!("a Proxmox plug script is running for guest {}", id.vmid);
+            }
+            yes
+        })
+        .chain(lock_dir.map(|dir| locked(dir, ids)).unwrap_or_default())
+        .collect()
+}
+
+/// The guests whose NICs a Proxmox plug script (`pve-bridge`, `lxcnetaddbr`) is plugging now:
+/// one pass over `/proc`. This covers what the lock does not, a container rebooted from inside
+/// (LXC runs `lxcnetaddbr` again with no Proxmox task around it).
+fn plugging() -> BTreeSet<GuestId> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return BTreeSet::new();
+    };
+    procs
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .as_encoded_bytes()
+                .iter()
+                .all(u8::is_ascii_digit)
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .flat_map(|c| guest::plugged_by(&c))
+        .map(|nic| nic.guest)
+        .collect()
+}
+
+/// The guests among `ids` whose configuration lock is held.
+fn locked(lock_dir: &Path, ids: &BTreeSet<GuestId>) -> BTreeSet<GuestId> {
     ids.iter()
         .copied()
         .filter(|id| {

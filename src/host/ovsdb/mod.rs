@@ -111,6 +111,34 @@ pub struct Client {
 }
 
 impl Client {
+    /// The server's process as the kernel saw it at connect (`SO_PEERCRED`) on a unix socket:
+    /// `Some(0)` when it runs in a PID namespace this process cannot see into, `None` on TCP.
+    pub fn peer_pid(&self) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        let Stream::Unix(s) = &self.stream else {
+            return None;
+        };
+        // SAFETY: ucred is plain old data; the kernel fills at most `len` bytes of it.
+        let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: valid descriptor, pointer and length for the whole call.
+        let rc = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&mut cred as *mut libc::ucred).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0).then_some(cred.pid)
+    }
+
+    /// The endpoint, as `unix:PATH` or `tcp:HOST:PORT`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     /// Connects to the server. `timeout` bounds the connect (unix and TCP, name resolution
     /// included) and every later wait.
     pub fn connect(endpoint: &Endpoint, timeout: Duration) -> anyhow::Result<Client> {

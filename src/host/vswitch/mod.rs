@@ -69,6 +69,12 @@ impl Vswitch {
         })
     }
 
+    /// Refuses unless the OVSDB server runs in this process's network namespace (see
+    /// [`crate::host::namespace::check_server`]).
+    pub fn check_same_host(&self) -> anyhow::Result<()> {
+        crate::host::namespace::check_server(self.client.endpoint(), self.client.peer_pid())
+    }
+
     /// Every bridge, every port and every mirror, in one consistent snapshot.
     pub fn observe_all(&mut self) -> anyhow::Result<Observed> {
         let reply = self.client.transact_raw(
