@@ -673,17 +673,35 @@ fn a_socket_that_never_accepts_bounds_status_apply_and_plug() {
     assert_eq!(ovs.bridge_of("tap100i0"), None);
 }
 
-/// An `apply` that holds the main lock while it hangs on a wedged OVSDB (a long
-/// `timeout_secs`) does not hold up a `plug` (a guest start) for longer than `plug`'s bound: the
-/// `plug` gives up, exits 1 and names the lock.
+/// An `apply` that holds the main lock while it hangs on a wedged OVSDB (one that accepts and
+/// never answers, with a long `timeout_secs`) does not hold up a `plug` (a guest start) for
+/// longer than `plug`'s bound: the `plug` gives up, exits 1 and names the lock.
 #[test]
 fn a_plug_behind_a_stuck_apply_gives_up_within_its_bound() {
     let ovs = Ovs::start();
     proxmox_nic(&ovs);
-    let stuck = Stuck::new(&ovs.dir.join("stuck.sock"));
+    // The silent server runs in the switch's namespace, as ovsdb-server does: the tool talks
+    // only to a server of its own network namespace.
+    let sock = ovs.dir.join("silent.sock");
+    let mut silent = Command::new("ip")
+        .args(["netns", "exec", &ovs.ns, "python3", "-c"])
+        .arg(
+            "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(16)\nheld = []\nwhile True:\n    held.append(s.accept()[0])\n",
+        )
+        .arg(&sock)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the silent server never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     ovs.write_config(&format!(
         "ovsdb: unix:{}\ntimeout_secs: 30\n",
-        stuck.path.display()
+        sock.display()
     ));
     let lock = ovs.dir.join("run/lock");
     let mut apply = ovs.tool_cmd(&["apply"]).spawn().unwrap();
@@ -722,6 +740,8 @@ fn a_plug_behind_a_stuck_apply_gives_up_within_its_bound() {
     );
     assert!(still_waiting, "the apply was still hanging on OVSDB");
     assert_eq!(ovs.bridge_of("tap100i0"), None);
+    let _ = silent.kill();
+    let _ = silent.wait();
 }
 
 /// Every path under `dir`, `dir` included, without following links.

@@ -239,6 +239,8 @@ pub fn plug(config: &Config, iface: &str, lock_held: bool) -> anyhow::Result<Suc
     let _lock = lock::main(&config.run_dir, Mode::Shared, lock::PLUG_WAIT)?;
     let mut lap = Instant::now();
     retrying(|| {
+        // Each attempt times itself: a refused commit is no part of the next read.
+        lap = Instant::now();
         // Observe: OVS first, then the link and its guest (see `observe`).
         let mut names = rules.ports_for(iface);
         names.insert(iface.to_string());
