@@ -165,19 +165,19 @@ impl Config {
             ("interfaces_file", self.interfaces_file.as_ref()),
             ("mirrors_file", self.mirrors_file.as_ref()),
         ] {
-            if let Some(path) = path {
-                if !path.is_absolute() {
-                    return Err(format!("{key}: {} is not an absolute path", path.display()));
-                }
+            if let Some(path) = path
+                && !path.is_absolute()
+            {
+                return Err(format!("{key}: {} is not an absolute path", path.display()));
             }
         }
-        if let (Some(ours), Some(main)) = (&self.stanzas_file, &self.interfaces_file) {
-            if ours == main {
-                return Err(format!(
-                    "stanzas_file: {} is the interfaces file itself; the tool owns stanzas_file whole, so it must be a file of its own (default /etc/network/interfaces.d/ovs-autoattach)",
-                    ours.display()
-                ));
-            }
+        if let (Some(ours), Some(main)) = (&self.stanzas_file, &self.interfaces_file)
+            && ours == main
+        {
+            return Err(format!(
+                "stanzas_file: {} is the interfaces file itself; the tool owns stanzas_file whole, so it must be a file of its own (default /etc/network/interfaces.d/ovs-autoattach)",
+                ours.display()
+            ));
         }
         if !(1..=600).contains(&self.timeout_secs) {
             return Err(format!(

@@ -278,8 +278,7 @@ fn plug_refuses_invalid_names_with_exit_2() {
     }
     use std::os::unix::ffi::OsStrExt;
     let out = common::run(
-        &mut ovs
-            .tool_cmd(&["plug"])
+        ovs.tool_cmd(&["plug"])
             .arg(std::ffi::OsStr::from_bytes(b"tap\xff")),
     );
     assert_eq!(out.status.code(), Some(2));

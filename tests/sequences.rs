@@ -1018,10 +1018,10 @@ fn run_sequence(seed: u64, steps: usize) -> BTreeMap<&'static str, u32> {
         if let Err(e) = world.check(reloaded) {
             world.fail(step, &e);
         }
-        if step % 10 == 9 {
-            if let Err(e) = world.ifquery() {
-                world.fail(step, &e);
-            }
+        if step % 10 == 9
+            && let Err(e) = world.ifquery()
+        {
+            world.fail(step, &e);
         }
         // Not one row, during the step or the apply after it, may show a running guest's port
         // in another VLAN than its configuration's (the port a live change re-tags shows its old

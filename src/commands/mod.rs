@@ -538,12 +538,11 @@ fn plug_links(rtnl: &mut Rtnl, iface: &str) -> anyhow::Result<BTreeMap<String, L
     let mut found = Vec::new();
     for name in &names {
         if let Some(link) = rtnl.by_name(name)? {
-            if let Some(m) = link.master {
-                if let Some(master) = rtnl.by_index(m)? {
-                    if !found.iter().any(|l: &Link| l.index == master.index) {
-                        found.push(master);
-                    }
-                }
+            if let Some(m) = link.master
+                && let Some(master) = rtnl.by_index(m)?
+                && !found.iter().any(|l: &Link| l.index == master.index)
+            {
+                found.push(master);
             }
             found.push(link);
         }

@@ -568,7 +568,7 @@ mod tests {
             },
             GuestFile::Missing,
         );
-        let d = decide_one(&links, &[missing.clone()], &["ovsbr0"]);
+        let d = decide_one(&links, std::slice::from_ref(&missing), &["ovsbr0"]);
         assert_eq!(d.nics["vethA1b2C3"], attach("ovsbr0", Vlan::default()));
         // On a Proxmox node a Proxmox NIC without configuration is left alone...
         assert!(matches!(d.nics["tap100i0"], Decision::Ignore(_)));
@@ -611,8 +611,10 @@ mod tests {
 
     #[test]
     fn non_candidates_are_not_decided() {
-        let mut cfg = Config::default();
-        cfg.exclude = vec!["tap9*".into()];
+        let cfg = Config {
+            exclude: vec!["tap9*".into()],
+            ..Config::default()
+        };
         let links = [
             link("eno1"),
             link("tap900i0"),
@@ -908,7 +910,7 @@ mod tests {
             100,
             "net0: virtio,bridge=vmbr1\n[PENDING]\nnet1: virtio,bridge=vmbr1,tag=20\n",
         );
-        let d = decide_one(&[link("tap100i1")], &[g.clone()], &["vmbr1"]);
+        let d = decide_one(&[link("tap100i1")], std::slice::from_ref(&g), &["vmbr1"]);
         assert!(matches!(&d.nics["tap100i1"], Decision::Ignore(why) if why.contains("pending")));
         let mut o = bridges(&["vmbr1"]);
         o.ports.insert(
@@ -978,8 +980,10 @@ mod tests {
             .map(|l| l.name.as_str())
             .collect();
         assert_eq!(names, ["vethA1b2C3", "tap101i0", "veth102i0"]);
-        let mut cfg = Config::default();
-        cfg.include = vec!["tap0".into()];
+        let cfg = Config {
+            include: vec!["tap0".into()],
+            ..Config::default()
+        };
         assert_eq!(nature(&cfg, &links[0]), Nature::Raw, "opted in");
         let o = bridges(&["ovsbr0"]);
         let busy = [GuestId {

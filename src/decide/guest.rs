@@ -566,10 +566,10 @@ mod tests {
             [(100, 0)]
         );
         assert_eq!(
-            nics(b"/usr/bin/perl\0/usr/share/lxc/lxcnetaddbr\0200\0net\0up\0veth\0veth200i1\0"),
+            nics(b"/usr/bin/perl\x00/usr/share/lxc/lxcnetaddbr\x00200\x00net\x00up\x00veth\x00veth200i1\x00"),
             [(200, 1)]
         );
-        assert!(nics(b"/usr/bin/qemu-system-x86_64\0-id\0100\0tap100i0\0").is_empty());
+        assert!(nics(b"/usr/bin/qemu-system-x86_64\x00-id\x00100\x00tap100i0\x00").is_empty());
         assert!(nics(b"bash\0-c\0pve-bridge-x tap100i0\0").is_empty());
     }
     use super::*;

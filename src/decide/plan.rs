@@ -196,10 +196,11 @@ pub fn build(config: &Config, desired: &Desired, observed: &Observed, scope: Sco
                 }
                 // A firewall NIC is never an OVS port itself (Proxmox's tap_plug del-ports it);
                 // a port of ours left from before firewall=1 goes.
-                if let (Some(_), Some(state)) = (&target.firewall, observed.ports.get(name)) {
-                    if state.owned && full {
-                        changes.push(prune(name, state, "firewall=1: plugged through its fwbr"));
-                    }
+                if let (Some(_), Some(state)) = (&target.firewall, observed.ports.get(name))
+                    && state.owned
+                    && full
+                {
+                    changes.push(prune(name, state, "firewall=1: plugged through its fwbr"));
                 }
             }
             Decision::Detach(reason) => match observed.ports.get(name) {
@@ -498,8 +499,10 @@ mod tests {
 
     #[test]
     fn excluded_ports_are_never_pruned() {
-        let mut cfg = Config::default();
-        cfg.exclude = vec!["veth2*".into()];
+        let cfg = Config {
+            exclude: vec!["veth2*".into()],
+            ..Config::default()
+        };
         let o = observed(&[("veth200i0", state("ovsbr0", Vlan::default(), true))]);
         let p = build(&cfg, &desired(&[]), &o, Scope::Full { live: &live(&[]) });
         assert!(p.is_empty());

@@ -247,13 +247,13 @@ pub fn clean_stale_temps(dir: &Path) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(TEMP_PREFIX) && name.ends_with(".tmp") {
-            if let Ok(m) = entry.metadata() {
-                if m.is_file() {
-                    log::debug!("removing stale temporary file {}", entry.path().display());
-                    let _ = fs::remove_file(entry.path());
-                }
-            }
+        if name.starts_with(TEMP_PREFIX)
+            && name.ends_with(".tmp")
+            && let Ok(m) = entry.metadata()
+            && m.is_file()
+        {
+            log::debug!("removing stale temporary file {}", entry.path().display());
+            let _ = fs::remove_file(entry.path());
         }
     }
 }

@@ -372,18 +372,18 @@ fn read_listed(config: &Config) -> (Listed, Option<Note>) {
             Err(e) => (Listed::default(), anew(None, format!("{e:#}"))),
         };
     }
-    if let Some(path) = &config.nmstate_file {
-        if let Ok(Some(text)) = read(path) {
-            match nmstate::parse(&text) {
-                Ok(ports) => {
-                    let listed = Listed {
-                        ports,
-                        neutral: Vec::new(),
-                    };
-                    return (listed, None);
-                }
-                Err(e) => return (Listed::default(), anew(None, e)),
+    if let Some(path) = &config.nmstate_file
+        && let Ok(Some(text)) = read(path)
+    {
+        match nmstate::parse(&text) {
+            Ok(ports) => {
+                let listed = Listed {
+                    ports,
+                    neutral: Vec::new(),
+                };
+                return (listed, None);
             }
+            Err(e) => return (Listed::default(), anew(None, e)),
         }
     }
     (Listed::default(), None)

@@ -291,13 +291,14 @@ impl Client {
             })?;
             // Most messages are told apart by their head alone, without building a tree of them;
             // anything the head does not describe plainly takes the generic way.
-            if let Ok(head) = serde_json::from_slice::<Head>(&bytes) {
-                if head.id.as_ref().and_then(Value::as_u64) == Some(id) && head.method.is_none() {
-                    if let Some(err) = head.error {
-                        bail!("OVSDB {method} failed: {err}");
-                    }
-                    return Ok(bytes);
+            if let Ok(head) = serde_json::from_slice::<Head>(&bytes)
+                && head.id.as_ref().and_then(Value::as_u64) == Some(id)
+                && head.method.is_none()
+            {
+                if let Some(err) = head.error {
+                    bail!("OVSDB {method} failed: {err}");
                 }
+                return Ok(bytes);
             }
             let msg = self.decode(&bytes)?;
             if msg.get("id").and_then(Value::as_u64) == Some(id) && msg.get("method").is_none() {
