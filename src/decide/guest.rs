@@ -94,6 +94,13 @@ pub fn plugged_by(cmdline: &[u8]) -> Vec<NicId> {
     }
 }
 
+/// Whether a process's `comm` (its executable's name, at most 15 bytes) may be one of the plug
+/// scripts [`plugged_by`] reads: the kernel names a script run through its `#!` line after the
+/// script, and cuts `pve-bridge-hotplug` to `pve-bridge-hotp`.
+pub fn is_plug_script_comm(comm: &[u8]) -> bool {
+    matches!(comm, b"pve-bridge" | b"pve-bridge-hotp" | b"lxcnetaddbr")
+}
+
 /// A host interface that Proxmox named after a guest NIC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NicId {
@@ -552,6 +559,7 @@ fn flag(seen: &BTreeMap<&str, &str>, key: &str) -> Result<bool, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn proxmox_plug_scripts_name_their_nics() {
@@ -571,8 +579,9 @@ mod tests {
         );
         assert!(nics(b"/usr/bin/qemu-system-x86_64\x00-id\x00100\x00tap100i0\x00").is_empty());
         assert!(nics(b"bash\0-c\0pve-bridge-x tap100i0\0").is_empty());
+        assert!(is_plug_script_comm(b"pve-bridge-hotp") && is_plug_script_comm(b"lxcnetaddbr"));
+        assert!(!is_plug_script_comm(b"perl") && !is_plug_script_comm(b"bash"));
     }
-    use super::*;
 
     fn qemu(text: &str) -> GuestConfig {
         GuestConfig::parse(Kind::Qemu, text)

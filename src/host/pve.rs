@@ -62,7 +62,38 @@ pub fn busy(lock_dir: Option<&Path>, ids: &BTreeSet<GuestId>) -> BTreeSet<GuestI
 /// The guests whose NICs a Proxmox plug script (`pve-bridge`, `lxcnetaddbr`) is plugging now:
 /// one pass over `/proc`. This covers what the lock does not, a container rebooted from inside
 /// (LXC runs `lxcnetaddbr` again with no Proxmox task around it).
+///
+/// Only a process whose `comm` (the kernel's copy of the script's name, read without touching
+/// the process's memory) names a plug script has its command line read, and the whole pass runs
+/// on a thread of its own that the run waits for at most [`SCAN_WAIT`]: reading another
+/// process's command line waits for its memory map, which a process stuck in the kernel can
+/// hold. A pass that does not finish in time finds nothing, and the lock probe stands alone.
 fn plugging() -> BTreeSet<GuestId> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let scan = std::thread::Builder::new()
+        .name("proc-scan".into())
+        .spawn(move || {
+            let _ = tx.send(scan_proc());
+        });
+    if scan.is_err() {
+        return BTreeSet::new();
+    }
+    match rx.recv_timeout(SCAN_WAIT) {
+        Ok(found) => found,
+        Err(_) => {
+            log::warn!(
+                "reading /proc for Proxmox's plug scripts took more than {} ms; relying on the guests' locks alone",
+                SCAN_WAIT.as_millis()
+            );
+            BTreeSet::new()
+        }
+    }
+}
+
+/// How long a run waits for its pass over `/proc` ([`plugging`]).
+const SCAN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn scan_proc() -> BTreeSet<GuestId> {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return BTreeSet::new();
     };
@@ -73,6 +104,10 @@ fn plugging() -> BTreeSet<GuestId> {
                 .as_encoded_bytes()
                 .iter()
                 .all(u8::is_ascii_digit)
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("comm"))
+                .is_ok_and(|comm| guest::is_plug_script_comm(comm.trim_ascii_end()))
         })
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .flat_map(|c| guest::plugged_by(&c))
