@@ -171,12 +171,24 @@ fn links_that_are_not_guest_nics_are_never_attached() {
          ip link add tapnet1 type bridge; ip link set tapnet1 up
          ip link add veth200i1 type veth peer name veth200i1p",
     );
+    // A veth that routes for its container (LXC's veth.mode = router): an address of its own.
+    let c = ovs.container_ns();
+    ovs.sh(&format!(
+        "ip link add vethrt0 type veth peer name rt0p netns {c}; ip addr add 10.9.9.1/24 dev vethrt0; ip link set vethrt0 up"
+    ));
     ovs.guest(
         "lxc",
         200,
         "net0: name=eth0,bridge=vmbr1,tag=10,trunks=20;30,type=veth\nnet1: name=eth1,bridge=vmbr1,tag=40,type=veth\n",
     );
-    let others = ["tap0", "vethhost", "vethhostb", "tapnet1", "veth200i1p"];
+    let others = [
+        "tap0",
+        "vethhost",
+        "vethhostb",
+        "tapnet1",
+        "veth200i1p",
+        "vethrt0",
+    ];
     let monitor = ovs.monitor_ports();
     ovs.tool_ok(&["apply"]);
     for name in others {
@@ -195,6 +207,7 @@ fn links_that_are_not_guest_nics_are_never_attached() {
     assert!(status.contains("a tap without a Proxmox name"), "{status}");
     assert!(status.contains("a Linux bridge"), "{status}");
     assert!(status.contains("both ends on the host"), "{status}");
+    assert!(status.contains("routes for its container"), "{status}");
     // The host end of the hotplug pair is Proxmox's NIC, and the raw container's is attached.
     assert_eq!(ovs.bridge_of("veth200i1").as_deref(), Some("vmbr1"));
     assert_eq!(ovs.bridge_of("vethRaw01").as_deref(), Some("ovsbr0"));

@@ -885,3 +885,31 @@ fn a_child_subreaper_gets_no_child_and_no_sigchld() {
         assert_eq!(calls(dir.path()), expected, "subreaper {set}");
     }
 }
+
+/// LXC's hooks inherit the launcher's `LD_PRELOAD`, some of them in the container's setup
+/// process: in any process with `LXC_HOOK_TYPE` set the library starts nothing; the same lookups
+/// without it start the tool.
+#[test]
+fn inert_in_an_lxc_hook() {
+    let probe = probe().to_str().unwrap();
+    let ns = Netns::new();
+    ns.sh("ip link add veth170i0 type veth peer name p170i0");
+    let dir = tempfile::tempdir().unwrap();
+    let stub = counting_stub(dir.path());
+    run_ok(&mut preloaded(
+        &ns.0,
+        &stub,
+        &[("LXC_HOOK_TYPE", "mount")],
+        &[probe, "loop", "veth170i0", "10"],
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(calls(dir.path()).is_empty(), "{:?}", calls(dir.path()));
+    run_ok(&mut preloaded(
+        &ns.0,
+        &stub,
+        &[],
+        &[probe, "loop", "veth170i0", "10"],
+    ));
+    assert!(wait_until(Duration::from_secs(5), || !calls(dir.path()).is_empty()));
+    assert_eq!(calls(dir.path()), ["--log syslog plug veth170i0"]);
+}

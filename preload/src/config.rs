@@ -86,7 +86,12 @@ impl Config {
             };
             Config::from_values(
                 libc::getauxval(libc::AT_SECURE) != 0,
-                var(c"OVS_AUTOATTACH_PRELOAD_CHILD").is_some(),
+                // LXC runs a container's hooks (`lxc.hook.mount`, `autodev`, `start`, ...)
+                // with the launcher's environment, `LD_PRELOAD` included, some of them from the
+                // container's setup process, where a fresh load would take the container's
+                // namespaces for home. A hook is never what creates a guest's NIC, so the
+                // library stays inert in every hook.
+                var(c"OVS_AUTOATTACH_PRELOAD_CHILD").is_some() || var(c"LXC_HOOK_TYPE").is_some(),
                 var(c"OVS_AUTOATTACH_PREFIXES"),
                 var(c"OVS_AUTOATTACH_BIN"),
                 var(c"OVS_AUTOATTACH_LOG"),

@@ -46,7 +46,7 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
     let started = Instant::now();
     namespace::check_host()?;
     let mut ovs = Vswitch::connect(config)?;
-    ovs.check_same_host()?;
+    check_switch(&mut ovs, &mut Rtnl::open()?)?;
     let _lock = lock::main(
         &config.run_dir,
         if dry_run {
@@ -157,19 +157,35 @@ fn retrying<T>(mut attempt: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result
 
 /// OVS, then the host. In this order, every port the OVS read returns had its link created
 /// before the links are read (Proxmox creates a tap or veth before its `add-port`), so a port
-/// of a guest started during the run is never taken for one whose link is gone. The links must
-/// include at least one OVS bridge, or this is not the network namespace the switch serves.
+/// of a guest started during the run is never taken for one whose link is gone. (That the
+/// switch is this host's, [`check_switch`] made sure before.)
 fn observe(config: &Config, ovs: &mut Vswitch) -> anyhow::Result<(Host, Observed)> {
     let mut lap = Instant::now();
     let observed = ovs.observe_all()?;
     timing(&mut lap, "OVSDB read");
     let host = Host::scan(config)?;
     timing(&mut lap, "links and guest configurations");
-    if !observed.bridges.is_empty() && !observed.bridges.keys().any(|b| host.names.contains(b)) {
-        let bridges: Vec<&str> = observed.bridges.keys().map(String::as_str).collect();
-        return Err(namespace::foreign_switch(&bridges));
-    }
     Ok((host, observed))
+}
+
+/// Refuses unless the switch `ovs` serves is this host's, before anything is read further,
+/// written or locked: its OVSDB server must be visible from this PID namespace
+/// ([`namespace::check_server`]), and at least one of its bridges must be a network interface
+/// in this network namespace (what a run in another namespace, or over TCP, sees otherwise is
+/// someone else's links: a plug there would drop every host-file entry as gone).
+pub(crate) fn check_switch(ovs: &mut Vswitch, rtnl: &mut Rtnl) -> anyhow::Result<()> {
+    ovs.check_same_host()?;
+    let bridges = ovs.bridge_names()?;
+    for bridge in &bridges {
+        if rtnl.by_name(bridge)?.is_some() {
+            return Ok(());
+        }
+    }
+    if bridges.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = bridges.iter().map(String::as_str).collect();
+    Err(namespace::foreign_switch(&names))
 }
 
 /// The Proxmox guests whose NICs a plan or a link operation touches.
@@ -212,8 +228,8 @@ pub fn plug(config: &Config, iface: &str, lock_held: bool) -> anyhow::Result<Suc
     // Before anything is written, even for a link that is no guest NIC: a run inside a
     // container's setup must not touch files or locks that only look like the host's.
     let mut ovs = Vswitch::connect(config)?;
-    ovs.check_same_host()?;
     let mut rtnl = Rtnl::open()?;
+    check_switch(&mut ovs, &mut rtnl)?;
     let rules = Mirrors::read(config, Some(iface));
     rules.log_refused(log::Level::Debug);
     // A port that a mirror rule names (a SPAN port coming up) is plugged for its mirrors only.
@@ -261,7 +277,8 @@ pub fn plug(config: &Config, iface: &str, lock_held: bool) -> anyhow::Result<Suc
             Some(index) => rtnl.by_index(index)?,
             None => None,
         };
-        let links = [host_link(&link, master.as_ref())];
+        let addressed = link.peer_elsewhere && rtnl.addressed()?.contains(&link.index);
+        let links = [host_link(&link, master.as_ref(), addressed)];
         let guests = read_guests(config, &desired::guests_to_read(config, &links));
         let record = hostfiles::record(config);
         timing(&mut lap, "link and guest configuration");
@@ -423,9 +440,9 @@ pub fn clear(config: &Config, keep_ports: bool) -> anyhow::Result<Success> {
     namespace::check_host()?;
     // A switch that answers must be this host's before anything, files and locks included, is
     // touched; one that does not answer still lets package removal clear the files.
-    let ovs = Vswitch::connect(config);
-    if let Ok(ovs) = &ovs {
-        ovs.check_same_host()?;
+    let mut ovs = Vswitch::connect(config);
+    if let Ok(ovs) = &mut ovs {
+        check_switch(ovs, &mut Rtnl::open()?)?;
     }
     let _lock = lock::main(&config.run_dir, Mode::Exclusive, lock::wait(config))?;
     let live: BTreeSet<String> = Rtnl::open()?.dump()?.into_iter().map(|l| l.name).collect();
@@ -472,11 +489,17 @@ struct Host {
 
 impl Host {
     fn scan(config: &Config) -> anyhow::Result<Host> {
-        let all = Rtnl::open()?.dump()?;
+        let mut rtnl = Rtnl::open()?;
+        let all = rtnl.dump()?;
+        let addressed = rtnl.addressed()?;
+        let limited = rtnl.rate_limited()?;
         let by_index: BTreeMap<u32, &Link> = all.iter().map(|l| (l.index, l)).collect();
         let links: Vec<HostLink> = all
             .iter()
-            .map(|l| host_link(l, l.master.and_then(|m| by_index.get(&m).copied())))
+            .map(|l| {
+                let master = l.master.and_then(|m| by_index.get(&m).copied());
+                host_link(l, master, addressed.contains(&l.index))
+            })
             .collect();
         for name in desired::refused_names(config, &links) {
             log::warn!(
@@ -495,7 +518,7 @@ impl Host {
                 .iter()
                 .filter_map(|l| Some((l.name.clone(), l.mtu?)))
                 .collect(),
-            states: link_states(&all, Some(&Rtnl::open()?.rate_limited()?)),
+            states: link_states(&all, Some(&limited)),
             links,
             guests,
         })
@@ -660,7 +683,7 @@ fn bridge_mtu(mtus: &BTreeMap<String, u32>, bridge: &str) -> u32 {
     mtus.get(bridge).copied().unwrap_or(DEFAULT_MTU)
 }
 
-fn host_link(link: &Link, master: Option<&Link>) -> HostLink {
+fn host_link(link: &Link, master: Option<&Link>, addressed: bool) -> HostLink {
     let master = match (link.master, master) {
         (None, _) => Master::None,
         (Some(_), Some(m)) if m.kind.as_deref() == Some("openvswitch") => Master::Ovs,
@@ -672,6 +695,7 @@ fn host_link(link: &Link, master: Option<&Link>) -> HostLink {
         kind: link.kind.clone(),
         master,
         peer_elsewhere: link.peer_elsewhere,
+        addressed,
     }
 }
 
@@ -684,8 +708,7 @@ fn read_guests(config: &Config, ids: &BTreeSet<GuestId>) -> Guests {
 }
 
 /// MTUs of the bridges a plan attaches or moves ports to, and of the NIC's own target bridge,
-/// looked up one by one (the plug path has no dump). An OVS bridge that is no network interface
-/// here means this is not the namespace the switch serves.
+/// looked up one by one (the plug path has no dump).
 fn bridge_mtus(
     rtnl: &mut Rtnl,
     decision: Option<&Decision>,
@@ -704,13 +727,9 @@ fn bridge_mtus(
     }
     let mut mtus = BTreeMap::new();
     for bridge in bridges {
-        match rtnl.by_name(bridge)? {
-            Some(link) => {
-                if let Some(mtu) = link.mtu {
-                    mtus.insert(bridge.to_string(), mtu);
-                }
-            }
-            None => return Err(namespace::foreign_switch(&[bridge])),
+        // A bridge whose link is missing (ovs-vswitchd down) gets the default MTU.
+        if let Some(mtu) = rtnl.by_name(bridge)?.and_then(|l| l.mtu) {
+            mtus.insert(bridge.to_string(), mtu);
         }
     }
     Ok(mtus)

@@ -22,6 +22,7 @@ use crate::decide::mirrors::{MirrorChange, MirrorPlan, RuleState};
 use crate::decide::status::{FileAction, FileCheck, Report};
 use crate::decide::status::{Mirror, MirrorState};
 use crate::host::hostfiles::{self, Action, NoteKind, PlannedFile, Update};
+use crate::host::links::Rtnl;
 use crate::host::lock::{self, Mode};
 use crate::host::vswitch::Vswitch;
 use crate::host::{namespace, sysctl};
@@ -31,7 +32,7 @@ use crate::host::{namespace, sysctl};
 pub fn status(config: &Config, json: bool) -> anyhow::Result<Success> {
     namespace::check_host()?;
     let mut ovs = Vswitch::connect(config)?;
-    ovs.check_same_host()?;
+    super::check_switch(&mut ovs, &mut Rtnl::open()?)?;
     let _lock = lock::main(&config.run_dir, Mode::Shared, lock::wait(config))?;
     // Observe, exactly as `apply` does.
     let (host, observed) = observe(config, &mut ovs)?;

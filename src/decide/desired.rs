@@ -24,6 +24,9 @@ pub struct HostLink {
     /// namespace, `IFLA_LINK_NETNSID`): a container's NIC. Both ends on the host means an
     /// admin's pair, or LXC's hotplug peer before it moves.
     pub peer_elsewhere: bool,
+    /// The link has an address of its own (IPv4, or IPv6 wider than link-local): a veth that
+    /// routes for its container rather than a port for a switch.
+    pub addressed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -181,7 +184,9 @@ pub fn nature(config: &Config, link: &HostLink) -> Nature {
             return Nature::Proxmox(nic);
         }
     }
-    if config.is_included(&link.name) || (kind == Some("veth") && link.peer_elsewhere) {
+    if config.is_included(&link.name)
+        || (kind == Some("veth") && link.peer_elsewhere && !link.addressed)
+    {
         return Nature::Raw;
     }
     Nature::Other(match (kind, NicId::parse(&link.name)) {
@@ -192,6 +197,10 @@ pub fn nature(config: &Config, link: &HostLink) -> Nature {
                 Kind::Lxc => "container",
             }
         ),
+        (Some("veth"), None) if link.peer_elsewhere => {
+            "a veth with an address of its own (it routes for its container), not a switch port"
+                .into()
+        }
         (Some("veth"), None) => {
             "a veth with both ends on the host (an admin's pair, or a container NIC not yet moved), not a container NIC".into()
         }
@@ -511,6 +520,7 @@ mod tests {
             kind: Some(kind.into()),
             master: Master::None,
             peer_elsewhere: kind == "veth" && NicId::parse(name).is_none(),
+            addressed: false,
         }
     }
 
@@ -623,6 +633,7 @@ mod tests {
                 kind: Some("openvswitch".into()),
                 master: Master::None,
                 peer_elsewhere: false,
+                addressed: false,
             },
         ];
         let d = build_at(&cfg, &links, &Guests::default(), &bridges(&["ovsbr0"]));
@@ -703,18 +714,21 @@ mod tests {
             kind: Some("tun".into()),
             master: Master::Other("fwbr300i2".into()),
             peer_elsewhere: false,
+            addressed: false,
         };
         let in_other_bridge = HostLink {
             name: "tap300i1".into(),
             kind: Some("tun".into()),
             master: Master::Other("fwbr300i0".into()),
             peer_elsewhere: false,
+            addressed: false,
         };
         let on_ovs = HostLink {
             name: "tap301i0".into(),
             kind: Some("tun".into()),
             master: Master::Ovs,
             peer_elsewhere: false,
+            addressed: false,
         };
         let g301 = guest(Kind::Qemu, 301, "net0: virtio,bridge=ovsbr0\n");
         let d = decide_one(
@@ -942,6 +956,7 @@ mod tests {
             kind: Some(kind.into()),
             master: Master::None,
             peer_elsewhere,
+            addressed: false,
         };
         let links = [
             l("tap0", "tun", false),
@@ -950,6 +965,10 @@ mod tests {
             l("veth100i1p", "veth", false),
             l("veth100i0", "tun", false),
             l("vethA1b2C3", "veth", true),
+            HostLink {
+                addressed: true,
+                ..l("vethrt0", "veth", true)
+            },
             l("tap101i0", "tun", false),
             l("veth102i0", "veth", false),
         ];
@@ -964,7 +983,14 @@ mod tests {
         // The default bridge is missing: an ignored link must not fail the run for that.
         let o = bridges(&["vmbr1"]);
         let d = build_at(&Config::default(), &links, &guests, &o);
-        for name in ["tap0", "vethhost", "tapnet1", "veth100i1p", "veth100i0"] {
+        for name in [
+            "tap0",
+            "vethhost",
+            "tapnet1",
+            "veth100i1p",
+            "veth100i0",
+            "vethrt0",
+        ] {
             assert!(
                 matches!(d.nics[name], Decision::Ignore(_)),
                 "{name}: {:?}",
@@ -1040,12 +1066,14 @@ mod tests {
                 kind: None,
                 master: Master::Other("vmbr9".into()),
                 peer_elsewhere: false,
+                addressed: false,
             },
             HostLink {
                 name: "tap100i2".into(),
                 kind: None,
                 master: Master::Other("fwbr100i2".into()),
                 peer_elsewhere: false,
+                addressed: false,
             },
         ];
         let ids: Vec<_> = guests_to_read(&Config::default(), &links)

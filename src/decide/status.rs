@@ -1056,6 +1056,7 @@ mod tests {
             ),
             master,
             peer_elsewhere: name.starts_with("veth") && NicId::parse(name).is_none(),
+            addressed: false,
         }
     }
 

@@ -230,15 +230,45 @@ impl Rtnl {
     /// qdiscs when it (re)adds the port, and a restart of ovs-vswitchd does that to every port,
     /// so a limit can vanish while the port looks untouched.
     pub fn rate_limited(&mut self) -> Result<BTreeSet<u32>> {
+        self.dump_raw(
+            "RTM_GETQDISC",
+            raw::tc_dump_request,
+            raw::RTM_NEWQDISC,
+            raw::htb_root,
+        )
+    }
+
+    /// The links that carry an address of their own, by ifindex: an IPv4 address other than
+    /// `0.0.0.0`, or an IPv6 address wider than link-local. One RTM_GETADDR dump. A veth whose
+    /// host end is addressed routes for its container (LXC's `veth.mode = router`, a CNI
+    /// point-to-point link): it is no port for a switch.
+    pub fn addressed(&mut self) -> Result<BTreeSet<u32>> {
+        self.dump_raw(
+            "RTM_GETADDR",
+            raw::addr_dump_request,
+            raw::RTM_NEWADDR,
+            raw::own_address,
+        )
+    }
+
+    /// A whole rtnetlink dump of messages of type `ty`, each read by `pick` into an ifindex it
+    /// keeps (or not). Retried from the start when the kernel flags it interrupted.
+    fn dump_raw(
+        &mut self,
+        what: &str,
+        request: fn(u32) -> Vec<u8>,
+        ty: u16,
+        pick: fn(&[u8]) -> Result<Option<u32>>,
+    ) -> Result<BTreeSet<u32>> {
         use std::os::fd::AsRawFd;
         for _ in 0..DUMP_ATTEMPTS {
             self.seq = self.seq.wrapping_add(1);
             let seq = self.seq;
-            let msg = raw::tc_dump_request(seq);
+            let msg = request(seq);
             // SAFETY: `msg` is valid for reads of `msg.len()` bytes for the whole call.
             let n = unsafe { libc::send(self.sock.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
             if n < 0 {
-                return Err(io::Error::last_os_error()).context("sending RTM_GETQDISC");
+                return Err(io::Error::last_os_error()).with_context(|| format!("sending {what}"));
             }
             let mut found = BTreeSet::new();
             let mut interrupted = false;
@@ -246,28 +276,25 @@ impl Rtnl {
             'dump: loop {
                 let len = self.recv_raw(&mut buf)?;
                 for msg in raw::messages(&buf[..len]) {
-                    let msg = msg.context("parsing RTM_GETQDISC dump")?;
+                    let msg = msg.with_context(|| format!("parsing {what} dump"))?;
                     if msg.seq != seq {
                         continue;
                     }
                     interrupted |= msg.flags & raw::NLM_F_DUMP_INTR != 0;
                     match msg.ty {
-                        raw::RTM_NEWQDISC => {
-                            if let Some(index) = raw::htb_root(msg.payload)? {
-                                found.insert(index);
-                            }
-                        }
+                        t if t == ty => found.extend(pick(msg.payload)?),
                         raw::NLMSG_DONE => {
                             if let Some(e) = raw::error(msg.flags, msg.payload, false)? {
-                                return Err(e).context("RTM_GETQDISC dump");
+                                return Err(e).with_context(|| format!("{what} dump"));
                             }
                             break 'dump;
                         }
-                        raw::NLMSG_ERROR => {
-                            if let Some(e) = raw::error(msg.flags, msg.payload, true)? {
-                                return Err(e).context("RTM_GETQDISC dump");
-                            }
-                        }
+                        // An error instead of data means the dump never started; an
+                        // acknowledgement carries no data and ends nothing.
+                        raw::NLMSG_ERROR => match raw::error(msg.flags, msg.payload, true)? {
+                            Some(e) => return Err(e).with_context(|| format!("{what} dump")),
+                            None => break 'dump,
+                        },
                         _ => {}
                     }
                 }
@@ -276,7 +303,7 @@ impl Rtnl {
                 return Ok(found);
             }
         }
-        bail!("RTM_GETQDISC dump kept being interrupted by concurrent changes")
+        bail!("{what} dump kept being interrupted by concurrent changes")
     }
 
     /// Receives one datagram into `buf` (sized for the largest the kernel sends in a dump).
@@ -468,6 +495,55 @@ mod raw {
         out
     }
 
+    pub const RTM_NEWADDR: u16 = 20;
+    const RTM_GETADDR: u16 = 22;
+    /// `struct ifaddrmsg`: family, prefix length, flags, scope, ifindex.
+    const IFADDRMSG: usize = 8;
+    const IFA_ADDRESS: u16 = 1;
+    const IFA_LOCAL: u16 = 2;
+    const RT_SCOPE_LINK: u8 = 253;
+
+    /// An RTM_GETADDR dump request for every address of every family.
+    pub fn addr_dump_request(seq: u32) -> Vec<u8> {
+        dump_request(RTM_GETADDR, IFADDRMSG, seq)
+    }
+
+    /// The ifindex of an RTM_NEWADDR payload that is an address of the link's own (see
+    /// `Rtnl::addressed`).
+    pub fn own_address(payload: &[u8]) -> Result<Option<u32>> {
+        if payload.len() < IFADDRMSG {
+            bail!("truncated ifaddrmsg");
+        }
+        let (family, scope, index) = (payload[0], payload[3], u32_at(payload, 4));
+        match i32::from(family) {
+            libc::AF_INET => {
+                for attr in attributes(&payload[IFADDRMSG..]) {
+                    let (ty, value) = attr?;
+                    if (ty == IFA_LOCAL || ty == IFA_ADDRESS) && value.iter().any(|b| *b != 0) {
+                        return Ok(Some(index));
+                    }
+                }
+                Ok(None)
+            }
+            libc::AF_INET6 => Ok((scope != RT_SCOPE_LINK).then_some(index)),
+            _ => Ok(None),
+        }
+    }
+
+    /// A dump request: nlmsghdr (REQUEST | DUMP) and a zeroed family header of `body` bytes.
+    fn dump_request(ty: u16, body: usize, seq: u32) -> Vec<u8> {
+        let len = HEADER + body;
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(&(len as u32).to_ne_bytes());
+        out.extend_from_slice(&ty.to_ne_bytes());
+        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+        out.extend_from_slice(&flags.to_ne_bytes());
+        out.extend_from_slice(&seq.to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        out.resize(len, 0);
+        out
+    }
+
     pub const RTM_NEWQDISC: u16 = 36;
     const RTM_GETQDISC: u16 = 38;
     /// `struct tcmsg`: family, pads, ifindex, handle, parent, info.
@@ -479,16 +555,7 @@ mod raw {
 
     /// An RTM_GETQDISC dump request for every link.
     pub fn tc_dump_request(seq: u32) -> Vec<u8> {
-        let len = HEADER + TCMSG;
-        let mut out = Vec::with_capacity(len);
-        out.extend_from_slice(&(len as u32).to_ne_bytes());
-        out.extend_from_slice(&RTM_GETQDISC.to_ne_bytes());
-        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
-        out.extend_from_slice(&flags.to_ne_bytes());
-        out.extend_from_slice(&seq.to_ne_bytes());
-        out.extend_from_slice(&0u32.to_ne_bytes());
-        out.resize(len, 0);
-        out
+        dump_request(RTM_GETQDISC, TCMSG, seq)
     }
 
     /// The ifindex of an RTM_NEWQDISC payload that is a root `htb` with handle `1:`.

@@ -69,10 +69,21 @@ impl Vswitch {
         })
     }
 
-    /// Refuses unless the OVSDB server runs in this process's network namespace (see
+    /// Refuses unless the OVSDB server is visible from this PID namespace (see
     /// [`crate::host::namespace::check_server`]).
     pub fn check_same_host(&self) -> anyhow::Result<()> {
         crate::host::namespace::check_server(self.client.endpoint(), self.client.peer_pid())
+    }
+
+    /// The bridge names.
+    pub fn bridge_names(&mut self) -> anyhow::Result<Vec<String>> {
+        let results = self
+            .client
+            .transact(DB, vec![select("Bridge", json!([]), &["name"])])?;
+        Ok(rows(&results, 0)?
+            .iter()
+            .filter_map(|b| b["name"].as_str().map(String::from))
+            .collect())
     }
 
     /// Every bridge, every port and every mirror, in one consistent snapshot.
