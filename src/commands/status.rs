@@ -15,10 +15,12 @@ use std::time::Instant;
 use anyhow::Context;
 
 use super::mirrors::Mirrors;
-use super::{Decided, Success, bridge_mtu, decide_leaving_busy, listed_ports, observe, timing};
+use super::pass::{Decided, Host, bridge_mtu, decide_leaving_busy, listed_ports, observe};
+use super::{Success, timing};
 use crate::config::Config;
 use crate::decide::linkplan;
 use crate::decide::mirrors::{MirrorChange, MirrorPlan, RuleState};
+use crate::decide::observed::Observed;
 use crate::decide::status::{FileAction, FileCheck, Report};
 use crate::decide::status::{Mirror, MirrorState};
 use crate::host::hostfiles::{self, Action, NoteKind, PlannedFile, Update};
@@ -32,61 +34,18 @@ use crate::host::{namespace, sysctl};
 pub fn status(config: &Config, json: bool) -> anyhow::Result<Success> {
     namespace::check_host()?;
     let mut ovs = Vswitch::connect(config)?;
-    super::check_switch(&mut ovs, &mut Rtnl::open()?)?;
+    super::pass::check_switch(&mut ovs, &mut Rtnl::open()?)?;
     let _lock = lock::main(&config.run_dir, Mode::Shared, lock::wait(config))?;
     // Observe, exactly as `apply` does.
     let (host, observed) = observe(config, &mut ovs)?;
     let mut lap = Instant::now();
     // Decide, with `apply`'s own function.
     let rules = Mirrors::read(config, None);
-    let Decided {
-        desired,
-        plan,
-        mirrors: mirror_plan,
-        release,
-    } = decide_leaving_busy(config, &host, &observed, &rules)?;
+    let decided = decide_leaving_busy(config, &host, &observed, &rules)?;
     timing(&mut lap, "decision");
-    let (mirrors, unclaimed) = mirror_states(&mirror_plan);
-    // The kernel side, as `apply` would carry it out once the ports are in place.
-    let link_work: Vec<(String, String)> = release
-        .into_iter()
-        .chain(linkplan::after_commit(
-            &desired,
-            &plan,
-            &host.states,
-            |b| bridge_mtu(&host.mtus, b),
-            sysctl::ipv6_enabled,
-        ))
-        .map(|op| (op.link().to_string(), op.to_string()))
-        .collect();
-    // The host files `apply` would write once that plan is committed, checked against the disk
-    // on a second thread while the report is built and its NIC table rendered: the two are
-    // independent, and this way the report costs no time of its own over a no-op `apply`.
-    let (files, report, table) = std::thread::scope(|scope| {
-        let files = scope.spawn(|| -> anyhow::Result<Vec<FileCheck>> {
-            let mut lap = Instant::now();
-            let (ports, exists) = listed_ports(&host, &desired, &observed, &plan);
-            let _files = lock::files(&config.run_dir)?;
-            let checks = hostfiles::plan(config, &Update::All(&ports), &exists)
-                .files
-                .iter()
-                .map(check)
-                .collect();
-            timing(&mut lap, "host files");
-            Ok(checks)
-        });
-        let report = Report::build(config, &host.links, &desired, &observed, &plan, &host.names)
-            .with_mirrors(mirrors, unclaimed)
-            .with_link_work(&link_work);
-        let table = (!json).then(|| report.nic_table());
-        let files = files
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (files, report, table)
-    });
-    let report = report.with_files(files?);
-    timing(&mut lap, "host files and report");
     // Report.
+    let (report, table) = build(config, json, &host, &observed, &decided)?;
+    timing(&mut lap, "host files and report");
     let out = match table {
         Some(mut text) => {
             report.push_rest(&mut text);
@@ -99,6 +58,62 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<Success> {
         .context("writing the report to standard output")?;
     timing(&mut lap, "report");
     Ok(report.healthy())
+}
+
+/// The report, with the host files `apply` would write once its plan is committed checked
+/// against the disk on a second thread while the report is built and its NIC table rendered:
+/// the two are independent, and this way the report costs no time of its own over a no-op
+/// `apply`. The table is rendered unless `json`.
+fn build(
+    config: &Config,
+    json: bool,
+    host: &Host,
+    observed: &Observed,
+    decided: &Decided,
+) -> anyhow::Result<(Report, Option<String>)> {
+    let Decided {
+        desired,
+        plan,
+        mirrors: mirror_plan,
+        release,
+    } = decided;
+    let (mirrors, unclaimed) = mirror_states(mirror_plan);
+    // The kernel side, as `apply` would carry it out once the ports are in place.
+    let link_work: Vec<(String, String)> = release
+        .iter()
+        .cloned()
+        .chain(linkplan::after_commit(
+            desired,
+            plan,
+            &host.states,
+            |b| bridge_mtu(&host.mtus, b),
+            sysctl::ipv6_enabled,
+        ))
+        .map(|op| (op.link().to_string(), op.to_string()))
+        .collect();
+    let (files, report, table) = std::thread::scope(|scope| {
+        let files = scope.spawn(|| -> anyhow::Result<Vec<FileCheck>> {
+            let mut lap = Instant::now();
+            let (ports, exists) = listed_ports(host, desired, observed, plan);
+            let _files = lock::files(&config.run_dir)?;
+            let checks = hostfiles::plan(config, &Update::All(&ports), &exists)
+                .files
+                .iter()
+                .map(check)
+                .collect();
+            timing(&mut lap, "host files");
+            Ok(checks)
+        });
+        let report = Report::build(config, &host.links, desired, observed, plan, &host.names)
+            .with_mirrors(mirrors, unclaimed)
+            .with_link_work(&link_work);
+        let table = (!json).then(|| report.nic_table());
+        let files = files
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (files, report, table)
+    });
+    Ok((report.with_files(files?), table))
 }
 
 /// Each rule's state for the report, and the planned mirror changes no rule claims.

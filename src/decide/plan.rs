@@ -162,20 +162,30 @@ impl Plan {
         self.changes.is_empty()
     }
 
-    /// Counts of (attach, update, move, prune, hand back).
-    pub fn counts(&self) -> [usize; 5] {
-        let mut c = [0; 5];
+    /// How many changes of each kind.
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
         for change in &self.changes {
-            c[match change {
-                Change::Attach { .. } => 0,
-                Change::Update { .. } => 1,
-                Change::Move { .. } => 2,
-                Change::Prune { .. } => 3,
-                Change::Disown { .. } => 4,
-            }] += 1;
+            *match change {
+                Change::Attach { .. } => &mut c.attached,
+                Change::Update { .. } => &mut c.updated,
+                Change::Move { .. } => &mut c.moved,
+                Change::Prune { .. } => &mut c.pruned,
+                Change::Disown { .. } => &mut c.handed_back,
+            } += 1;
         }
         c
     }
+}
+
+/// The changes of a plan, counted by kind: what a run's summary line reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub attached: usize,
+    pub updated: usize,
+    pub moved: usize,
+    pub pruned: usize,
+    pub handed_back: usize,
 }
 
 pub fn build(config: &Config, desired: &Desired, observed: &Observed, scope: Scope<'_>) -> Plan {
@@ -469,7 +479,14 @@ mod tests {
             ("tap101i0", state("ovsbr0", Vlan::default(), false)),
         ]);
         let p = build(&Config::default(), &d, &o, Scope::Additive);
-        assert_eq!(p.counts(), [0, 1, 1, 0, 0]);
+        assert_eq!(
+            p.counts(),
+            Counts {
+                updated: 1,
+                moved: 1,
+                ..Counts::default()
+            }
+        );
         assert_eq!(
             p.changes[0].to_string(),
             "update tap100i0 on vmbr1: untagged -> tag=10"
@@ -595,7 +612,13 @@ mod tests {
         );
         // plug: the fwln only.
         let p = build(&Config::default(), &d, &o, Scope::Additive);
-        assert_eq!(p.counts(), [1, 0, 0, 0, 0]);
+        assert_eq!(
+            p.counts(),
+            Counts {
+                attached: 1,
+                ..Counts::default()
+            }
+        );
     }
 
     #[test]
@@ -614,7 +637,14 @@ mod tests {
                 "pruned tap2i0 from ovsbr0 (its link is gone)"
             ]
         );
-        assert_eq!(p.counts(), [0, 0, 0, 1, 1]);
+        assert_eq!(
+            p.counts(),
+            Counts {
+                pruned: 1,
+                handed_back: 1,
+                ..Counts::default()
+            }
+        );
         assert!(!after(&o, &p)["tap1i0"].owned);
     }
 
