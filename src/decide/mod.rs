@@ -24,5 +24,5 @@ pub mod plan;
 pub mod ports;
 pub mod sources;
 pub mod stanzas;
-pub mod status;
+pub(crate) mod status;
 pub mod vlan;
