@@ -673,21 +673,45 @@ fn a_socket_that_never_accepts_bounds_status_apply_and_plug() {
     assert_eq!(ovs.bridge_of("tap100i0"), None);
 }
 
-/// An `apply` that holds the main lock while it hangs on a wedged OVSDB (one that accepts and
-/// never answers, with a long `timeout_secs`) does not hold up a `plug` (a guest start) for
+/// An `apply` that holds the main lock while it hangs on a wedged OVSDB (one that answers the
+/// switch check and nothing after it, with a long `timeout_secs`) does not hold up a `plug` (a guest start) for
 /// longer than `plug`'s bound: the `plug` gives up, exits 1 and names the lock.
 #[test]
 fn a_plug_behind_a_stuck_apply_gives_up_within_its_bound() {
     let ovs = Ovs::start();
     proxmox_nic(&ovs);
-    // The silent server runs in the switch's namespace, as ovsdb-server does: the tool talks
-    // only to a server of its own network namespace.
+    // The server runs in the switch's namespace, as ovsdb-server does. It answers a client's
+    // first request (the switch check every run makes before it takes the lock: the bridge
+    // names, among them ovsbr0, a link here) and nothing after it: a server that wedges
+    // mid-run.
     let sock = ovs.dir.join("silent.sock");
+    let server = r#"
+import json, socket, sys, threading
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(16)
+held = []
+def serve(c):
+    buf = b""
+    while True:
+        data = c.recv(65536)
+        if not data:
+            return
+        buf += data
+        try:
+            req = json.loads(buf)
+        except ValueError:
+            continue
+        reply = {"id": req["id"], "result": [{"rows": [{"name": "ovsbr0"}]}], "error": None}
+        c.sendall(json.dumps(reply).encode())
+        held.append(c)
+        return
+while True:
+    c = s.accept()[0]
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
     let mut silent = Command::new("ip")
-        .args(["netns", "exec", &ovs.ns, "python3", "-c"])
-        .arg(
-            "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(16)\nheld = []\nwhile True:\n    held.append(s.accept()[0])\n",
-        )
+        .args(["netns", "exec", &ovs.ns, "python3", "-c", server])
         .arg(&sock)
         .spawn()
         .unwrap();

@@ -418,10 +418,16 @@ fn ops(msg: &Value) -> &[Value] {
 }
 
 /// A read of the bridges, then ports: `apply`'s whole snapshot and `plug`'s narrow one both start
-/// with a `select` of every Bridge row.
+/// with a `select` of every Bridge row with its uuid. (The switch check every run makes first
+/// selects the bridge names alone, and is no read of the state.)
 fn is_read(msg: &Value) -> bool {
     ops(msg).first().is_some_and(|op| {
-        op["op"] == "select" && op["table"] == "Bridge" && op["where"] == json!([])
+        op["op"] == "select"
+            && op["table"] == "Bridge"
+            && op["where"] == json!([])
+            && op["columns"]
+                .as_array()
+                .is_some_and(|c| c.contains(&json!("_uuid")))
     })
 }
 
