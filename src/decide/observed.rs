@@ -1,7 +1,7 @@
 //! What Open vSwitch holds right now, reduced to what the reconciler compares. Plain data: the
 //! OVSDB adapter ([`crate::host::vswitch`]) fills it, the pure planner reads it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::decide::vlan::Vlan;
 
@@ -22,7 +22,7 @@ pub struct Observed {
     pub ports: BTreeMap<String, PortState>,
     /// Every `Mirror` row after a full read; on the `plug` path only when a mirror rule involves
     /// the NIC ([`crate::decide::mirrors`]).
-    pub mirrors: Vec<crate::decide::mirrors::ObservedMirror>,
+    pub mirrors: Vec<ObservedMirror>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,4 +34,32 @@ pub struct PortState {
     pub vlan: Vlan,
     /// Carries the ownership mark.
     pub owned: bool,
+}
+
+/// A `Mirror` row as the planner compares it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObservedMirror {
+    pub uuid: Uuid,
+    pub name: String,
+    /// The bridge whose `mirrors` holds it; `None` for a row no bridge holds (garbage OVSDB
+    /// collects at the next commit).
+    pub bridge: Option<String>,
+    pub select_all: bool,
+    pub select_src: BTreeSet<Uuid>,
+    pub select_dst: BTreeSet<Uuid>,
+    /// Whether `select_vlan` is non-empty.
+    pub select_vlan: bool,
+    pub output: Option<Uuid>,
+    pub output_vlan: Option<i64>,
+    /// `external_ids:owner`, whoever it names.
+    pub owner: Option<String>,
+    /// `external_ids:`[`crate::decide::mirrors::PROMISC_KEY`].
+    pub promisc: Option<String>,
+}
+
+impl ObservedMirror {
+    /// Carries the tool's mark.
+    pub fn owned(&self) -> bool {
+        self.owner.as_deref() == Some(OWNER_VALUE)
+    }
 }

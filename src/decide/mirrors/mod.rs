@@ -32,7 +32,7 @@ use std::fmt;
 use crate::decide::desired::GuestFile;
 use crate::decide::guest::{GuestId, Kind};
 use crate::decide::ifname;
-use crate::decide::observed::{OWNER_VALUE, Observed, Uuid};
+use crate::decide::observed::{Observed, ObservedMirror, Uuid};
 use crate::decide::plan::{Change, Plan};
 
 pub use rules::{GuestNic, LineError, Rule, Rules, Select, Source};
@@ -40,34 +40,6 @@ pub use rules::{GuestNic, LineError, Rule, Rules, Select, Source};
 /// `Mirror.external_ids` key saying that the tool set the source link promiscuous for this
 /// mirror; the value is the link's name.
 pub const PROMISC_KEY: &str = "ovs-autoattach-promisc";
-
-/// A `Mirror` row as the planner compares it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ObservedMirror {
-    pub uuid: Uuid,
-    pub name: String,
-    /// The bridge whose `mirrors` holds it; `None` for a row no bridge holds (garbage OVSDB
-    /// collects at the next commit).
-    pub bridge: Option<String>,
-    pub select_all: bool,
-    pub select_src: BTreeSet<Uuid>,
-    pub select_dst: BTreeSet<Uuid>,
-    /// Whether `select_vlan` is non-empty.
-    pub select_vlan: bool,
-    pub output: Option<Uuid>,
-    pub output_vlan: Option<i64>,
-    /// `external_ids:owner`, whoever it names.
-    pub owner: Option<String>,
-    /// `external_ids:`[`PROMISC_KEY`].
-    pub promisc: Option<String>,
-}
-
-impl ObservedMirror {
-    /// Carries the tool's mark.
-    pub fn owned(&self) -> bool {
-        self.owner.as_deref() == Some(OWNER_VALUE)
-    }
-}
 
 /// A port as the transaction will leave it: an existing row, or the row the same transaction
 /// inserts for a port the run attaches (by port name).

@@ -1,6 +1,6 @@
 use super::*;
 use crate::decide::guest::GuestConfig;
-use crate::decide::observed::PortState;
+use crate::decide::observed::{OWNER_VALUE, PortState};
 use crate::decide::vlan::Vlan;
 
 fn rules(text: &str) -> Rules {
