@@ -710,11 +710,17 @@ while True:
     c = s.accept()[0]
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
-    let mut silent = Command::new("ip")
-        .args(["netns", "exec", &ovs.ns, "python3", "-c", server])
-        .arg(&sock)
-        .spawn()
-        .unwrap();
+    // Killed however the test ends, and holding none of the test's output open: a server left
+    // behind would keep the test runner's pipe open for ever.
+    let _silent = Reaped(
+        Command::new("ip")
+            .args(["netns", "exec", &ovs.ns, "python3", "-c", server])
+            .arg(&sock)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while !sock.exists() {
         assert!(
@@ -764,8 +770,16 @@ while True:
     );
     assert!(still_waiting, "the apply was still hanging on OVSDB");
     assert_eq!(ovs.bridge_of("tap100i0"), None);
-    let _ = silent.kill();
-    let _ = silent.wait();
+}
+
+/// A child process killed and reaped when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Every path under `dir`, `dir` included, without following links.
