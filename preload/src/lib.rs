@@ -47,6 +47,12 @@ use names::{IFNAMSIZ, IfName};
 use netlink::Link;
 use seen::{Insert, Table};
 
+// Linked against libc.so.6 in every build. The `libc` crate links it only without its `std`
+// feature, which the tool's own dependency turns on whenever both are built together (as for the
+// package); the library would then have no NEEDED entry and unversioned libc symbols.
+#[link(name = "c")]
+unsafe extern "C" {}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
