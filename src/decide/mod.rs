@@ -5,15 +5,17 @@
 //! [`plan`] compares that with what OVS holds ([`observed`]). The host files list the guest
 //! ports ([`ports`]): [`stanzas`] renders the tool's ifupdown2 file, [`nmstate`] the nmstate
 //! file, [`sources`] checks that the interfaces file reads ours, and [`migrate`] cleans the
-//! interfaces file of what older versions wrote into it. [`vlan`], [`ifname`] and [`glob`] are
-//! the value types and checks they share. [`mirrors`] keeps the traffic mirrors of
-//! proxmox-ovs-mirror's rules file; [`status`] reads the desired state and the plan into the
-//! `status` report.
+//! interfaces file of what older versions wrote into it; [`hostfiles`] decides, from the files
+//! as read, what each is to hold, when one is refused, and in which order they are written.
+//! [`vlan`], [`ifname`] and [`glob`] are the value types and checks they share. [`mirrors`]
+//! keeps the traffic mirrors of proxmox-ovs-mirror's rules file; [`status`] reads the desired
+//! state and the plan into the `status` report.
 
 pub mod desired;
 pub mod firewall;
 pub mod glob;
 pub mod guest;
+pub mod hostfiles;
 pub mod ifname;
 pub mod linkplan;
 pub mod migrate;
