@@ -8,16 +8,16 @@
 //! - [`commands`]: one module per command, each reading top to bottom: observe, decide, act,
 //!   report.
 //!
-//! [`config`] (the tool's own configuration) and [`cli`] (the command line) serve all three.
+//! [`cli`] (the command line) and [`error`] (the exit-2 error) serve all three.
 
 pub mod cli;
 pub mod commands;
-pub mod config;
 pub mod decide;
+pub mod error;
 pub mod host;
 
 use cli::Command;
-use config::{Config, UsageError};
+use error::UsageError;
 
 /// Runs a parsed command line. `Ok(false)` is a runtime failure already logged, or what
 /// `status` and `validate` found, already reported (exit 1); an error carrying [`UsageError`]
@@ -27,7 +27,7 @@ pub fn run(cli: &cli::Cli) -> anyhow::Result<bool> {
     if let Command::Validate = cli.command {
         return commands::validate(cli.config.as_deref());
     }
-    let config = Config::load(cli.config.as_deref())?;
+    let config = host::config::load(cli.config.as_deref())?;
     match &cli.command {
         Command::Apply { dry_run } => commands::apply(&config, *dry_run),
         Command::Plug { iface, lock_held } => {

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ovs_autoattach::cli::{Cli, LogTarget};
-use ovs_autoattach::config::UsageError;
+use ovs_autoattach::error::UsageError;
 use ovs_autoattach::host::syslog;
 
 fn main() -> ExitCode {

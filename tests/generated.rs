@@ -1,6 +1,6 @@
 //! Files generated from the code and committed: the man page and the bash completion (from the
 //! clap definition in `src/cli.rs`), and the shipped configuration file's documented defaults
-//! (against `src/config.rs`). Each test fails when the committed copy is stale.
+//! (against `src/decide/config.rs`). Each test fails when the committed copy is stale.
 //!
 //! Refresh the generated files with `UPDATE_GENERATED=1 cargo test --test generated`.
 
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::CommandFactory;
 use clap_mangen::roff::{Roff, bold, italic, roman};
 use ovs_autoattach::cli::Cli;
-use ovs_autoattach::config::Config;
+use ovs_autoattach::decide::config::Config;
 
 const MAN: &str = "debian/ovs-autoattach.8";
 const COMPLETION: &str = "debian/ovs-autoattach.bash-completion";
@@ -378,7 +378,7 @@ fn shipped_config_documents_every_default() {
     assert_eq!(
         Config::parse(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}")),
         Config::default(),
-        "a documented default differs from src/config.rs:\n{uncommented}"
+        "a documented default differs from src/decide/config.rs:\n{uncommented}"
     );
 
     let documented: Vec<&str> = uncommented
@@ -410,9 +410,9 @@ fn is_key(k: &str) -> bool {
     !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
-/// The field names of `pub struct Config` in src/config.rs, in order.
+/// The field names of `pub struct Config` in src/decide/config.rs, in order.
 fn config_fields() -> Vec<&'static str> {
-    let src = include_str!("../src/config.rs");
+    let src = include_str!("../src/decide/config.rs");
     let start = src.find("pub struct Config {").expect("struct Config");
     let body = &src[start..];
     let body = &body[..body.find("\n}").unwrap()];

@@ -8,7 +8,7 @@ use super::mirrors::Mirrors;
 use super::pass::{self, Decided, Host};
 use super::summary::Summary;
 use super::{Success, retrying, timing};
-use crate::config::Config;
+use crate::decide::config::Config;
 use crate::decide::linkplan;
 use crate::decide::mirrors::MirrorPlan;
 use crate::decide::observed::Observed;

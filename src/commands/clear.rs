@@ -9,7 +9,7 @@ use super::act;
 use super::mirrors;
 use super::pass;
 use super::summary::Summary;
-use crate::config::Config;
+use crate::decide::config::Config;
 use crate::decide::plan;
 use crate::host::hostfiles::{self, Update};
 use crate::host::links::Rtnl;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::config::Config;
+use crate::decide::config::Config;
 use crate::decide::mirrors::{self, MirrorPlan, RuleState, Rules, Scope, Specs};
 use crate::decide::observed::Observed;
 use crate::decide::plan::Plan;

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::mirrors::Mirrors;
 use super::timing;
-use crate::config::Config;
+use crate::decide::config::Config;
 use crate::decide::desired::{self, Decision, Desired, Guests, HostLink, Master, Record, Seen};
 use crate::decide::firewall;
 use crate::decide::guest::{GuestId, NicId};

@@ -12,7 +12,7 @@ use super::mirrors::{Mirrors, Outcome};
 use super::pass;
 use super::summary::Summary;
 use super::{Success, retrying, timing};
-use crate::config::Config;
+use crate::decide::config::Config;
 use crate::decide::desired::{self, Decision, Desired, Guests, HostLink, Record, Seen};
 use crate::decide::firewall;
 use crate::decide::guest::{GuestId, NicId};

@@ -17,7 +17,7 @@ use anyhow::Context;
 use super::mirrors::Mirrors;
 use super::pass::{Decided, Host, bridge_mtu, decide_leaving_busy, listed_ports, observe};
 use super::{Success, timing};
-use crate::config::Config;
+use crate::decide::config::Config;
 use crate::decide::linkplan;
 use crate::decide::mirrors::{MirrorChange, MirrorPlan, RuleState};
 use crate::decide::observed::Observed;

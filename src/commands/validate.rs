@@ -19,10 +19,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::Success;
-use crate::config::{self, Config, UsageError};
+use crate::decide::config::Config;
 use crate::decide::desired::GuestFile;
 use crate::decide::guest::{GuestConfig, GuestId, Kind};
 use crate::decide::mirrors::rules::Rules;
+use crate::error::UsageError;
+use crate::host::config::{self as host_config, LoadError};
 use crate::host::pve;
 
 /// A problem at a file and, when known, a 1-based line.
@@ -45,14 +47,38 @@ impl fmt::Display for Problem {
 /// `validate`, with the `--config` path as given (`None`: the default file, or the built-in
 /// defaults when it does not exist, as for every other command).
 pub fn validate(config_path: Option<&Path>) -> anyhow::Result<Success> {
-    let path = config_path.unwrap_or(Path::new(config::DEFAULT_PATH));
     // The tool's configuration: exit 2, and nothing else is checked.
-    let config = match Config::load(config_path) {
+    let (config, source) = load(config_path)?;
+    // Guest configurations.
+    let dir = &config.pve_config_dir;
+    let (ids, mut problems) = guests(dir);
+    for (id, file) in pve::read_guests(dir, &ids) {
+        problems.extend(guest_problems(&id.config_path(dir), &file));
+    }
+    // The mirror rules, each refused line with its file and line (exit 1).
+    let rules_checked = config.mirrors_file.as_ref().and_then(|path| {
+        let (count, found) = rule_problems(path);
+        problems.extend(found);
+        count.map(|n| (path.clone(), n))
+    });
+    // Report.
+    let mut out = String::new();
+    for p in &problems {
+        out.push_str(&format!("{p}\n"));
+    }
+    out.push_str(&summary(&source, dir, &ids, rules_checked, problems.len()));
+    print(&out)?;
+    Ok(problems.is_empty())
+}
+
+/// The tool's configuration and how to name where it came from; a refused one is printed as a
+/// problem at its line and returned as a [`UsageError`] (exit 2).
+fn load(config_path: Option<&Path>) -> anyhow::Result<(Config, String)> {
+    let path = config_path.unwrap_or(Path::new(host_config::DEFAULT_PATH));
+    let config = match host_config::read(config_path) {
         Ok(c) => c,
-        Err(e) => {
-            let text = std::fs::read_to_string(path).ok();
-            let problem = config_problem(path, &e.to_string(), text.as_deref());
-            print(&format!("{problem}\n"))?;
+        Err((path, e)) => {
+            print(&format!("{}\n", config_problem(&path, &e)))?;
             return Err(UsageError(format!(
                 "validate: {} is not a valid configuration; nothing else was checked",
                 path.display()
@@ -65,11 +91,14 @@ pub fn validate(config_path: Option<&Path>) -> anyhow::Result<Success> {
     } else {
         path.display().to_string()
     };
+    Ok((config, source))
+}
 
-    let mut problems = Vec::new();
-    // Guest configurations.
-    let dir = &config.pve_config_dir;
+/// Every guest with a configuration file under `dir`, and the directories that could not be
+/// listed.
+fn guests(dir: &Path) -> (BTreeSet<GuestId>, Vec<Problem>) {
     let mut ids = BTreeSet::new();
+    let mut problems = Vec::new();
     for kind in [Kind::Qemu, Kind::Lxc] {
         match list_guests(dir, kind) {
             Ok(found) => ids.extend(found),
@@ -80,35 +109,41 @@ pub fn validate(config_path: Option<&Path>) -> anyhow::Result<Success> {
             }),
         }
     }
-    for (id, file) in pve::read_guests(dir, &ids) {
-        problems.extend(guest_problems(&id.config_path(dir), &file));
-    }
-    // The mirror rules, each refused line with its file and line (exit 1).
-    let mut rules_checked = None;
-    if let Some(path) = &config.mirrors_file {
-        match super::mirrors::read_rules(path) {
-            Ok(None) => {}
-            Ok(Some(bytes)) => {
-                let rules = Rules::parse(&bytes);
-                rules_checked = Some((path.clone(), rules.rules.len()));
-                problems.extend(rules.errors.into_iter().map(|e| Problem {
-                    file: path.clone(),
-                    line: Some(e.line),
-                    message: e.message,
-                }));
-            }
-            Err(e) => problems.push(Problem {
-                file: path.clone(),
+    (ids, problems)
+}
+
+/// The refused lines of the rules file `path`, and how many rules it holds (`None`: no file).
+fn rule_problems(path: &Path) -> (Option<usize>, Vec<Problem>) {
+    match super::mirrors::read_rules(path) {
+        Ok(None) => (None, Vec::new()),
+        Ok(Some(bytes)) => {
+            let rules = Rules::parse(&bytes);
+            let problems = rules.errors.into_iter().map(|e| Problem {
+                file: path.to_path_buf(),
+                line: Some(e.line),
+                message: e.message,
+            });
+            (Some(rules.rules.len()), problems.collect())
+        }
+        Err(e) => (
+            None,
+            vec![Problem {
+                file: path.to_path_buf(),
                 line: None,
                 message: format!("{e:#}"),
-            }),
-        }
+            }],
+        ),
     }
+}
 
-    let mut out = String::new();
-    for p in &problems {
-        out.push_str(&format!("{p}\n"));
-    }
+/// The closing line: what was checked, and how many problems.
+fn summary(
+    source: &str,
+    dir: &Path,
+    ids: &BTreeSet<GuestId>,
+    rules_checked: Option<(PathBuf, usize)>,
+    problems: usize,
+) -> String {
     let count = |kind| ids.iter().filter(|g| g.kind == kind).count();
     let guests = if pve::present(dir) {
         format!(
@@ -127,16 +162,12 @@ pub fn validate(config_path: Option<&Path>) -> anyhow::Result<Success> {
         Some((path, n)) => format!("{guests}; {n} mirror rules in {}", path.display()),
         None => guests,
     };
-    out.push_str(&format!(
-        "validate: configuration {source} is valid; {guests}; {}\n",
-        match problems.len() {
-            0 => "no problem found".to_string(),
-            1 => "1 problem".to_string(),
-            n => format!("{n} problems"),
-        }
-    ));
-    print(&out)?;
-    Ok(problems.is_empty())
+    let found = match problems {
+        0 => "no problem found".to_string(),
+        1 => "1 problem".to_string(),
+        n => format!("{n} problems"),
+    };
+    format!("validate: configuration {source} is valid; {guests}; {found}\n")
 }
 
 fn print(text: &str) -> anyhow::Result<()> {
@@ -213,43 +244,15 @@ fn net_problems(path: &Path, conf: &GuestConfig) -> Vec<Problem> {
         .collect()
 }
 
-/// The tool's configuration error from [`Config::load`] (`PATH: MESSAGE`) as a problem at its
-/// line: the YAML parser's `at line N`, or else the line of the key the message starts with.
-fn config_problem(path: &Path, message: &str, text: Option<&str>) -> Problem {
-    let shown = path.display().to_string();
-    let Some(rest) = message.strip_prefix(&format!("{shown}: ")) else {
-        let reading = format!("reading {shown}: ");
-        return Problem {
-            file: path.to_path_buf(),
-            line: None,
-            message: message
-                .strip_prefix(&reading)
-                .unwrap_or(message)
-                .to_string(),
-        };
-    };
-    let from_parser = rest.rsplit_once(" at line ").and_then(|(msg, at)| {
-        let line = at.split(' ').next()?.parse().ok()?;
-        Some((msg.to_string(), line))
-    });
-    let (message, line) = match from_parser {
-        Some((msg, line)) => (msg, Some(line)),
-        None => {
-            let key = rest.split_once(':').map(|(k, _)| k).filter(|k| {
-                !k.is_empty()
-                    && k.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            });
-            let line = key.zip(text).and_then(|(key, text)| {
-                text.lines()
-                    .position(|l| {
-                        l.strip_prefix(key)
-                            .is_some_and(|r| r.trim_start().starts_with(':'))
-                    })
-                    .map(|i| i + 1)
-            });
-            (rest.to_string(), line)
+/// The tool's configuration refused at `path`, as a problem at its line when the line is known.
+fn config_problem(path: &Path, e: &LoadError) -> Problem {
+    let (line, message) = match e {
+        LoadError::Read(message) => {
+            let reading = format!("reading {}: ", path.display());
+            let message = message.strip_prefix(&reading).unwrap_or(message);
+            (None, message.to_string())
         }
+        LoadError::Invalid(e) => (e.line, e.message.clone()),
     };
     Problem {
         file: path.to_path_buf(),
@@ -261,41 +264,41 @@ fn config_problem(path: &Path, message: &str, text: Option<&str>) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::config::ConfigError;
 
     #[test]
     fn config_problems_carry_their_line() {
         let p = Path::new("/etc/ovs-autoattach/config.yaml");
         let text = "# comment\nbridge: vmbr0\ntimeout_secs: 0\n";
-        let e = config_problem(
-            p,
-            "/etc/ovs-autoattach/config.yaml: timeout_secs: 0 is outside 1-600",
-            Some(text),
-        );
+        let invalid = |text: &str| LoadError::Invalid(Config::parse(text).unwrap_err());
+        let e = config_problem(p, &invalid(text));
         assert_eq!(
             e.to_string(),
             "/etc/ovs-autoattach/config.yaml:3: timeout_secs: 0 is outside 1-600"
         );
+        let e = config_problem(p, &invalid("# comment\nbirdge: vmbr0\n"));
+        assert!(
+            e.to_string().starts_with(
+                "/etc/ovs-autoattach/config.yaml:2: unknown field `birdge`, expected one of `bridge`"
+            ),
+            "{e}"
+        );
+        assert!(!e.message.contains(" at line "), "{e}");
+        // A message without a line: none is made up.
         let e = config_problem(
             p,
-            "/etc/ovs-autoattach/config.yaml: unknown field `birdge`, expected one of `bridge` at line 2 column 1",
-            Some(text),
-        );
-        assert_eq!(
-            e.to_string(),
-            "/etc/ovs-autoattach/config.yaml:2: unknown field `birdge`, expected one of `bridge`"
-        );
-        // A key that is not in the file (a default that fails cannot happen, but a message
-        // without a key can): no line.
-        let e = config_problem(
-            p,
-            "/etc/ovs-autoattach/config.yaml: invalid type: sequence, expected struct Config",
-            Some("- a\n"),
+            &LoadError::Invalid(ConfigError {
+                line: None,
+                message: "invalid type: sequence, expected struct Config".into(),
+            }),
         );
         assert_eq!(e.line, None);
         let e = config_problem(
             p,
-            "reading /etc/ovs-autoattach/config.yaml: No such file or directory (os error 2)",
-            None,
+            &LoadError::Read(
+                "reading /etc/ovs-autoattach/config.yaml: No such file or directory (os error 2)"
+                    .into(),
+            ),
         );
         assert_eq!(
             e.to_string(),

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::Config;
+use crate::decide::config::Config;
 use crate::decide::firewall;
 use crate::decide::guest::{GuestConfig, GuestId, Kind, NetSpec, NicId};
 use crate::decide::ifname;

@@ -11,6 +11,7 @@
 //! keeps the traffic mirrors of proxmox-ovs-mirror's rules file; [`status`] reads the desired
 //! state and the plan into the `status` report.
 
+pub mod config;
 pub mod desired;
 pub mod firewall;
 pub mod glob;

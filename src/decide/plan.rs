@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::config::Config;
+use crate::decide::config::Config;
 use crate::decide::desired::{Decision, Desired, Target};
 use crate::decide::firewall;
 use crate::decide::guest::NicId;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
 
-use crate::config::Config;
+use crate::decide::config::Config;
 use crate::decide::desired::Record;
 use crate::decide::hostfiles::{self as decide, Contents, NMSTATE_SERVICE, Progress, Settings};
 use crate::host::{files, lock};

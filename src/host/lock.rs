@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::config::Config;
+use crate::decide::config::Config;
 
 /// How long `plug` waits for the main lock. It only waits for `apply` and `clear` (plugs share
 /// it), and a healthy `apply` holds it for 0.5 s on a host with 1000 guest NICs and 1.8 s with

@@ -6,6 +6,7 @@
 //! [`hostfiles`] keeps the host files in step, [`lock`] serializes runs, and [`syslog`] sends log
 //! lines to the system log. [`promisc`] sets a link's promiscuous flag (for traffic mirrors).
 
+pub mod config;
 pub mod files;
 pub mod hostfiles;
 pub mod linkops;

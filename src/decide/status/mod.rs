@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::decide::config::Config;
 use crate::decide::desired::{Chosen, Decision, Desired, HostLink};
 use crate::decide::guest::{Kind, NicId};
 use crate::decide::observed::{Observed, PortState};

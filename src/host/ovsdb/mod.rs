@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 
-use crate::config::Endpoint;
+use crate::decide::config::Endpoint;
 
 /// Largest JSON message accepted from the server. A full read of a host with thousands of ports
 /// is a few MB.

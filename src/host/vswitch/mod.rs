@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 
-use crate::config::Config;
+use crate::decide::config::Config;
 use crate::decide::mirrors::MirrorPlan;
 use crate::decide::observed::{OWNER_KEY, OWNER_VALUE, Observed, PortState};
 use crate::decide::plan::{Change, Plan};

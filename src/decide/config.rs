@@ -1,38 +1,37 @@
-//! The tool's own configuration, `/etc/ovs-autoattach/config.yaml`.
+//! The tool's own configuration, `/etc/ovs-autoattach/config.yaml`, as the core reads it: the
+//! keys, their defaults, their validation, and the policy the core applies with them (which
+//! names are candidates). Reading the file is [`crate::host`]'s part.
 //!
 //! Every key is optional and has the default documented in `debian/config.yaml`. Unknown keys are
 //! errors (a typo must not silently fall back to a default on a production host), and every
 //! value is validated here, before anything is touched, so that a bad file is a usage error
-//! (exit 2) with the file and line in the message.
+//! (exit 2) whose line is known ([`ConfigError`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::decide::{glob, ifname};
 
-pub const DEFAULT_PATH: &str = "/etc/ovs-autoattach/config.yaml";
+/// A configuration the tool refuses: what is wrong, and the 1-based line when it is known (the
+/// YAML parser's position, or the line of the key whose value is bad).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub line: Option<usize>,
+    pub message: String,
+}
 
-/// Largest configuration file accepted.
-const MAX_BYTES: u64 = 1024 * 1024;
-
-/// An error in what the user asked for: bad arguments or a bad configuration. Nothing has been
-/// touched when it is returned; `main` maps it to exit code 2.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
+impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self.line {
+            Some(line) => write!(f, "{} at line {line}", self.message),
+            None => f.write_str(&self.message),
+        }
     }
 }
 
-impl std::error::Error for UsageError {}
-
-fn usage(msg: impl Into<String>) -> anyhow::Error {
-    UsageError(msg.into()).into()
-}
+impl std::error::Error for ConfigError {}
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -101,43 +100,42 @@ pub enum Endpoint {
 }
 
 impl Config {
-    /// Loads `path`, or the default file when `path` is `None`. A missing default file means the
-    /// built-in defaults; a missing explicit file is an error.
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
-        let (path, explicit) = match path {
-            Some(p) => (p, true),
-            None => (Path::new(DEFAULT_PATH), false),
-        };
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-                return Ok(Config::default());
-            }
-            Err(e) => return Err(usage(format!("reading {}: {e}", path.display()))),
-        };
-        if meta.len() > MAX_BYTES {
-            return Err(usage(format!(
-                "{}: {} bytes is too large for a configuration file",
-                path.display(),
-                meta.len()
-            )));
-        }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| usage(format!("reading {}: {e}", path.display())))?;
-        Config::parse(&text).map_err(|e| usage(format!("{}: {e}", path.display())))
-    }
-
     /// Parses and validates configuration text. An empty document means all defaults.
-    pub fn parse(text: &str) -> Result<Config, String> {
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let config = if text
             .lines()
             .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
         {
             Config::default()
         } else {
-            yaml_serde::from_str::<Config>(text).map_err(|e| e.to_string())?
+            yaml_serde::from_str::<Config>(text).map_err(|e| {
+                let line = e.location().map(|l| l.line());
+                let text = e.to_string();
+                // The parser's own text ends with its position, which `line` now carries.
+                let message = match text.rsplit_once(" at line ") {
+                    Some((message, _)) if line.is_some() => message.to_string(),
+                    _ => text,
+                };
+                ConfigError { line, message }
+            })?
         };
-        config.validate()?;
+        config.validate().map_err(|message| {
+            // A bad value is reported at its key's line: `key: ...` at the start of a line.
+            let key = message.split_once(':').map(|(k, _)| k).filter(|k| {
+                !k.is_empty()
+                    && k.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            });
+            let line = key.and_then(|key| {
+                text.lines()
+                    .position(|l| {
+                        l.strip_prefix(key)
+                            .is_some_and(|r| r.trim_start().starts_with(':'))
+                    })
+                    .map(|i| i + 1)
+            });
+            ConfigError { line, message }
+        })?;
         Ok(config)
     }
 
@@ -243,6 +241,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn defaults_from_empty_and_comments() {
@@ -282,7 +281,16 @@ mod tests {
     #[test]
     fn unknown_key_names_the_line() {
         let e = Config::parse("bridge: vmbr0\nbirdge: vmbr1\n").unwrap_err();
-        assert!(e.contains("birdge") && e.contains("line 2"), "{e}");
+        assert!(e.message.contains("birdge") && e.line == Some(2), "{e:?}");
+        assert!(e.to_string().contains("line 2"), "{e}");
+        let e = Config::parse("# comment\nbridge: vmbr0\ntimeout_secs: 0\n").unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError {
+                line: Some(3),
+                message: "timeout_secs: 0 is outside 1-600".into()
+            }
+        );
     }
 
     #[test]
@@ -305,16 +313,5 @@ mod tests {
         ] {
             assert!(Config::parse(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn missing_default_file_is_defaults_but_explicit_is_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("none.yaml");
-        let e = Config::load(Some(&missing)).unwrap_err();
-        assert!(e.is::<UsageError>());
-        std::fs::write(&missing, "bridge: x y\n").unwrap();
-        let e = Config::load(Some(&missing)).unwrap_err();
-        assert!(e.to_string().contains("none.yaml"), "{e}");
     }
 }
