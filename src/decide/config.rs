@@ -1,6 +1,6 @@
 //! The tool's own configuration, `/etc/ovs-autoattach/config.yaml`, as the core reads it: the
 //! keys, their defaults, their validation, and the policy the core applies with them (which
-//! names are candidates). Reading the file is [`crate::host`]'s part.
+//! names are candidates). Reading the file is the adapters' part (`host::config`).
 //!
 //! Every key is optional and has the default documented in `debian/config.yaml`. Unknown keys are
 //! errors (a typo must not silently fall back to a default on a production host), and every

@@ -1,5 +1,5 @@
 //! What Open vSwitch holds right now, reduced to what the reconciler compares. Plain data: the
-//! OVSDB adapter ([`crate::host::vswitch`]) fills it, the pure planner reads it.
+//! OVSDB adapter (`host::vswitch`) fills it, the pure planner reads it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
