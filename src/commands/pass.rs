@@ -14,6 +14,7 @@ use crate::decide::firewall;
 use crate::decide::guest::{GuestId, NicId};
 use crate::decide::linkplan::{self, LinkState};
 use crate::decide::mirrors::{MirrorPlan, Scope as MirrorScope};
+use crate::decide::nic::{self, Role};
 use crate::decide::observed::Observed;
 use crate::decide::plan::{self, Change, Plan, Scope};
 use crate::decide::ports::{self, HostPort};
@@ -300,8 +301,8 @@ pub(super) fn listed_ports(
 /// not touch keeps its entry, so the record still says where the port was.
 fn firewall_ports(desired: &Desired, record: &Record) -> BTreeSet<String> {
     let left_alone = |fwln: &str| {
-        firewall::fwln_owner(fwln).is_some_and(|(vmid, index)| {
-            [format!("tap{vmid}i{index}"), format!("veth{vmid}i{index}")]
+        nic::parse_as(fwln, Role::Fwln).is_some_and(|slot| {
+            slot.hosts()
                 .iter()
                 .any(|nic| matches!(desired.nics.get(nic), Some(Decision::Ignore(_))))
         })

@@ -10,7 +10,8 @@
 //! fwbr the tool creates carries the link alias [`FWBR_MARK`] (Linux bridges have no
 //! `external_ids`, the alias is what survives the run). Only marked objects are ever deleted.
 
-use crate::decide::guest::{GuestId, Kind, NicId};
+use crate::decide::guest::{GuestId, NicId};
+use crate::decide::nic::{self, Role};
 
 /// `IFLA_IFALIAS` of a fwbr the tool created.
 pub const FWBR_MARK: &str = "ovs-autoattach";
@@ -26,40 +27,25 @@ pub struct Names {
 
 /// pve-common `$compute_fwbr_names`: `fwbr${vmid}i${devid}` and `fwln${vmid}o${devid}`.
 pub fn names(nic: NicId) -> Names {
+    let slot = nic.slot();
     Names {
-        fwbr: format!("fwbr{}i{}", nic.guest.vmid, nic.index),
-        fwln: format!("fwln{}o{}", nic.guest.vmid, nic.index),
+        fwbr: slot.fwbr(),
+        fwln: slot.fwln(),
     }
-}
-
-/// The (vmid, NIC index) a `fwln<vmid>o<n>` port belongs to, if the name is one.
-pub fn fwln_owner(name: &str) -> Option<(u32, u8)> {
-    let rest = name.strip_prefix("fwln")?;
-    let (vmid, index) = rest.split_once('o')?;
-    let canonical = |s: &str| {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
-    };
-    if !canonical(vmid) || !canonical(index) {
-        return None;
-    }
-    Some((vmid.parse().ok()?, index.parse().ok()?))
 }
 
 /// The guests a `fwln<vmid>o<n>` or `fwbr<vmid>i<n>` link may belong to: the VMID does not say
 /// whether the guest is a VM or a container, so both.
 pub fn guests_of(name: &str) -> Vec<GuestId> {
-    let vmid = fwln_owner(name).map(|(vmid, _)| vmid).or_else(|| {
-        let nic = NicId::parse(&format!("tap{}", name.strip_prefix("fwbr")?))?;
-        Some(nic.guest.vmid)
-    });
-    vmid.into_iter()
-        .flat_map(|vmid| [Kind::Qemu, Kind::Lxc].map(|kind| GuestId { kind, vmid }))
-        .collect()
+    match nic::parse(name) {
+        Some((slot, Role::Fwbr | Role::Fwln)) => slot.guests().to_vec(),
+        _ => Vec::new(),
+    }
 }
 
 /// Whether `master` is the fwbr Proxmox would put `nic` in.
 pub fn is_fwbr_of(master: &str, nic: NicId) -> bool {
-    master == names(nic).fwbr
+    master == nic.slot().fwbr()
 }
 
 #[cfg(test)]
@@ -85,7 +71,13 @@ mod tests {
 
     #[test]
     fn fwln_names_parse_back() {
-        assert_eq!(fwln_owner("fwln100o3"), Some((100, 3)));
+        assert_eq!(
+            nic::parse_as("fwln100o3", Role::Fwln),
+            Some(nic::Slot {
+                vmid: 100,
+                index: 3
+            })
+        );
         for bad in [
             "fwln100i3",
             "fwln0100o3",
@@ -94,7 +86,7 @@ mod tests {
             "tap100i3",
             "fwln1o03",
         ] {
-            assert_eq!(fwln_owner(bad), None, "{bad}");
+            assert_eq!(nic::parse_as(bad, Role::Fwln), None, "{bad}");
         }
     }
 }

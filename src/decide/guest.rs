@@ -8,16 +8,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::decide::nic::{self, MAX_NICS, Role, Slot, VMID_MAX, VMID_MIN, canonical_number};
 use crate::decide::{ifname, vlan};
 
 /// Largest configuration file read. pmxcfs itself refuses files above 1 MiB, so anything bigger
 /// is not a real guest configuration.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
-
-/// Proxmox's VMID range and NIC count.
-const VMID_MIN: u32 = 100;
-const VMID_MAX: u32 = 999_999_999;
-const MAX_NICS: u8 = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
@@ -110,37 +106,40 @@ pub struct NicId {
 
 impl NicId {
     /// Recognises `tap<vmid>i<n>` and `veth<vmid>i<n>` exactly as Proxmox generates them
-    /// (no leading zeros, VMID 100–999999999, n 0–31). Anything else is not a Proxmox NIC.
+    /// ([`nic::parse`]). Anything else is not a Proxmox NIC.
     pub fn parse(name: &str) -> Option<NicId> {
-        let (kind, rest) = if let Some(rest) = name.strip_prefix("tap") {
-            (Kind::Qemu, rest)
-        } else if let Some(rest) = name.strip_prefix("veth") {
-            (Kind::Lxc, rest)
-        } else {
-            return None;
+        let (slot, role) = nic::parse(name)?;
+        let kind = match role {
+            Role::Tap => Kind::Qemu,
+            Role::Veth => Kind::Lxc,
+            Role::Fwbr | Role::Fwln => return None,
         };
-        let (vmid, index) = rest.split_once('i')?;
-        let vmid: u32 = canonical_number(vmid)?.try_into().ok()?;
-        let index: u8 = canonical_number(index)?.try_into().ok()?;
-        ((VMID_MIN..=VMID_MAX).contains(&vmid) && index < MAX_NICS).then_some(NicId {
-            guest: GuestId { kind, vmid },
-            index,
+        Some(NicId {
+            guest: GuestId {
+                kind,
+                vmid: slot.vmid,
+            },
+            index: slot.index,
         })
+    }
+
+    /// The `<vmid>`/`<n>` pair the NIC's names share.
+    pub fn slot(&self) -> Slot {
+        Slot {
+            vmid: self.guest.vmid,
+            index: self.index,
+        }
+    }
+
+    /// The NIC's host interface: `tap<vmid>i<n>` or `veth<vmid>i<n>`.
+    pub fn name(&self) -> String {
+        self.slot().host(self.guest.kind)
     }
 
     /// The configuration key of this NIC: `net<n>`.
     pub fn key(&self) -> String {
         format!("net{}", self.index)
     }
-}
-
-/// A decimal number without sign or leading zeros, as Proxmox prints them.
-fn canonical_number(s: &str) -> Option<u64> {
-    let ok = !s.is_empty()
-        && s.len() <= 10
-        && s.bytes().all(|b| b.is_ascii_digit())
-        && (s == "0" || !s.starts_with('0'));
-    ok.then(|| s.parse().ok()).flatten()
 }
 
 /// The parts of a `net<n>` line that decide where the NIC belongs.

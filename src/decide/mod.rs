@@ -21,6 +21,7 @@ pub mod ifname;
 pub mod linkplan;
 pub mod migrate;
 pub mod mirrors;
+pub mod nic;
 pub mod nmstate;
 pub mod observed;
 pub mod plan;

@@ -11,8 +11,8 @@ use std::fmt;
 
 use crate::decide::config::Config;
 use crate::decide::desired::{Decision, Desired, Target};
-use crate::decide::firewall;
 use crate::decide::guest::NicId;
+use crate::decide::nic::{self, Role};
 use crate::decide::observed::{Observed, PortState, Uuid};
 use crate::decide::vlan::Vlan;
 
@@ -248,8 +248,7 @@ pub fn build(config: &Config, desired: &Desired, observed: &Observed, scope: Sco
 /// `None` for any other name, and for a fwln whose NIC is left alone or invalid (not decided
 /// means not touched).
 fn unwanted_fwln(name: &str, desired: &Desired, live: &BTreeSet<String>) -> Option<&'static str> {
-    let (vmid, index) = firewall::fwln_owner(name)?;
-    let nics = [format!("tap{vmid}i{index}"), format!("veth{vmid}i{index}")];
+    let nics = nic::parse_as(name, Role::Fwln)?.hosts();
     let mut decided = false;
     for nic in &nics {
         match desired.nics.get(nic) {
@@ -568,7 +567,7 @@ mod tests {
 
     fn fw(nic: &str, vlan: Vlan) -> Decision {
         Decision::Attach(Target {
-            firewall: Some(firewall::names(NicId::parse(nic).unwrap())),
+            firewall: Some(crate::decide::firewall::names(NicId::parse(nic).unwrap())),
             ..Target::plain("vmbr1", vlan)
         })
     }

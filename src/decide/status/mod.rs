@@ -35,10 +35,11 @@ use serde::Serialize;
 use crate::decide::config::Config;
 use crate::decide::desired::{Chosen, Decision, Desired, HostLink};
 use crate::decide::guest::{Kind, NicId};
+use crate::decide::nic::{self, Role};
 use crate::decide::observed::{Observed, PortState};
 use crate::decide::plan::{Change, Plan};
 use crate::decide::vlan::Vlan;
-use crate::decide::{firewall, glob, ifname};
+use crate::decide::{glob, ifname};
 
 /// The state of a guest NIC (or of a stale port, [`State::Stale`]). The strings are the
 /// interface: scripts match on them.
@@ -354,18 +355,6 @@ impl FileCounts {
     }
 }
 
-/// The two names a guest NIC `<vmid>i<index>` may have, QEMU's first: a fwln or fwbr name says
-/// the VMID and index but not the kind of guest.
-fn nic_names(vmid: u32, index: u8) -> [String; 2] {
-    [format!("tap{vmid}i{index}"), format!("veth{vmid}i{index}")]
-}
-
-/// The (vmid, NIC index) of a `fwbr<vmid>i<n>` name.
-fn fwbr_owner(name: &str) -> Option<(u32, u8)> {
-    let nic = NicId::parse(&format!("tap{}", name.strip_prefix("fwbr")?))?;
-    Some((nic.guest.vmid, nic.index))
-}
-
 /// Everything `status` shows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Report {
@@ -410,8 +399,8 @@ impl Report {
             if let Some(n) = nic_of_port.get(port) {
                 return Some(n);
             }
-            let (vmid, index) = firewall::fwln_owner(port)?;
-            nic_names(vmid, index).into_iter().find_map(|n| {
+            let slot = nic::parse_as(port, Role::Fwln)?;
+            slot.hosts().into_iter().find_map(|n| {
                 desired
                     .nics
                     .get_key_value(n.as_str())
@@ -498,8 +487,11 @@ impl Report {
     pub(crate) fn with_link_work(mut self, ops: &[(String, String)]) -> Report {
         for (link, what) in ops {
             let nic = NicId::parse(link).map(|_| link.clone()).or_else(|| {
-                let (vmid, index) = firewall::fwln_owner(link).or_else(|| fwbr_owner(link))?;
-                nic_names(vmid, index)
+                let slot = match nic::parse(link)? {
+                    (slot, Role::Fwln | Role::Fwbr) => slot,
+                    _ => return None,
+                };
+                slot.hosts()
                     .into_iter()
                     .find(|n| self.nics.iter().any(|x| x.name == *n))
             });
