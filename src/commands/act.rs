@@ -18,9 +18,9 @@ use crate::decide::linkplan::{self, LinkState, Op};
 use crate::decide::mirrors::MirrorPlan;
 use crate::decide::observed::Observed;
 use crate::decide::plan::{Change, Plan};
+use crate::host::linkops;
 use crate::host::links::Rtnl;
 use crate::host::vswitch::{Unconfirmed, Vswitch};
-use crate::host::{linkops, sysctl};
 
 /// What failed in a run: the port or link, and why.
 #[derive(Debug)]
@@ -107,13 +107,7 @@ pub(super) fn act<F: Send>(
     failed.extend(committed);
     let mirrored = finish_mirrors(change.mirrors);
     let states = links_after(rtnl, change.changes_links())?;
-    let ops = linkplan::after_commit(
-        change.desired,
-        change.plan,
-        &states,
-        |b| super::pass::bridge_mtu(change.mtus, b),
-        sysctl::ipv6_enabled,
-    );
+    let ops = linkplan::after_commit(change.desired, change.plan, &states, change.mtus);
     failed.extend(link_failures(linkops::carry_out(rtnl, &ops)));
     Ok(Acted {
         failed,

@@ -16,8 +16,8 @@ use crate::decide::plan::Plan;
 use crate::host::hostfiles::{self, Update};
 use crate::host::links::Rtnl;
 use crate::host::lock::{self, Mode};
+use crate::host::namespace;
 use crate::host::vswitch::Vswitch;
-use crate::host::{namespace, sysctl};
 
 /// `apply [--dry-run]`: full rescan and reconcile of every guest NIC, then both host files.
 pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
@@ -139,13 +139,7 @@ fn print_plan(host: &Host, decided: &Decided) {
     for op in release {
         println!("{op}");
     }
-    let after = linkplan::after_commit(
-        desired,
-        plan,
-        &host.states,
-        |b| pass::bridge_mtu(&host.mtus, b),
-        sysctl::ipv6_enabled,
-    );
+    let after = linkplan::after_commit(desired, plan, &host.states, &host.mtus);
     for op in &after {
         println!("{op} (once the ports are in place)");
     }

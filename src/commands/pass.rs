@@ -21,7 +21,7 @@ use crate::decide::ports::{self, HostPort};
 use crate::host::hostfiles;
 use crate::host::links::{self, Link, Rtnl};
 use crate::host::vswitch::Vswitch;
-use crate::host::{namespace, pve};
+use crate::host::{namespace, pve, sysctl};
 
 /// Refuses unless the switch `ovs` serves is this host's, before anything is read further,
 /// written or locked: its OVSDB server must be visible from this PID namespace
@@ -116,7 +116,8 @@ impl Host {
 }
 
 /// The links by name as [`linkplan`] sees them, their masters by name; `limited` the links with
-/// Proxmox's rate limit in place, when that was looked at.
+/// Proxmox's rate limit in place, when that was looked at. IPv6 is read for the links named
+/// after a guest NIC only: the others are never asked to drop it.
 pub(super) fn link_states(
     all: &[Link],
     limited: Option<&BTreeSet<u32>>,
@@ -132,6 +133,7 @@ pub(super) fn link_states(
                     master: l.master.and_then(|m| names.get(&m).map(|n| n.to_string())),
                     alias: l.alias.clone(),
                     rate_limited: limited.map(|set| set.contains(&l.index)),
+                    ipv6: nic::parse(&l.name).is_some() && sysctl::ipv6_enabled(&l.name),
                 },
             )
         })
@@ -316,14 +318,6 @@ fn firewall_ports(desired: &Desired, record: &Record) -> BTreeSet<String> {
         })
         .chain(record.keys().filter(|p| left_alone(p)).cloned())
         .collect()
-}
-
-/// MTU Proxmox falls back to nowhere (it refuses a bridge without one); a bridge whose link the
-/// tool cannot see gets Linux's default.
-const DEFAULT_MTU: u32 = 1500;
-
-pub(super) fn bridge_mtu(mtus: &BTreeMap<String, u32>, bridge: &str) -> u32 {
-    mtus.get(bridge).copied().unwrap_or(DEFAULT_MTU)
 }
 
 /// MTUs of the bridges a plan attaches or moves ports to, and of the NIC's own target bridge,

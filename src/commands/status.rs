@@ -15,7 +15,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use super::mirrors::Mirrors;
-use super::pass::{Decided, Host, bridge_mtu, decide_leaving_busy, listed_ports, observe};
+use super::pass::{Decided, Host, decide_leaving_busy, listed_ports, observe};
 use super::{Success, timing};
 use crate::decide::config::Config;
 use crate::decide::linkplan;
@@ -26,8 +26,8 @@ use crate::decide::status::{Mirror, MirrorState};
 use crate::host::hostfiles::{self, Action, NoteKind, PlannedFile, Update};
 use crate::host::links::Rtnl;
 use crate::host::lock::{self, Mode};
+use crate::host::namespace;
 use crate::host::vswitch::Vswitch;
-use crate::host::{namespace, sysctl};
 
 /// `status [--json]`: the report on standard output; `Ok(false)` (exit 1) when something needs
 /// `apply` or an admin.
@@ -86,8 +86,7 @@ fn build(
             desired,
             plan,
             &host.states,
-            |b| bridge_mtu(&host.mtus, b),
-            sysctl::ipv6_enabled,
+            &host.mtus,
         ))
         .map(|op| (op.link().to_string(), op.to_string()))
         .collect();

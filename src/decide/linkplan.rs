@@ -26,6 +26,18 @@ pub struct LinkState {
     /// Whether its root qdisc is Proxmox's rate limit (an htb with handle `1:`); `None` when
     /// not looked at (the `plug` path sets a limit whenever it plugs).
     pub rate_limited: Option<bool>,
+    /// Whether IPv6 is still enabled on it (`disable_ipv6` reads 0); read for guest NICs and
+    /// their firewall links only, the links Proxmox disables it on.
+    pub ipv6: bool,
+}
+
+/// MTU Proxmox falls back to nowhere (it refuses a bridge without one); a bridge whose link the
+/// tool cannot see gets Linux's default.
+const DEFAULT_MTU: u32 = 1500;
+
+/// An OVS bridge's MTU (Proxmox's `read_bridge_mtu`) from the MTUs read.
+pub fn bridge_mtu(mtus: &BTreeMap<String, u32>, bridge: &str) -> u32 {
+    mtus.get(bridge).copied().unwrap_or(DEFAULT_MTU)
 }
 
 /// One change to a kernel link.
@@ -123,14 +135,12 @@ pub fn before_commit(desired: &Desired, links: &BTreeMap<String, LinkState>) -> 
 
 /// What must happen once ovs-vswitchd applied the transaction (so a new fwln's kernel device
 /// exists), in this order: fwbrs, NICs into them, fwlns up and into them, IPv6, rate limits,
-/// LXC `link_down`. `mtu_of` gives an OVS bridge's MTU (Proxmox's `read_bridge_mtu`);
-/// `ipv6_on` whether a link still has IPv6 enabled.
+/// LXC `link_down`. `mtus` are the OVS bridges' MTUs ([`bridge_mtu`]).
 pub fn after_commit(
     desired: &Desired,
     plan: &Plan,
     links: &BTreeMap<String, LinkState>,
-    mtu_of: impl Fn(&str) -> u32,
-    ipv6_on: impl Fn(&str) -> bool,
+    mtus: &BTreeMap<String, u32>,
 ) -> Vec<Op> {
     // The ports (re)plugged now: OVS drops a port's qdiscs when it adds the port, and
     // Proxmox's del-port + add-port of a move does the same.
@@ -150,7 +160,7 @@ pub fn after_commit(
         let Decision::Attach(target) = decision else {
             continue;
         };
-        let mtu = mtu_of(&target.bridge);
+        let mtu = bridge_mtu(mtus, &target.bridge);
         let mut plugged = attached.contains(&target.port(name));
         let mut disable = vec![name.clone()];
         if let Some(fw) = &target.firewall {
@@ -225,8 +235,11 @@ pub fn after_commit(
         ipv6.extend(
             disable
                 .into_iter()
-                .filter(|n| links.contains_key(n) || bridges.iter().any(|b| b.link() == n))
-                .filter(|n| ipv6_on(n))
+                // A fwbr created now has IPv6 on, as every new link does.
+                .filter(|n| match links.get(n) {
+                    Some(l) => l.ipv6,
+                    None => bridges.iter().any(|b| b.link() == n),
+                })
                 .map(|name| Op::DisableIpv6 { name }),
         );
         let limit_lost = links.get(name).and_then(|l| l.rate_limited) == Some(false);
@@ -264,6 +277,19 @@ mod tests {
             master: master.map(String::from),
             alias: None,
             rate_limited: None,
+            ipv6: false,
+        }
+    }
+
+    fn ipv6_on(link: LinkState) -> LinkState {
+        LinkState { ipv6: true, ..link }
+    }
+
+    /// The MTUs read: vmbr1's, or none at all for Linux's default.
+    fn mtus(vmbr1: u32) -> BTreeMap<String, u32> {
+        match vmbr1 {
+            DEFAULT_MTU => BTreeMap::new(),
+            mtu => BTreeMap::from([("vmbr1".to_string(), mtu)]),
         }
     }
 
@@ -304,9 +330,15 @@ mod tests {
         let links = BTreeMap::from([
             ("tap100i0".to_string(), link(true, 1500, Some("fwbr100i0"))),
             ("fwbr100i0".to_string(), link(true, 1500, None)),
-            ("fwln100o0".to_string(), link(false, 1500, None)),
+            (
+                "fwln100o0".to_string(),
+                LinkState {
+                    ipv6: true,
+                    ..link(false, 1500, None)
+                },
+            ),
         ]);
-        let ops = after_commit(&d, &plan, &links, |_| 1500, |n| n == "fwln100o0");
+        let ops = after_commit(&d, &plan, &links, &mtus(1500));
         let lines: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
         assert_eq!(
             lines,
@@ -322,7 +354,7 @@ mod tests {
             ("fwbr100i0".to_string(), link(true, 1500, None)),
             ("fwln100o0".to_string(), link(true, 1500, Some("fwbr100i0"))),
         ]);
-        assert!(after_commit(&d, &Plan::default(), &links, |_| 1500, |_| false).is_empty());
+        assert!(after_commit(&d, &Plan::default(), &links, &mtus(1500)).is_empty());
     }
 
     /// After an OVS bridge's MTU changed, Proxmox changes nothing until the guest's next plug;
@@ -335,14 +367,14 @@ mod tests {
             ("fwbr100i0".to_string(), link(true, 1500, None)),
             ("fwln100o0".to_string(), link(true, 1500, Some("fwbr100i0"))),
         ]);
-        assert!(after_commit(&d, &Plan::default(), &links, |_| 9000, |_| false).is_empty());
+        assert!(after_commit(&d, &Plan::default(), &links, &mtus(9000)).is_empty());
         // A fwln re-created now gets the bridge's MTU, as Proxmox's plug gives it.
         let plan = Plan {
             changes: vec![attach("fwln100o0")],
         };
         let mut fresh = links.clone();
         fresh.insert("fwln100o0".into(), link(false, 1500, None));
-        let ops = after_commit(&d, &plan, &fresh, |_| 9000, |_| false);
+        let ops = after_commit(&d, &plan, &fresh, &mtus(9000));
         assert_eq!(
             ops[0].to_string(),
             "set fwln100o0 up, mtu 9000, into fwbr100i0"
@@ -376,7 +408,7 @@ mod tests {
             ("tap101i0".to_string(), state(Some(true))),
             ("tap102i0".to_string(), state(None)),
         ]);
-        let ops = after_commit(&d, &Plan::default(), &links, |_| 1500, |_| false);
+        let ops = after_commit(&d, &Plan::default(), &links, &mtus(1500));
         let lines: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
         assert_eq!(lines, ["rate-limit tap100i0 to 1048576 bytes/s"]);
         let moved = Plan {
@@ -388,7 +420,7 @@ mod tests {
                 vlan: Vlan::default(),
             }],
         };
-        let ops = after_commit(&d, &moved, &links, |_| 1500, |_| false);
+        let ops = after_commit(&d, &moved, &links, &mtus(1500));
         assert!(
             ops.iter()
                 .any(|o| o.to_string() == "rate-limit tap101i0 to 1048576 bytes/s")
@@ -406,19 +438,19 @@ mod tests {
                 internal: false,
             }],
         };
-        let ops = after_commit(&d, &plan, &links, |_| 1500, |_| false);
+        let ops = after_commit(&d, &plan, &links, &mtus(1500));
         assert_eq!(ops[0].to_string(), "set veth200i0 up, mtu 1500");
-        assert!(after_commit(&d, &Plan::default(), &links, |_| 1500, |_| false).is_empty());
+        assert!(after_commit(&d, &Plan::default(), &links, &mtus(1500)).is_empty());
     }
 
     #[test]
     fn a_missing_fwbr_is_created_and_the_nic_put_in_it() {
         let d = desired(&[("veth200i0", fw_target("veth200i0", None))]);
         let links = BTreeMap::from([
-            ("veth200i0".to_string(), link(true, 1500, None)),
-            ("fwln200o0".to_string(), link(true, 9000, None)),
+            ("veth200i0".to_string(), ipv6_on(link(true, 1500, None))),
+            ("fwln200o0".to_string(), ipv6_on(link(true, 9000, None))),
         ]);
-        let ops = after_commit(&d, &Plan::default(), &links, |_| 9000, |_| true);
+        let ops = after_commit(&d, &Plan::default(), &links, &mtus(9000));
         let lines: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
         assert_eq!(
             lines,
@@ -480,9 +512,9 @@ mod tests {
         let links = BTreeMap::from([
             (
                 "veth300i0".to_string(),
-                link(true, 1500, Some("ovs-system")),
+                ipv6_on(link(true, 1500, Some("ovs-system"))),
             ),
-            ("veth301i0".to_string(), link(true, 1500, None)),
+            ("veth301i0".to_string(), ipv6_on(link(true, 1500, None))),
         ]);
         let plan = Plan {
             changes: vec![Change::Attach {
@@ -492,7 +524,7 @@ mod tests {
                 internal: false,
             }],
         };
-        let lines: Vec<String> = after_commit(&d, &plan, &links, |_| 1500, |_| true)
+        let lines: Vec<String> = after_commit(&d, &plan, &links, &mtus(1500))
             .iter()
             .map(|o| o.to_string())
             .collect();
@@ -505,8 +537,12 @@ mod tests {
             ]
         );
         // No re-plug, IPv6 already off: nothing.
+        let off = links
+            .into_iter()
+            .map(|(n, l)| (n, LinkState { ipv6: false, ..l }))
+            .collect();
         assert!(
-            after_commit(&d, &Plan::default(), &links, |_| 1500, |_| false)
+            after_commit(&d, &Plan::default(), &off, &mtus(1500))
                 .iter()
                 .all(|o| matches!(o, Op::Down { .. }))
         );
