@@ -11,7 +11,7 @@
 //! [`cli`] (the command line) and [`error`] (the exit-2 error) serve all three.
 
 pub mod cli;
-pub mod commands;
+pub(crate) mod commands;
 pub mod decide;
 pub mod error;
 pub mod host;
@@ -23,20 +23,19 @@ use error::UsageError;
 /// `status` and `validate` found, already reported (exit 1); an error carrying [`UsageError`]
 /// means nothing was touched (exit 2).
 pub fn run(cli: &cli::Cli) -> anyhow::Result<bool> {
-    // `validate` loads the configuration itself: a bad one is a finding it reports at its line.
-    if let Command::Validate = cli.command {
-        return commands::validate(cli.config.as_deref());
-    }
-    let config = host::config::load(cli.config.as_deref())?;
+    let path = cli.config.as_deref();
+    let load = || host::config::load(path);
     match &cli.command {
-        Command::Apply { dry_run } => commands::apply(&config, *dry_run),
+        // `validate` loads the configuration itself: a bad one is a finding it reports at its
+        // line.
+        Command::Validate => commands::validate(path),
+        Command::Apply { dry_run } => commands::apply(&load()?, *dry_run),
         Command::Plug { iface, lock_held } => {
             let iface =
                 decide::ifname::validate_os(iface).map_err(|e| UsageError(format!("plug: {e}")))?;
-            commands::plug(&config, iface, *lock_held)
+            commands::plug(&load()?, iface, *lock_held)
         }
-        Command::Clear { keep_ports } => commands::clear(&config, *keep_ports),
-        Command::Status { json } => commands::status(&config, *json),
-        Command::Validate => commands::validate(cli.config.as_deref()),
+        Command::Clear { keep_ports } => commands::clear(&load()?, *keep_ports),
+        Command::Status { json } => commands::status(&load()?, *json),
     }
 }

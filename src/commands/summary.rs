@@ -7,7 +7,7 @@ use super::Success;
 use super::act::{Failure, Why};
 use super::mirrors::Outcome;
 use crate::decide::plan::Plan;
-use crate::host::hostfiles::Written;
+use crate::decide::hostfiles::Written;
 
 /// What a run did, for its summary line.
 pub(super) struct Summary<'a> {

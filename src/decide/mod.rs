@@ -12,21 +12,21 @@
 //! state and the plan into the `status` report.
 
 pub mod config;
-pub mod desired;
-pub mod firewall;
-pub mod glob;
+pub(crate) mod desired;
+pub(crate) mod firewall;
+pub(crate) mod glob;
 pub mod guest;
-pub mod hostfiles;
+pub(crate) mod hostfiles;
 pub mod ifname;
-pub mod linkplan;
+pub(crate) mod linkplan;
 pub mod migrate;
-pub mod mirrors;
-pub mod nic;
-pub mod nmstate;
-pub mod observed;
-pub mod plan;
+pub(crate) mod mirrors;
+pub(crate) mod nic;
+pub(crate) mod nmstate;
+pub(crate) mod observed;
+pub(crate) mod plan;
 pub mod ports;
-pub mod sources;
+pub(crate) mod sources;
 pub mod stanzas;
 pub(crate) mod status;
 pub mod vlan;

@@ -19,11 +19,8 @@ use anyhow::anyhow;
 use crate::decide::config::Config;
 use crate::decide::desired::Record;
 use crate::decide::hostfiles::{self as decide, Contents, NMSTATE_SERVICE, Progress, Settings};
+use crate::decide::hostfiles::{Action, FilesPlan, NoteKind, PlannedFile, Role, Update, Written};
 use crate::host::{files, lock};
-
-pub use crate::decide::hostfiles::{
-    Action, FilesPlan, Note, NoteKind, PlannedFile, Role, Update, Written,
-};
 
 /// Largest host file this tool reads or edits; a larger one is refused untouched.
 pub const MAX_BYTES: u64 = 1024 * 1024;

@@ -6,17 +6,17 @@
 //! [`hostfiles`] keeps the host files in step, [`lock`] serializes runs, and [`syslog`] sends log
 //! lines to the system log. [`promisc`] sets a link's promiscuous flag (for traffic mirrors).
 
-pub mod config;
-pub mod files;
-pub mod hostfiles;
-pub mod linkops;
-pub mod links;
+pub(crate) mod config;
+pub(crate) mod files;
+pub(crate) mod hostfiles;
+pub(crate) mod linkops;
+pub(crate) mod links;
 pub mod lock;
-pub mod namespace;
-pub mod ovsdb;
-pub mod promisc;
-pub mod pve;
-pub mod sysctl;
+pub(crate) mod namespace;
+pub(crate) mod ovsdb;
+pub(crate) mod promisc;
+pub(crate) mod pve;
+pub(crate) mod sysctl;
 pub mod syslog;
-pub mod tc;
-pub mod vswitch;
+pub(crate) mod tc;
+pub(crate) mod vswitch;
