@@ -1,4 +1,4 @@
-/* Test helper for tests/preload.rs, compiled by the test with cc: calls the functions the
+/* Test helper for tests/system/preload.rs, compiled by the test with cc: calls the functions the
  * preload library interposes, in the ways the tests need. */
 #define _GNU_SOURCE
 #include <dlfcn.h>

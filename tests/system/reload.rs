@@ -3,7 +3,7 @@
 //! NICs leaving OVS, `clear`, and hostile link names. An `ovsdb-client monitor` watches every
 //! row state the Port table goes through, so a wrong VLAN shows even if it lasts one update.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
@@ -11,14 +11,9 @@ use common::{Ovs, text};
 
 const GUESTS: [(&str, &str, &str); 4] = common::RELOAD_GUESTS;
 
-fn hook() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks/if-up.d/ovs-autoattach");
-    std::fs::read_to_string(path).unwrap()
-}
-
 /// Runs `script` under ifupdown2 with the tool's if-up.d hook installed.
 fn with_hook(ovs: &Ovs, script: &str) -> String {
-    let hook = hook();
+    let hook = common::if_up_hook();
     let out = ovs.ifupdown(
         &[("ovs-autoattach", &hook)],
         &format!("export OVS_AUTOATTACH_BIN={}; {script}", common::BIN),
@@ -26,14 +21,6 @@ fn with_hook(ovs: &Ovs, script: &str) -> String {
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{script}:\n{all}");
     all
-}
-
-fn is_up(ovs: &Ovs, link: &str) -> bool {
-    let out = ovs.sh(&format!("ip -o link show {link}"));
-    out.split('<')
-        .nth(1)
-        .and_then(|f| f.split('>').next())
-        .is_some_and(|flags| flags.split(',').any(|f| f == "UP"))
 }
 
 /// The managed block exactly as ovs-autoattach 0.1.0 rendered it for [`GUESTS`].
@@ -91,6 +78,9 @@ fn changes(rows: &[(String, String, String)], ports: &[&str]) -> Vec<String> {
 /// ifupdown2 remembers every old guest stanza as `auto`.
 #[test]
 fn the_first_reload_after_the_upgrade_changes_no_guest_port() {
+    if common::without_root() {
+        return;
+    }
     let (ovs, head) = upgraded_host();
     ovs.tool_ok(&["apply"]);
     assert_eq!(
@@ -103,7 +93,7 @@ fn the_first_reload_after_the_upgrade_changes_no_guest_port() {
     let names = GUESTS.map(|g| g.0);
     assert_eq!(changes(&rows, &names), Vec::<String>::new());
     for (p, bridge, vlan) in GUESTS {
-        assert!(is_up(&ovs, p), "{p} is up");
+        assert!(ovs.is_up(p), "{p} is up");
         assert_eq!(ovs.bridge_of(p).as_deref(), Some(bridge), "{p}");
         assert_eq!(ovs.vlan(p), vlan, "{p}");
     }
@@ -115,6 +105,9 @@ fn the_first_reload_after_the_upgrade_changes_no_guest_port() {
 /// it may be absent for a moment, but never present with a wrong VLAN.
 #[test]
 fn a_reload_after_a_live_tag_change_never_shows_a_wrong_vlan() {
+    if common::without_root() {
+        return;
+    }
     for proxmox_like in [true, false] {
         let ovs = Ovs::reload_host();
         let head = ovs.network_head();
@@ -169,6 +162,9 @@ fn a_reload_after_a_live_tag_change_never_shows_a_wrong_vlan() {
 /// bridge.
 #[test]
 fn no_reload_downs_a_running_guest() {
+    if common::without_root() {
+        return;
+    }
     let (ovs, _) = upgraded_host();
     ovs.tool_ok(&["apply"]);
     with_hook(&ovs, "ifreload -a");
@@ -176,7 +172,7 @@ fn no_reload_downs_a_running_guest() {
     ovs.vsctl(&["set", "Port", "tap100i0", "external_ids={}"]);
     let check = |after: &str, on_ovs: &[&str]| {
         for (p, _, _) in GUESTS {
-            assert!(is_up(&ovs, p), "{p} is up after {after}");
+            assert!(ovs.is_up(p), "{p} is up after {after}");
         }
         for p in on_ovs {
             assert!(
@@ -215,6 +211,9 @@ fn no_reload_downs_a_running_guest() {
 /// shell. The tool never writes it anywhere, warns once per run, and the reload creates no file.
 #[test]
 fn a_hostile_link_name_never_reaches_a_file_or_a_shell() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::reload_host();
     let evil = ["tap$(id>pw)", "tap;id>pw2", "tap`id>pw3`"];
     // (The kernel refuses whitespace and '/' in names, so a name with a space cannot exist.)

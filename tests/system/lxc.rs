@@ -12,7 +12,7 @@
 //! library: `cargo build --release -p ovs-autoattach-preload` (`OVS_AUTOATTACH_TEST_LIBRARY`
 //! points the test at another build).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -56,7 +56,7 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// A stand-in for the syslog daemon (as in `tests/preload.rs`): a datagram socket the tool is
+/// A stand-in for the syslog daemon (as in `tests/system/preload.rs`): a datagram socket the tool is
 /// pointed at with `OVS_AUTOATTACH_SYSLOG_SOCKET`, read on a thread of its own.
 struct Syslog {
     _dir: tempfile::TempDir,
@@ -244,6 +244,9 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_real_lxc_container_gets_its_host_veth_attached_ten_times_and_nothing_else() {
+    if common::without_root() {
+        return;
+    }
     if Command::new("lxc-start").arg("--version").output().is_err() {
         panic!("lxc-start is missing: run scripts/deps (it installs lxc and busybox-static)");
     }

@@ -3,7 +3,7 @@
 //! (`ifreload -a`, `ifdown`/`ifup` of a bridge, which runs `del-br`), and install-hookscript
 //! with stubbed `qm`, `pct` and `ovs-vsctl`.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -11,18 +11,6 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{BIN, Ovs, text};
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn hookscript() -> PathBuf {
-    repo("hooks/ovs-autoattach-hookscript")
-}
-
-fn if_up_hook() -> String {
-    std::fs::read_to_string(repo("hooks/if-up.d/ovs-autoattach")).unwrap()
-}
 
 fn all(out: &Output) -> String {
     format!("{}{}", text(&out.stdout), text(&out.stderr))
@@ -45,7 +33,7 @@ fn hook(ovs: &Ovs, vmid: &str, phase: &str) -> (Output, Duration) {
                 "OVS_AUTOATTACH_CONFIG={}",
                 ovs.config_path().display()
             ))
-            .arg(hookscript())
+            .arg(common::hookscript())
             .args([vmid, phase]),
     );
     (out, started.elapsed())
@@ -64,6 +52,9 @@ fn hook_ok(ovs: &Ovs, vmid: &str, phase: &str) -> String {
 
 #[test]
 fn hookscript_plugs_on_post_start_and_prunes_on_post_stop() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.add_bridge("vmbr1");
     std::fs::write(ovs.interfaces_path(), "auto lo\niface lo inet loopback\n").unwrap();
@@ -128,6 +119,9 @@ fn hookscript_plugs_on_post_start_and_prunes_on_post_stop() {
 
 #[test]
 fn hookscript_never_fails_a_guest() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.guest("qemu-server", 100, "net0: virtio,bridge=ovsbr0\n");
     ovs.tap("tap100i0");
@@ -155,7 +149,7 @@ fn hookscript_never_fails_a_guest() {
         Command::new("ip")
             .args(["netns", "exec", &ovs.ns, "env"])
             .arg("OVS_AUTOATTACH_BIN=/nonexistent/ovs-autoattach")
-            .arg(hookscript())
+            .arg(common::hookscript())
             .args(["100", "post-start"]),
     );
     assert_eq!(out.status.code(), Some(0), "{}", all(&out));
@@ -183,6 +177,9 @@ fn hookscript_never_fails_a_guest() {
 /// for unconfigured NICs (default bridge, untagged).
 #[test]
 fn hookscript_leaves_an_incoming_migration_alone() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.add_bridge("vmbr1");
     std::fs::create_dir_all(ovs.dir.join("pve/nodes/source/qemu-server")).unwrap();
@@ -275,6 +272,9 @@ fn ifupdown_ok(ovs: &Ovs, hooks: &[(&str, &str)], script: &str) -> String {
 /// returns. The tool's stanzas are not `auto`, so only the OVS bridges trigger a run.
 #[test]
 fn if_up_hook_restores_guest_ports_after_ifreload() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.write_config("interfaces_file: null\n");
     ovs.tool_ok(&["apply"]);
@@ -292,7 +292,7 @@ fn if_up_hook_restores_guest_ports_after_ifreload() {
 
     ovs.tool_ok(&["apply"]);
     let (bin, log) = recording_bin(&ovs);
-    let hook = if_up_hook();
+    let hook = common::if_up_hook();
     ifupdown_ok(
         &ovs,
         &[("ovs-autoattach", &hook)],
@@ -314,10 +314,13 @@ fn if_up_hook_restores_guest_ports_after_ifreload() {
 /// with its uplink only. The hook puts the guest ports back.
 #[test]
 fn if_up_hook_restores_guest_ports_after_ifdown_ifup_of_a_bridge() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.write_config("interfaces_file: null\n");
     ovs.tool_ok(&["apply"]);
-    let hook = if_up_hook();
+    let hook = common::if_up_hook();
     let (bin, log) = recording_bin(&ovs);
     let out = ifupdown_ok(
         &ovs,
@@ -341,6 +344,9 @@ fn if_up_hook_restores_guest_ports_after_ifdown_ifup_of_a_bridge() {
 /// always exits 0, and runs the tool only for OVS bridges and guest NICs.
 #[test]
 fn if_up_hook_ignores_other_interfaces_and_never_fails() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     let log = ovs.dir.join("stub.log");
     let stub = ovs.dir.join("stub-ok");
@@ -356,7 +362,7 @@ fn if_up_hook_ignores_other_interfaces_and_never_fails() {
             log.display()
         ),
     );
-    let hook = if_up_hook();
+    let hook = common::if_up_hook();
     let run_hook = |bin: &Path, iface: &str, mode: &str| -> String {
         let out = ovs.ifupdown(
             &[("ovs-autoattach", &hook)],
@@ -414,7 +420,7 @@ fn if_up_hook_ignores_other_interfaces_and_never_fails() {
 
 fn install_hookscript(dir: &Path, args: &[&str]) -> Output {
     common::run(
-        Command::new(repo("hooks/install-hookscript"))
+        Command::new(common::repo("hooks/install-hookscript"))
             .env(
                 "PATH",
                 format!(
@@ -435,6 +441,9 @@ fn install_hookscript(dir: &Path, args: &[&str]) -> Output {
 /// their arguments; ovsbr0 and vmbr1 are OVS bridges, vmbr0 a Linux bridge.
 #[test]
 fn install_hookscript_attaches_to_guests_on_ovs_bridges() {
+    if common::without_root() {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     for d in ["bin", "pve/qemu-server", "pve/lxc"] {
@@ -510,7 +519,7 @@ fn install_hookscript_attaches_to_guests_on_ovs_bridges() {
     let snippet = dir.join("snippets/ovs-autoattach-hookscript");
     assert_eq!(
         std::fs::read(&snippet).unwrap(),
-        std::fs::read(hookscript()).unwrap()
+        std::fs::read(common::hookscript()).unwrap()
     );
     assert_eq!(
         std::fs::metadata(&snippet).unwrap().permissions().mode() & 0o777,

@@ -4,36 +4,19 @@
 //! files' inode and mtime). `validate` with file and line, without OVS and as an unprivileged
 //! user.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{BIN, Ovs, run, text};
+use common::{BIN, GuestHost, Ovs, run, text};
 use serde_json::Value;
 
 /// Two OVS bridges, a QEMU guest with a tagged and a trunk NIC, an LXC guest with tag+trunks, a
 /// raw container veth, and an interfaces file that sources the tool's file.
 fn host() -> Ovs {
-    let ovs = Ovs::start();
-    ovs.add_bridge("vmbr1");
-    ovs.guest(
-        "qemu-server",
-        100,
-        "name: web\nnet0: virtio=BC:24:11:A3:DA:B1,bridge=vmbr1,tag=10\nnet1: virtio=BC:24:11:A3:DA:B2,bridge=vmbr1,trunks=20;30-32\n",
-    );
-    ovs.guest(
-        "lxc",
-        200,
-        "net0: name=eth0,bridge=vmbr1,tag=10,trunks=20;30,type=veth\n",
-    );
-    ovs.tap("tap100i0");
-    ovs.tap("tap100i1");
-    ovs.veth("veth200i0");
-    ovs.veth("vethRaw01");
-    std::fs::write(ovs.interfaces_path(), ovs.network_head()).unwrap();
-    ovs
+    GuestHost::new().qemu_around("name: web\n", "").start()
 }
 
 const GUESTS: [&str; 4] = ["tap100i0", "tap100i1", "veth200i0", "vethRaw01"];
@@ -116,12 +99,11 @@ fn file_ids(ovs: &Ovs) -> Vec<(PathBuf, u64, i64, i64)> {
     .collect()
 }
 
-fn next_cfg(ovs: &Ovs) -> String {
-    ovs.vsctl(&["get", "Open_vSwitch", ".", "next_cfg"])
-}
-
 #[test]
 fn ok_then_missing_after_a_del_br_then_ok_again_and_status_never_writes() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.tool_ok(&["apply"]);
     let (code, table) = status(&ovs);
@@ -174,7 +156,7 @@ fn ok_then_missing_after_a_del_br_then_ok_again_and_status_never_writes() {
     // The admin's `ifdown vmbr1; ifup vmbr1`.
     ovs.vsctl(&["del-br", "vmbr1"]);
     ovs.add_bridge("vmbr1");
-    let cfg = next_cfg(&ovs);
+    let cfg = ovs.next_cfg();
     let ids = file_ids(&ovs);
     let (code, table) = status(&ovs);
     assert_eq!(code, 1, "{table}");
@@ -201,23 +183,26 @@ fn ok_then_missing_after_a_del_br_then_ok_again_and_status_never_writes() {
             .all(|f| f["state"] == "in-sync"),
         "{doc:#}"
     );
-    assert_eq!(next_cfg(&ovs), cfg, "status wrote to OVSDB");
+    assert_eq!(ovs.next_cfg(), cfg, "status wrote to OVSDB");
     assert_eq!(file_ids(&ovs), ids, "status rewrote a host file");
     assert_eq!(ovs.bridge_of("tap100i0"), None, "status attached a port");
 
     ovs.tool_ok(&["apply"]);
-    let cfg = next_cfg(&ovs);
+    let cfg = ovs.next_cfg();
     let ids = file_ids(&ovs);
     let (code, table) = status(&ovs);
     assert_eq!(code, 0, "{table}");
     let (code, _) = status_json(&ovs);
     assert_eq!(code, 0);
-    assert_eq!(next_cfg(&ovs), cfg, "status wrote to OVSDB");
+    assert_eq!(ovs.next_cfg(), cfg, "status wrote to OVSDB");
     assert_eq!(file_ids(&ovs), ids, "status rewrote a host file");
 }
 
 #[test]
 fn drift_of_vlan_and_bridge() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.tool_ok(&["apply"]);
     ovs.vsctl(&["set", "Port", "tap100i0", "tag=99"]);
@@ -246,6 +231,9 @@ fn drift_of_vlan_and_bridge() {
 
 #[test]
 fn kept_off_link_down_and_linux_bridge() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.guest("lxc", 300, "net0: name=eth0,bridge=vmbr1,link_down=1\n");
     ovs.guest("qemu-server", 301, "net0: virtio,bridge=vmbr0\n");
@@ -274,6 +262,9 @@ fn kept_off_link_down_and_linux_bridge() {
 
 #[test]
 fn ignored_enslaved_unconfigured_and_excluded() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.write_config("exclude: ['tap8*']\n");
     ovs.guest("qemu-server", 302, "net0: virtio,bridge=vmbr1\n");
@@ -301,6 +292,9 @@ fn ignored_enslaved_unconfigured_and_excluded() {
 
 #[test]
 fn invalid_configuration_fails_status_even_after_apply() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.guest(
         "qemu-server",
@@ -330,6 +324,9 @@ fn invalid_configuration_fails_status_even_after_apply() {
 
 #[test]
 fn stale_ports_of_gone_links() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.tool_ok(&["apply"]);
     ovs.del_link("vethRaw01");
@@ -364,6 +361,9 @@ fn stale_ports_of_gone_links() {
 
 #[test]
 fn host_files_out_of_sync_and_refused() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.tool_ok(&["apply"]);
     let file = |doc: &Value, role: &str| {
@@ -419,6 +419,9 @@ fn host_files_out_of_sync_and_refused() {
 
 #[test]
 fn bad_configuration_is_exit_2() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.write_config("bridge: 'two words'\n");
     let out = ovs.tool(&["status"]);
@@ -508,6 +511,9 @@ fn validate_as_nobody(config: &Path) -> (i32, String, String) {
 
 #[test]
 fn validate_reports_bad_tag_trunks_and_mirror_rule_with_file_and_line_as_nobody_without_ovs() {
+    if common::without_root() {
+        return;
+    }
     let tmp = validate_tree();
     let d = tmp.path().display().to_string();
     let (code, out, err) = validate_as_nobody(&tmp.path().join("config.yaml"));
@@ -555,6 +561,9 @@ fn validate_reports_bad_tag_trunks_and_mirror_rule_with_file_and_line_as_nobody_
 
 #[test]
 fn validate_a_bad_tool_configuration_is_exit_2_with_its_line() {
+    if common::without_root() {
+        return;
+    }
     let tmp = validate_tree();
     let config = tmp.path().join("config.yaml");
     let mut text_ = std::fs::read_to_string(&config).unwrap();
@@ -580,6 +589,9 @@ fn validate_a_bad_tool_configuration_is_exit_2_with_its_line() {
 
 #[test]
 fn validate_works_with_ovs_stopped() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.guest(
         "lxc",
@@ -607,6 +619,9 @@ fn validate_works_with_ovs_stopped() {
 /// mirror rule whose mirror is missing (pending), while a rule whose guest is stopped waits.
 #[test]
 fn firewall_and_mirror_drift() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.guest(
         "lxc",

@@ -3,10 +3,10 @@
 //! survives `ifreload -a`, `ifdown`/`ifup` of a bridge and a guest restart, ownership, the
 //! promiscuous flag, and that a run with nothing to do commits nothing.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -217,12 +217,6 @@ fn assert_rule_mirrors(ovs: &Ovs, after: &str) {
     assert_eq!(ours.len(), MIRRORS.len(), "after {after}: {all:#?}");
 }
 
-fn next_cfg(ovs: &Ovs) -> i64 {
-    ovs.vsctl(&["get", "Open_vSwitch", ".", "next_cfg"])
-        .parse()
-        .unwrap()
-}
-
 // --- real frames ---
 
 /// tcpdump on `dev` in namespace `ns`, until it has seen `count` frames or is stopped.
@@ -301,12 +295,15 @@ const REPLY: &str = "10.88.0.3 > 10.88.0.1: ICMP echo reply";
 
 #[test]
 fn apply_creates_the_mirrors_whose_ports_exist_and_frames_really_arrive() {
+    if common::without_root() {
+        return;
+    }
     let h = host();
     let ovs = &h.ovs;
-    let before = next_cfg(ovs);
+    let before = ovs.next_cfg();
     let out = ovs.tool_code(&["apply"], 1);
     // The guests' ports and the mirrors that reference them appear in one transaction.
-    assert_eq!(next_cfg(ovs), before + 1, "{out}");
+    assert_eq!(ovs.next_cfg(), before + 1, "{out}");
     for line in [
         "attached veth300i0 to vmbr1 untagged",
         "created mirror mirror_vmbr1_eno12419_to_vm300i0 on vmbr1: eno12419 (select=both) -> veth300i0",
@@ -334,9 +331,9 @@ fn apply_creates_the_mirrors_whose_ports_exist_and_frames_really_arrive() {
     }
 
     // A second run with nothing to do commits nothing.
-    let cfg = next_cfg(ovs);
+    let cfg = ovs.next_cfg();
     let out = ovs.tool_code(&["apply"], 1);
-    assert_eq!(next_cfg(ovs), cfg, "{out}");
+    assert_eq!(ovs.next_cfg(), cfg, "{out}");
     assert!(
         out.contains("3 mirrors: 0 created, 0 updated, 0 removed"),
         "{out}"
@@ -396,6 +393,9 @@ fn apply_creates_the_mirrors_whose_ports_exist_and_frames_really_arrive() {
 /// the new row out of the mirror's weak `output_port`; the hookscript's `plug` puts it back.
 #[test]
 fn a_guest_restart_gets_its_mirror_back_on_plug() {
+    if common::without_root() {
+        return;
+    }
     let h = host();
     let ovs = &h.ovs;
     ovs.tool_code(&["apply"], 1);
@@ -419,9 +419,9 @@ fn a_guest_restart_gets_its_mirror_back_on_plug() {
     // Proxmox's port stays Proxmox's.
     assert_eq!(ovs.owner("tap100i1"), None);
     // Nothing left to do: a plug that changed nothing is quiet and commits nothing.
-    let cfg = next_cfg(ovs);
+    let cfg = ovs.next_cfg();
     assert_eq!(ovs.tool_ok(&["plug", "tap100i1"]), "");
-    assert_eq!(next_cfg(ovs), cfg);
+    assert_eq!(ovs.next_cfg(), cfg);
     // The plug of a NIC no rule names says nothing about mirrors.
     ovs.tap("tap100i0");
     let out = ovs.tool_ok(&["-v", "plug", "tap100i0"]);
@@ -431,6 +431,9 @@ fn a_guest_restart_gets_its_mirror_back_on_plug() {
 
 #[test]
 fn foreign_mirrors_are_left_alone_namesakes_adopted_and_clear_takes_ours_only() {
+    if common::without_root() {
+        return;
+    }
     let h = host();
     let ovs = &h.ovs;
     std::fs::write(
@@ -567,6 +570,9 @@ fn promiscuous(ovs: &Ovs, link: &str) -> bool {
 /// a flag it did not set.
 #[test]
 fn the_promiscuous_flag_is_set_recorded_and_cleared_only_when_ours() {
+    if common::without_root() {
+        return;
+    }
     let h = host();
     let ovs = &h.ovs;
     let two = "vmbr1 eno12419 300 0\nvmbr1 eno12419 100 1\n";
@@ -615,11 +621,6 @@ fn the_promiscuous_flag_is_set_recorded_and_cleared_only_when_ours() {
 /// condone regex, so a reload also drops the guest ports).
 const NETWORK: &str = "auto lo\niface lo inet loopback\n\nauto eno12419\niface eno12419 inet manual\n    ovs_type OVSPort\n    ovs_bridge vmbr1\n\nauto vmbr1\niface vmbr1 inet manual\n    ovs_type OVSBridge\n    ovs_ports eno12419\n    ovs_options datapath_type=netdev\n";
 
-fn hook() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks/if-up.d/ovs-autoattach");
-    std::fs::read_to_string(path).unwrap()
-}
-
 /// A host whose interfaces file is [`NETWORK`], after a first `apply`, without the bad line.
 fn reload_host() -> Host {
     let h = host();
@@ -656,7 +657,7 @@ fn with_hook(ovs: &Ovs, script: &str) -> (String, Vec<String>) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = ovs.ifupdown(
-        &[("ovs-autoattach", &hook())],
+        &[("ovs-autoattach", &common::if_up_hook())],
         &format!("export OVS_AUTOATTACH_BIN={}; {script}", wrapper.display()),
     );
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
@@ -731,6 +732,9 @@ fn monitored((mut child, out): (Child, PathBuf)) -> Vec<(String, String)> {
 /// the hook's `apply` for the bridge puts them back before `ifreload -a` returns.
 #[test]
 fn ifreload_deletes_the_mirrors_and_the_hook_restores_them() {
+    if common::without_root() {
+        return;
+    }
     let h = reload_host();
     let ovs = &h.ovs;
     // Control: without the hook the reload really deletes them.
@@ -768,6 +772,9 @@ fn ifreload_deletes_the_mirrors_and_the_hook_restores_them() {
 /// with its own `ifup`, and then its mirrors do too, from the hook's `plug eno12419`.
 #[test]
 fn ifdown_ifup_of_the_bridge_then_of_the_span_port_restores_every_mirror() {
+    if common::without_root() {
+        return;
+    }
     let h = reload_host();
     let ovs = &h.ovs;
     let (out, calls) = with_hook(

@@ -5,7 +5,6 @@
 //!
 //! Everything is torn down on drop (daemons by pid file, the namespaces, the directory), also
 //! when a test panics.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -37,6 +36,40 @@ pub fn check(cmd: &mut Command) -> String {
         text(&out.stderr)
     );
     text(&out.stdout)
+}
+
+/// Whether this test must return at once because it does not run as root: every system test
+/// makes network namespaces and starts Open vSwitch. The first one to find out says so, once, in
+/// one line; `scripts/test` runs them all as root.
+pub fn without_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    static SAID: std::sync::Once = std::sync::Once::new();
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if !root {
+        SAID.call_once(|| {
+            // Straight to the stream: the test harness captures `eprintln!` of passing tests.
+            use std::io::Write as _;
+            let _ = std::io::stderr().write_all(
+                b"system tests skipped: they need root (network namespaces, Open vSwitch); run scripts/test as root\n",
+            );
+        });
+    }
+    !root
+}
+
+/// A file of this checkout.
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// The guest hookscript as shipped.
+pub fn hookscript() -> PathBuf {
+    repo("hooks/ovs-autoattach-hookscript")
+}
+
+/// The if-up.d hook as shipped.
+pub fn if_up_hook() -> String {
+    std::fs::read_to_string(repo("hooks/if-up.d/ovs-autoattach")).unwrap()
 }
 
 pub fn text(b: &[u8]) -> String {
@@ -211,13 +244,6 @@ impl Ovs {
         peer
     }
 
-    /// A veth pair with both ends here (an admin's pair): no guest NIC.
-    pub fn host_veth_pair(&self, name: &str, peer: &str) {
-        self.sh(&format!(
-            "ip link add {name} type veth peer name {peer}; ip link set {name} up; ip link set {peer} up"
-        ));
-    }
-
     /// An empty network namespace standing in for a container, torn down with this one.
     pub fn container_ns(&self) -> String {
         let c = format!("{}c{}", self.ns, COUNTER.fetch_add(1, Ordering::SeqCst));
@@ -323,6 +349,22 @@ impl Ovs {
     }
 
     // --- the oracle ---
+
+    /// Whether `link` is administratively up (`UP` in its flags).
+    pub fn is_up(&self, link: &str) -> bool {
+        let out = self.sh(&format!("ip -o link show {link}"));
+        out.split('<')
+            .nth(1)
+            .and_then(|f| f.split('>').next())
+            .is_some_and(|flags| flags.split(',').any(|f| f == "UP"))
+    }
+
+    /// `Open_vSwitch.next_cfg`: it grows with every transaction that changes the configuration.
+    pub fn next_cfg(&self) -> i64 {
+        self.vsctl(&["get", "Open_vSwitch", ".", "next_cfg"])
+            .parse()
+            .unwrap()
+    }
 
     pub fn bridge_of(&self, port: &str) -> Option<String> {
         let out = self.try_vsctl(&["port-to-br", port]);
@@ -443,33 +485,107 @@ pub const RELOAD_GUESTS: [(&str, &str, &str); 4] = [
     ("vethRaw01", "ovsbr0", "[] [] []"),
 ];
 
-impl Ovs {
-    /// The host the ifupdown2 tests reload: [`NETWORK_HEAD`] in the interfaces file, its two
-    /// bridges and uplinks in OVS, a QEMU guest with a tagged and a trunk NIC, an LXC guest with
-    /// tag+trunks, and a raw container veth ([`RELOAD_GUESTS`]).
-    pub fn reload_host() -> Ovs {
+/// The standard guest host, built the same way by every test that needs one: OVS with
+/// `ovsbr0` and `vmbr1`, QEMU guest 100 with a tagged NIC on vmbr1 (`net0`, tag 10) and a trunk
+/// NIC (`net1`), LXC guest 200 with tag 10 and trunks 20;30 on vmbr1, a raw container veth
+/// `vethRaw01`, and [`NETWORK_HEAD`] in the interfaces file. The variations are the builder's
+/// methods.
+pub struct GuestHost {
+    qemu_head: &'static str,
+    net1: &'static str,
+    qemu_tail: &'static str,
+    lxc: &'static str,
+    uplinks: bool,
+    interfaces: bool,
+}
+
+impl GuestHost {
+    pub fn new() -> GuestHost {
+        GuestHost {
+            qemu_head: "",
+            net1: "virtio=BC:24:11:A3:DA:B2,bridge=vmbr1,trunks=20;30-32",
+            qemu_tail: "",
+            lxc: "net0: name=eth0,bridge=vmbr1,tag=10,trunks=20;30,type=veth\n",
+            uplinks: false,
+            interfaces: true,
+        }
+    }
+
+    /// Lines of the QEMU guest's configuration before its `net0` and after its `net1`.
+    pub fn qemu_around(self, head: &'static str, tail: &'static str) -> GuestHost {
+        GuestHost {
+            qemu_head: head,
+            qemu_tail: tail,
+            ..self
+        }
+    }
+
+    /// The QEMU guest's `net1` value.
+    pub fn net1(self, value: &'static str) -> GuestHost {
+        GuestHost {
+            net1: value,
+            ..self
+        }
+    }
+
+    /// The LXC guest's whole configuration.
+    pub fn lxc_config(self, text: &'static str) -> GuestHost {
+        GuestHost { lxc: text, ..self }
+    }
+
+    /// Uplinks `eno1` on ovsbr0 and `eno2` on vmbr1 (veth pairs), as [`NETWORK_HEAD`] lists them.
+    pub fn uplinks(self) -> GuestHost {
+        GuestHost {
+            uplinks: true,
+            ..self
+        }
+    }
+
+    /// No interfaces file.
+    pub fn without_interfaces(self) -> GuestHost {
+        GuestHost {
+            interfaces: false,
+            ..self
+        }
+    }
+
+    pub fn start(self) -> Ovs {
         let ovs = Ovs::start();
         ovs.add_bridge("vmbr1");
-        ovs.sh("ip link add eno1 type veth peer name eno1p; ip link add eno2 type veth peer name eno2p; ip link set eno1 up; ip link set eno2 up");
-        ovs.vsctl(&[
-            "add-port", "ovsbr0", "eno1", "--", "add-port", "vmbr1", "eno2",
-        ]);
+        if self.uplinks {
+            ovs.sh("ip link add eno1 type veth peer name eno1p; ip link add eno2 type veth peer name eno2p; ip link set eno1 up; ip link set eno2 up");
+            ovs.vsctl(&[
+                "add-port", "ovsbr0", "eno1", "--", "add-port", "vmbr1", "eno2",
+            ]);
+        }
         ovs.guest(
             "qemu-server",
             100,
-            "net0: virtio=BC:24:11:A3:DA:B1,bridge=vmbr1,tag=10\nnet1: virtio=BC:24:11:A3:DA:B2,bridge=ovsbr0,trunks=20;30\n",
+            &format!(
+                "{}net0: virtio=BC:24:11:A3:DA:B1,bridge=vmbr1,tag=10\nnet1: {}\n{}",
+                self.qemu_head, self.net1, self.qemu_tail
+            ),
         );
-        ovs.guest(
-            "lxc",
-            200,
-            "net0: name=eth0,bridge=vmbr1,tag=10,trunks=20;30,type=veth\n",
-        );
+        ovs.guest("lxc", 200, self.lxc);
         ovs.tap("tap100i0");
         ovs.tap("tap100i1");
         ovs.veth("veth200i0");
         ovs.veth("vethRaw01");
-        std::fs::write(ovs.interfaces_path(), ovs.network_head()).unwrap();
+        if self.interfaces {
+            std::fs::write(ovs.interfaces_path(), ovs.network_head()).unwrap();
+        }
         ovs
+    }
+}
+
+impl Ovs {
+    /// The host the ifupdown2 tests reload: the [`GuestHost`] with uplinks, its trunk NIC on
+    /// ovsbr0 ([`RELOAD_GUESTS`]).
+    pub fn reload_host() -> Ovs {
+        GuestHost::new()
+            .net1("virtio=BC:24:11:A3:DA:B2,bridge=ovsbr0,trunks=20;30")
+            .uplinks()
+            .start()
     }
 }
 

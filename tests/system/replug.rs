@@ -4,7 +4,7 @@
 //! `$create_firewall_bridge_ovs` builds them, and traffic between guest namespaces shows that
 //! what the tool rebuilds really carries packets.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
@@ -17,14 +17,6 @@ fn link_field(ovs: &Ovs, link: &str) -> serde_json::Value {
     let out = ovs.sh(&format!("ip -j -d link show {link}"));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v[0].clone()
-}
-
-fn is_up(ovs: &Ovs, link: &str) -> bool {
-    link_field(ovs, link)["flags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|f| f == "UP")
 }
 
 fn master(ovs: &Ovs, link: &str) -> Option<String> {
@@ -101,7 +93,7 @@ fn assert_fwln_as_proxmox_leaves_it(ovs: &Ovs, vmid: u32, after: &str) {
     assert_eq!(ovs.bridge_of(&fwln).as_deref(), Some("vmbr1"), "{after}");
     assert_eq!(ovs.vlan(&fwln), TAG10, "{after}");
     assert_eq!(ovs.vsctl(&["get", "Interface", &fwln, "type"]), "internal");
-    assert!(is_up(ovs, &fwln), "{fwln} up after {after}");
+    assert!(ovs.is_up(&fwln), "{fwln} up after {after}");
     assert_eq!(
         master(ovs, &fwln).as_deref(),
         Some(fwbr.as_str()),
@@ -127,6 +119,9 @@ fn del_br_add_br(ovs: &Ovs) {
 /// police filter step fails on kernels without `cls_basic`/`act_police`, and that is reported).
 #[test]
 fn firewall_nics_and_rate_limits_survive_a_del_br() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.add_bridge("vmbr1");
     ovs.sh("ip link set vmbr1 up");
@@ -215,6 +210,9 @@ fn rate_code(ovs: &Ovs) -> i32 {
 /// leaves Proxmox's fwbr of another guest in place.
 #[test]
 fn firewall_off_returns_to_the_plain_shape() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.add_bridge("vmbr1");
     container(&ovs, 310, "bridge=vmbr1,tag=10,firewall=1", "10.9.1.1/24");
@@ -224,7 +222,7 @@ fn firewall_off_returns_to_the_plain_shape() {
     ovs.tool_ok(&["apply"]);
     assert_fwln_as_proxmox_leaves_it(&ovs, 310, "apply");
     assert_eq!(link_field(&ovs, "fwbr310i0")["ifalias"], "ovs-autoattach");
-    assert!(is_up(&ovs, "fwbr310i0"));
+    assert!(ovs.is_up("fwbr310i0"));
 
     for vmid in [310, 311] {
         ovs.guest(
@@ -263,6 +261,9 @@ fn firewall_off_returns_to_the_plain_shape() {
 /// The host files list the fwln, the port that is really on OVS.
 #[test]
 fn host_files_list_the_fwln() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.add_bridge("vmbr1");
     container(&ovs, 320, "bridge=vmbr1,tag=10,firewall=1", "10.9.2.1/24");
@@ -284,6 +285,9 @@ fn host_files_list_the_fwln() {
 /// accepts (trunk IDs 0 and 4095).
 #[test]
 fn ipv6_link_state_and_vlan_edges_as_proxmox() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.add_bridge("vmbr1");
     ovs.guest(
@@ -301,7 +305,7 @@ fn ipv6_link_state_and_vlan_edges_as_proxmox() {
         assert!(ipv6_disabled(&ovs, &format!("veth330i{n}")), "veth330i{n}");
     }
     assert_eq!(ovs.bridge_of("veth330i2"), None);
-    assert!(!is_up(&ovs, "veth330i2"), "link_down=1 is set down");
+    assert!(!ovs.is_up("veth330i2"), "link_down=1 is set down");
 }
 
 /// A VM running with a pending value (hotplugged, or resumed from a state file) was plugged
@@ -309,6 +313,9 @@ fn ipv6_link_state_and_vlan_edges_as_proxmox() {
 /// a lost port comes back where the tool's record last saw it.
 #[test]
 fn a_port_plugged_with_the_pending_value_is_left_alone() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.add_bridge("vmbr1");
     ovs.guest(

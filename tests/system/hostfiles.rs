@@ -3,7 +3,7 @@
 //! not change, and the upgrade from the managed block of older versions cleans
 //! `/etc/network/interfaces` exactly as Proxmox's network editor leaves it.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -52,6 +52,9 @@ fn read(path: &std::path::Path) -> String {
 /// emits; `ifquery -a` lists none of its stanzas (none is `auto`), `ifquery NAME` each of them.
 #[test]
 fn ifquery_parses_every_shape_and_none_is_auto() {
+    if common::without_root() {
+        return;
+    }
     let shapes: Vec<Vec<HostPort>> = vec![
         vec![],
         vec![port("veth100i0", "ovsbr0", Vlan::default(), true)],
@@ -125,6 +128,9 @@ fn host() -> Ovs {
 
 #[test]
 fn written_files_parse_and_list_the_guest_ports() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     let head = ovs.network_head();
     ovs.tool_ok(&["apply"]);
@@ -178,6 +184,9 @@ fn written_files_parse_and_list_the_guest_ports() {
 
 #[test]
 fn fifty_parallel_plugs_all_land_in_both_files() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     let names: Vec<String> = (0..50).map(|i| format!("vethP{i:02}")).collect();
     // Raw containers' NICs: each peer in the container's namespace.
@@ -215,6 +224,9 @@ fn fifty_parallel_plugs_all_land_in_both_files() {
 
 #[test]
 fn unchanged_state_never_rewrites_the_files() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.tool_ok(&["apply"]);
     let stamp = |p: &std::path::Path| {
@@ -240,6 +252,9 @@ fn unchanged_state_never_rewrites_the_files() {
 /// `post-stop`, and its NICs simply vanish.
 #[test]
 fn every_run_drops_the_stanzas_of_vanished_links() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.tool_ok(&["apply"]);
     ovs.del_link("tap100i1");
@@ -313,6 +328,9 @@ fn fixture(name: &str, ovs: &Ovs) -> String {
 /// the result, and the guests are listed in the tool's own file instead.
 #[test]
 fn upgrade_from_each_proxmox_fixture() {
+    if common::without_root() {
+        return;
+    }
     for name in [
         "01-before.interfaces",
         "02-after-comment-edit.interfaces",
@@ -369,6 +387,9 @@ fn upgrade_from_each_proxmox_fixture() {
 /// before the block was appended.
 #[test]
 fn upgrade_from_an_intact_block_keeps_the_admins_bytes() {
+    if common::without_root() {
+        return;
+    }
     let ovs = fixture_host();
     let admin = fixture("05-empty-block-after.interfaces", &ovs);
     let with_block = fixture("01-before.interfaces", &ovs);
@@ -386,6 +407,9 @@ fn upgrade_from_an_intact_block_keeps_the_admins_bytes() {
 /// marked stanzas go). ifupdown2 parses the result, uplink included.
 #[test]
 fn upgrade_keeps_an_uplink_and_admin_comments_inside_and_after_the_block() {
+    if common::without_root() {
+        return;
+    }
     const UPLINK: &str =
         "auto eno2\niface eno2 inet manual\n\tovs_type OVSPort\n\tovs_bridge vmbr1\n";
     const INSIDE: &str = "# eno2: vmbr1's uplink, port 7 of the core switch\n";
@@ -463,6 +487,9 @@ fn upgrade_keeps_an_uplink_and_admin_comments_inside_and_after_the_block() {
 /// loses no guest port: the tool's file is Proxmox's editor's blind spot.
 #[test]
 fn a_pending_gui_change_is_cleaned_too_and_apply_loses_nothing() {
+    if common::without_root() {
+        return;
+    }
     let ovs = fixture_host();
     std::fs::write(ovs.interfaces_path(), fixture("01-before.interfaces", &ovs)).unwrap();
     let pending = ovs.dir.join("etc/interfaces.new");
@@ -491,6 +518,9 @@ fn a_pending_gui_change_is_cleaned_too_and_apply_loses_nothing() {
 /// interfaces it may down), and every run says which line to add.
 #[test]
 fn without_the_source_line_nothing_moves_and_the_warning_names_the_line() {
+    if common::without_root() {
+        return;
+    }
     let ovs = fixture_host();
     let before = fixture("01-before.interfaces", &ovs).replace(&ovs.source_line(), "");
     std::fs::write(ovs.interfaces_path(), &before).unwrap();
@@ -505,6 +535,9 @@ fn without_the_source_line_nothing_moves_and_the_warning_names_the_line() {
 
 #[test]
 fn legacy_runbook_block_is_migrated_out() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.veth("vethOld");
     let head = ovs.network_head();
@@ -520,6 +553,9 @@ fn legacy_runbook_block_is_migrated_out() {
 /// A damaged file of the tool's own is reported with its line and written anew.
 #[test]
 fn a_damaged_stanzas_file_is_rewritten() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     std::fs::write(
         ovs.stanzas_path(),
@@ -540,6 +576,9 @@ fn a_damaged_stanzas_file_is_rewritten() {
 /// and removed if it was there.
 #[test]
 fn the_nmstate_file_is_withheld_while_nmstate_service_is_enabled() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     std::fs::create_dir_all("/etc/nmstate").unwrap();
     let file =
@@ -577,6 +616,9 @@ fn the_nmstate_file_is_withheld_while_nmstate_service_is_enabled() {
 /// tool's file cannot be written, the interfaces file is left as it is.
 #[test]
 fn the_interfaces_file_is_not_cleaned_when_the_tools_file_cannot_be_written() {
+    if common::without_root() {
+        return;
+    }
     let ovs = fixture_host();
     let blocked = ovs.dir.join("etc/blocked");
     std::fs::write(&blocked, "a file where a directory should be").unwrap();

@@ -25,7 +25,7 @@
 //! `OVS_AUTOATTACH_SEQUENCE_SEED` and `OVS_AUTOATTACH_SEQUENCE_STEPS` run other or longer
 //! sequences by hand (docs/sequences.md).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -248,7 +248,7 @@ impl World {
 
     fn fail(&self, step: usize, what: &str) -> ! {
         panic!(
-            "sequence seed {} failed at step {step}: {what}\nhistory:\n  {}\nreplay: OVS_AUTOATTACH_SEQUENCE_SEED={} OVS_AUTOATTACH_SEQUENCE_STEPS={} cargo test --test sequences replay -- --nocapture",
+            "sequence seed {} failed at step {step}: {what}\nhistory:\n  {}\nreplay: OVS_AUTOATTACH_SEQUENCE_SEED={} OVS_AUTOATTACH_SEQUENCE_STEPS={} cargo test --test system sequences::replay -- --nocapture",
             self.seed,
             self.history.join("\n  "),
             self.seed,
@@ -1060,22 +1060,34 @@ fn steps() -> usize {
 
 #[test]
 fn sequence_seed_1() {
+    if common::without_root() {
+        return;
+    }
     run_sequence(1, steps());
 }
 
 #[test]
 fn sequence_seed_2() {
+    if common::without_root() {
+        return;
+    }
     run_sequence(2, steps());
 }
 
 #[test]
 fn sequence_seed_3() {
+    if common::without_root() {
+        return;
+    }
     run_sequence(3, steps());
 }
 
 /// A seed given by hand (`OVS_AUTOATTACH_SEQUENCE_SEED`); without one, a short run of seed 4.
 #[test]
 fn replay() {
+    if common::without_root() {
+        return;
+    }
     let seed = std::env::var("OVS_AUTOATTACH_SEQUENCE_SEED")
         .ok()
         .and_then(|s| s.parse().ok());

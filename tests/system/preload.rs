@@ -6,7 +6,7 @@
 //! The library must be built first: `cargo build --release -p ovs-autoattach-preload`
 //! (`OVS_AUTOATTACH_TEST_LIBRARY` points the tests at another build).
 
-mod common;
+use crate::common;
 
 use std::fs::{self, File};
 use std::io::{Read, Seek};
@@ -24,7 +24,7 @@ const LIBRARY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/target/release/libovs_autoattach_preload.so"
 );
-const PROBE_C: &str = include_str!("../preload/testdata/probe.c");
+const PROBE_C: &str = include_str!("../../preload/testdata/probe.c");
 
 /// The release build of the library, or the file `OVS_AUTOATTACH_TEST_LIBRARY` names (another
 /// build, e.g. an older one, to see which tests it fails).
@@ -303,6 +303,9 @@ fn assert_attached_within_a_second(ovs: &Ovs, port: &str, ran: &Ran, syslog: &Sy
 
 #[test]
 fn ip_link_set_up_attaches_the_veth() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.guest(
         "lxc",
@@ -339,6 +342,9 @@ fn ip_link_set_up_attaches_the_veth() {
 
 #[test]
 fn ip_tuntap_add_attaches_the_tap() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.guest(
         "qemu-server",
@@ -369,6 +375,9 @@ fn ip_tuntap_add_attaches_the_tap() {
 
 #[test]
 fn the_callers_output_is_its_own_and_the_tools_lines_go_to_syslog() {
+    if common::without_root() {
+        return;
+    }
     let probe = probe().to_str().unwrap();
     let ovs = Ovs::start();
     ovs.guest(
@@ -440,6 +449,9 @@ fn the_callers_output_is_its_own_and_the_tools_lines_go_to_syslog() {
 
 #[test]
 fn a_hundred_thousand_lookups_start_the_tool_once_and_other_names_never() {
+    if common::without_root() {
+        return;
+    }
     let probe = probe().to_str().unwrap();
     let ns = Netns::new();
     ns.sh("ip link add veth125i0 type veth peer name p125");
@@ -503,6 +515,9 @@ fn a_hundred_thousand_lookups_start_the_tool_once_and_other_names_never() {
 
 #[test]
 fn threads_racing_on_one_name_start_the_tool_once() {
+    if common::without_root() {
+        return;
+    }
     let probe = probe().to_str().unwrap();
     let ns = Netns::new();
     ns.sh("ip link add veth126i0 type veth peer name p126");
@@ -522,6 +537,9 @@ fn threads_racing_on_one_name_start_the_tool_once() {
 
 #[test]
 fn return_values_and_errno_are_those_of_the_real_functions() {
+    if common::without_root() {
+        return;
+    }
     let probe = probe().to_str().unwrap();
     let ns = Netns::new();
     ns.sh("for i in 0 1 2; do ip link add veth130i$i type veth peer name p130i$i; done");
@@ -626,6 +644,9 @@ fn stat_field(stat: &str, n: usize) -> i32 {
 
 #[test]
 fn the_tool_inherits_no_descriptors_and_the_caller_keeps_no_zombie() {
+    if common::without_root() {
+        return;
+    }
     let probe = probe().to_str().unwrap();
     let ns = Netns::new();
     let dir = tempfile::tempdir().unwrap();
@@ -807,16 +828,25 @@ fn assert_inert_elsewhere(mode: &str, n: u32) {
 
 #[test]
 fn inert_after_unshare_of_the_network_namespace() {
+    if common::without_root() {
+        return;
+    }
     assert_inert_elsewhere("unshare-net", 150);
 }
 
 #[test]
 fn inert_after_setns_into_another_network_namespace() {
+    if common::without_root() {
+        return;
+    }
     assert_inert_elsewhere("setns", 151);
 }
 
 #[test]
 fn inert_after_unshare_of_the_mount_namespace() {
+    if common::without_root() {
+        return;
+    }
     assert_inert_elsewhere("unshare-mnt", 152);
 }
 
@@ -824,6 +854,9 @@ fn inert_after_unshare_of_the_mount_namespace() {
 /// namespaces, creates and looks up guest NIC names.
 #[test]
 fn inert_in_a_child_with_new_network_and_mount_namespaces() {
+    if common::without_root() {
+        return;
+    }
     assert_inert_elsewhere("child", 153);
 }
 
@@ -833,6 +866,9 @@ fn inert_in_a_child_with_new_network_and_mount_namespaces() {
 /// gets no child and no `SIGCHLD` either.
 #[test]
 fn a_child_subreaper_gets_no_child_and_no_sigchld() {
+    if common::without_root() {
+        return;
+    }
     let probe = probe().to_str().unwrap();
     let ns = Netns::new();
     for (set, n) in [("1", 160), ("0", 161)] {
@@ -891,6 +927,9 @@ fn a_child_subreaper_gets_no_child_and_no_sigchld() {
 /// without it start the tool.
 #[test]
 fn inert_in_an_lxc_hook() {
+    if common::without_root() {
+        return;
+    }
     let probe = probe().to_str().unwrap();
     let ns = Netns::new();
     ns.sh("ip link add veth170i0 type veth peer name p170i0");

@@ -2,20 +2,13 @@
 //! are named like guest NICs but are not, and a raw container's veth whose peer moves late. Real
 //! Open vSwitch, real ifupdown2 for the reloads, `ovsdb-client monitor` as the oracle.
 
-mod common;
-
-use std::path::Path;
+use crate::common;
 
 use common::{Ovs, text};
 
-fn hook() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks/if-up.d/ovs-autoattach");
-    std::fs::read_to_string(path).unwrap()
-}
-
 /// `ifreload -a` with the tool's if-up.d hook installed, on the [`Ovs::reload_host`] bridges.
 fn reload_with_hook(ovs: &Ovs) -> String {
-    let hook = hook();
+    let hook = common::if_up_hook();
     let out = ovs.ifupdown(
         &[("ovs-autoattach", &hook)],
         &format!("export OVS_AUTOATTACH_BIN={}; ifreload -a", common::BIN),
@@ -32,6 +25,9 @@ fn reload_with_hook(ovs: &Ovs) -> String {
 /// VLAN.
 #[test]
 fn a_pending_value_never_moves_a_running_nic() {
+    if common::without_root() {
+        return;
+    }
     let mac = "virtio=BC:24:11:A3:DA:B1";
     let cases = [
         ("linux bridge", "bridge=vmbr1,tag=10", "bridge=vmbr9,tag=10"),
@@ -131,6 +127,9 @@ fn a_pending_value_never_moves_a_running_nic() {
 /// comes back with that value: the stanzas file recorded where it was.
 #[test]
 fn a_lost_port_comes_back_where_the_record_says() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.add_bridge("vmbr1");
     ovs.tap("tap100i0");
@@ -163,6 +162,9 @@ fn a_lost_port_comes_back_where_the_record_says() {
 /// the reason. A raw veth whose peer is in another namespace is still attached.
 #[test]
 fn links_that_are_not_guest_nics_are_never_attached() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::reload_host();
     std::fs::write(ovs.interfaces_path(), ovs.network_head()).unwrap();
     ovs.sh(
@@ -235,6 +237,9 @@ fn links_that_are_not_guest_nics_are_never_attached() {
 /// is left alone within the bound.
 #[test]
 fn a_plug_before_the_peer_moves_waits_for_it() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     let c = ovs.container_ns();
     ovs.sh("ip link add vethLate1 type veth peer name late1p; ip link set vethLate1 up");
@@ -255,6 +260,9 @@ fn a_plug_before_the_peer_moves_waits_for_it() {
 /// lost rate limit as drift, and `apply` sets it again with Proxmox's commands.
 #[test]
 fn a_rate_limit_lost_to_an_ovs_restart_is_drift_and_comes_back() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.tap("tap160i0");
     ovs.guest(
@@ -294,6 +302,9 @@ fn a_rate_limit_lost_to_an_ovs_restart_is_drift_and_comes_back() {
 /// does not serve.
 #[test]
 fn a_run_inside_a_container_touches_nothing() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.veth("vethAb12Cd");
     let lock = ovs.dir.join("run/lock");

@@ -3,7 +3,7 @@
 //! OVSDB messages), and Proxmox's own `tap_plug` running beside `apply` and `plug` while the
 //! guest's configuration lock is held.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -201,6 +201,9 @@ fn pump(mut from: UnixStream, mut to: UnixStream, up: bool, shared: &Shared) {
 #[test]
 #[ignore = "the OVSDB proxy of the race tests, which run it in the switch's network namespace"]
 fn proxy_process() {
+    if common::without_root() {
+        return;
+    }
     let Ok(spec) = std::env::var(PROXY_ENV) else {
         return;
     };
@@ -631,6 +634,9 @@ fn port_added_during_a_slow_read(ovs: &Ovs, stage: Stage) {
 /// that follows has the tap), and with the read held before ovsdb-server saw it.
 #[test]
 fn a_port_added_during_a_slow_read_survives() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.guest(
         "qemu-server",
@@ -787,6 +793,9 @@ fn tag_changed_between_read_and_commit(
 /// `apply` nor by `plug`: the commit's guard aborts, the retry reads the new value.
 #[test]
 fn a_tag_changed_between_read_and_commit_is_not_overwritten() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.tap("tap100i0");
     let mut case = 0;
@@ -834,6 +843,9 @@ fn guest_100(tag: u16) -> String {
 /// run exits 0, and afterwards the port is on its bridge in the configured VLAN.
 #[test]
 fn proxmox_plug_never_fails_beside_apply_and_plug() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     let mut tag = 10;
     ovs.guest("qemu-server", 100, &guest_100(tag));
@@ -959,6 +971,9 @@ fn proxmox_plug_never_fails_beside_apply_and_plug() {
 /// hookscript for the guest's other NIC.
 #[test]
 fn the_hookscript_plug_acts_while_its_caller_holds_the_lock() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.guest(
         "qemu-server",

@@ -1,30 +1,32 @@
 //! The engine against a real Open vSwitch: `apply`, `plug` and `clear` end to end, verified with
 //! `ovs-vsctl`.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::Ovs;
+use common::{GuestHost, Ovs};
 
 const UNTAGGED: &str = "[] [] []";
 
 /// Two OVS bridges, a QEMU guest with a tagged and a trunk NIC, an LXC guest with tag+trunks, and
 /// a raw container veth.
 fn host() -> Ovs {
-    let ovs = Ovs::start();
-    ovs.add_bridge("vmbr1");
-    ovs.guest("qemu-server", 100, "boot: order=scsi0\nnet0: virtio=BC:24:11:A3:DA:B1,bridge=vmbr1,tag=10\nnet1: virtio=BC:24:11:A3:DA:B2,bridge=vmbr1,trunks=20;30-32\n\n[yesterday]\nnet0: virtio=BC:24:11:A3:DA:B1,bridge=ovsbr0,tag=99\n");
-    ovs.guest("lxc", 200, "arch: amd64\nnet0: name=eth0,bridge=vmbr1,hwaddr=12:34:56:78:90:12,ip=dhcp,tag=10,trunks=20;30,type=veth\n");
-    ovs.tap("tap100i0");
-    ovs.tap("tap100i1");
-    ovs.veth("veth200i0");
-    ovs.veth("vethRaw01");
-    ovs
+    GuestHost::new()
+        .qemu_around(
+            "boot: order=scsi0\n",
+            "\n[yesterday]\nnet0: virtio=BC:24:11:A3:DA:B1,bridge=ovsbr0,tag=99\n",
+        )
+        .lxc_config("arch: amd64\nnet0: name=eth0,bridge=vmbr1,hwaddr=12:34:56:78:90:12,ip=dhcp,tag=10,trunks=20;30,type=veth\n")
+        .without_interfaces()
+        .start()
 }
 
 #[test]
 fn apply_from_empty_attaches_every_nic_with_its_vlan() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     let out = ovs.tool_ok(&["apply"]);
     assert!(out.contains("attached tap100i0 to vmbr1 tag=10"), "{out}");
@@ -54,6 +56,9 @@ fn apply_from_empty_attaches_every_nic_with_its_vlan() {
 
 #[test]
 fn second_apply_changes_nothing() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.tool_ok(&["apply"]);
     let before = ovs.vsctl(&["--format=json", "list", "Port"]);
@@ -67,6 +72,9 @@ fn second_apply_changes_nothing() {
 
 #[test]
 fn dry_run_prints_the_plan_and_changes_nothing() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.vsctl(&["add-port", "ovsbr0", "tap100i1", "tag=5"]);
     let out = ovs.tool(&["apply", "--dry-run"]);
@@ -94,6 +102,9 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
 
 #[test]
 fn wrong_vlan_is_corrected_and_foreign_port_stays_unmarked() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.vsctl(&["add-port", "vmbr1", "tap100i0", "tag=99", "vlan_mode=trunk"]);
     let out = ovs.tool_ok(&["apply"]);
@@ -111,6 +122,9 @@ fn wrong_vlan_is_corrected_and_foreign_port_stays_unmarked() {
 
 #[test]
 fn nic_on_the_wrong_bridge_is_moved() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.vsctl(&["add-port", "ovsbr0", "tap100i0"]);
     let out = ovs.tool_ok(&["apply"]);
@@ -125,6 +139,9 @@ fn nic_on_the_wrong_bridge_is_moved() {
 
 #[test]
 fn stale_ports_are_pruned_and_foreign_ports_survive_apply_and_clear() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     // Foreign: an uplink-like internal port with a tag, a guest-like name without a link that is
     // not Proxmox's pattern, and a foreign Proxmox-named row whose link is gone.
@@ -170,6 +187,9 @@ fn stale_ports_are_pruned_and_foreign_ports_survive_apply_and_clear() {
 
 #[test]
 fn lxc_link_down_and_linux_bridge_nics_are_not_attached() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.guest("lxc", 300, "net0: name=eth0,bridge=ovsbr0,link_down=1\n");
     ovs.guest(
@@ -186,7 +206,7 @@ fn lxc_link_down_and_linux_bridge_nics_are_not_attached() {
     ovs.veth("vethDocker1");
     ovs.sh("ip link set vethDocker1 master vmbr0");
     let out = ovs.tool_ok(&["apply"]);
-    // The firewall NIC is carried by its fwln (see tests/replug.rs); nothing else is attached.
+    // The firewall NIC is carried by its fwln (see tests/system/replug.rs); nothing else is attached.
     assert!(out.contains("1 attached"), "{out}");
     assert!(
         out.contains("attached fwln301o1 to ovsbr0 untagged (internal port)"),
@@ -213,6 +233,9 @@ fn lxc_link_down_and_linux_bridge_nics_are_not_attached() {
 
 #[test]
 fn malformed_guest_config_fails_the_run_but_not_the_others() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.guest("qemu-server", 400, "net0: virtio,bridge=vmbr1,tag=4095\n");
     ovs.tap("tap400i0");
@@ -232,6 +255,9 @@ fn malformed_guest_config_fails_the_run_but_not_the_others() {
 
 #[test]
 fn plug_attaches_one_nic_only() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     let out = ovs.tool_ok(&["plug", "veth200i0"]);
     assert!(
@@ -253,6 +279,9 @@ fn plug_attaches_one_nic_only() {
 
 #[test]
 fn plug_of_a_vanished_nic_warns_and_succeeds() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     let out = ovs.tool_ok(&["plug", "tap999i0"]);
     assert!(out.contains("tap999i0 does not exist"), "{out}");
@@ -260,6 +289,9 @@ fn plug_of_a_vanished_nic_warns_and_succeeds() {
 
 #[test]
 fn plug_refuses_invalid_names_with_exit_2() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     for bad in [
         "a/b",
@@ -287,6 +319,9 @@ fn plug_refuses_invalid_names_with_exit_2() {
 
 #[test]
 fn bad_configuration_is_exit_2_naming_the_line() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.write_config("bridge: ovsbr0\nbirdge: x\n");
     let out = ovs.tool_code(&["apply"], 2);
@@ -299,6 +334,9 @@ fn bad_configuration_is_exit_2_naming_the_line() {
 
 #[test]
 fn ovsdb_down_is_a_quick_clear_failure() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.stop("ovsdb");
     let started = Instant::now();
@@ -318,6 +356,9 @@ fn ovsdb_down_is_a_quick_clear_failure() {
 
 #[test]
 fn vswitchd_down_commits_but_reports_unconfirmed_ports() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     ovs.write_config("timeout_secs: 1\n");
     ovs.stop("vswitchd");
@@ -349,6 +390,9 @@ fn vswitchd_down_commits_but_reports_unconfirmed_ports() {
 /// on VLAN 20 reaches neither.
 #[test]
 fn vlan_isolation_with_real_traffic() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.guest("lxc", 500, "net0: name=eth0,bridge=ovsbr0,tag=10\n");
     ovs.guest("lxc", 501, "net0: name=eth0,bridge=ovsbr0,tag=10\n");
@@ -376,6 +420,9 @@ fn vlan_isolation_with_real_traffic() {
 /// configuration anywhere on a Proxmox node is never moved to the default bridge.
 #[test]
 fn migrating_and_unconfigured_proxmox_nics_keep_their_vlan() {
+    if common::without_root() {
+        return;
+    }
     let ovs = host();
     std::fs::create_dir_all(ovs.dir.join("pve/nodes/pve2/qemu-server")).unwrap();
     std::fs::write(

@@ -1,7 +1,7 @@
 //! Hardening: concurrent callers, killed runs, OVS outages, locks and hostile input, each against
 //! a real Open vSwitch, with foreign state checked untouched throughout.
 
-mod common;
+use crate::common;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -144,6 +144,9 @@ fn links_with_prefix(ovs: &Ovs, prefix: &str) -> Vec<String> {
 /// foreign state untouched.
 #[test]
 fn storm_of_plugs_applies_and_churn_converges() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     add_foreign(&ovs);
     seed_interfaces(&ovs);
@@ -231,6 +234,9 @@ fn storm_of_plugs_applies_and_churn_converges() {
 /// converges, and no temporary file is left behind.
 #[test]
 fn killed_applies_never_corrupt_and_always_converge() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     add_foreign(&ovs);
     seed_interfaces(&ovs);
@@ -312,6 +318,9 @@ fn killed_applies_never_corrupt_and_always_converge() {
 /// nothing to change.
 #[test]
 fn stale_temporary_files_are_cleaned() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.veth("vethT1");
     ovs.tool_ok(&["apply"]);
@@ -327,6 +336,9 @@ fn stale_temporary_files_are_cleaned() {
 
 #[test]
 fn ovsdb_down_or_wedged_fails_fast_and_writes_nothing() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.veth("vethW1");
     ovs.write_config("timeout_secs: 2\n");
@@ -348,6 +360,9 @@ fn ovsdb_down_or_wedged_fails_fast_and_writes_nothing() {
 
 #[test]
 fn wedged_ovsdb_is_bounded_by_the_timeout() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.veth("vethW2");
     ovs.write_config("timeout_secs: 2\n");
@@ -380,6 +395,9 @@ fn wedged_ovsdb_is_bounded_by_the_timeout() {
 
 #[test]
 fn second_apply_waits_for_the_lock_and_stale_lock_files_do_not_block() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.veth("vethL1");
     let run = ovs.dir.join("fresh/run");
@@ -416,6 +434,9 @@ fn second_apply_waits_for_the_lock_and_stale_lock_files_do_not_block() {
 
 #[test]
 fn planted_symlinks_are_not_followed() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.veth("vethS1");
     let run = ovs.dir.join("run");
@@ -448,6 +469,9 @@ fn planted_symlinks_are_not_followed() {
 /// nothing is attached for it, and the other NICs proceed.
 #[test]
 fn hostile_guest_configurations_are_refused() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     let cases: [(u32, Vec<u8>, &str); 8] = [
         (
@@ -532,6 +556,9 @@ fn hostile_guest_configurations_are_refused() {
 /// changed.
 #[test]
 fn hostile_files_are_refused_untouched() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     ovs.veth("vethH1");
     let good = std::fs::read_to_string(ovs.config_path()).unwrap();
@@ -646,6 +673,9 @@ fn proxmox_nic(ovs: &Ovs) {
 /// after `timeout_secs` and say what they waited for; nothing is written.
 #[test]
 fn a_socket_that_never_accepts_bounds_status_apply_and_plug() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     proxmox_nic(&ovs);
     let stuck = Stuck::new(&ovs.dir.join("stuck.sock"));
@@ -678,6 +708,9 @@ fn a_socket_that_never_accepts_bounds_status_apply_and_plug() {
 /// longer than `plug`'s bound: the `plug` gives up, exits 1 and names the lock.
 #[test]
 fn a_plug_behind_a_stuck_apply_gives_up_within_its_bound() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     proxmox_nic(&ovs);
     // The server runs in the switch's namespace, as ovsdb-server does. It answers a client's
@@ -797,6 +830,9 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// the tool creates is group- or world-writable.
 #[test]
 fn under_umask_000_nothing_created_is_group_or_world_writable() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     proxmox_nic(&ovs);
     let fresh = ovs.dir.join("fresh");
@@ -856,6 +892,9 @@ fn under_umask_000_nothing_created_is_group_or_world_writable() {
 /// still written through.
 #[test]
 fn a_symlink_at_an_owned_files_path_is_refused_and_left_untouched() {
+    if common::without_root() {
+        return;
+    }
     let ovs = Ovs::start();
     proxmox_nic(&ovs);
     // The interfaces file as a link to the real file, with an empty 0.1.0 block to clean.
