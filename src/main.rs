@@ -1,3 +1,7 @@
+//! The entry point: parses the command line, sets up logging (standard error or syslog), runs
+//! the command ([`ovs_autoattach::run`]) and maps its outcome to the exit code: 0 done, 1 a
+//! runtime failure or something found, 2 a usage or configuration error (nothing touched).
+
 use std::io::Write;
 use std::process::ExitCode;
 

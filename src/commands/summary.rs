@@ -6,8 +6,8 @@ use std::time::Instant;
 use super::Success;
 use super::act::{Failure, Why};
 use super::mirrors::Outcome;
-use crate::decide::plan::Plan;
 use crate::decide::hostfiles::Written;
+use crate::decide::plan::Plan;
 
 /// What a run did, for its summary line.
 pub(super) struct Summary<'a> {

@@ -1,4 +1,5 @@
-//! Proxmox guest configurations: which NIC a host interface is, and what its `net<n>` line says.
+//! Proxmox guest configurations: which guest a host NIC belongs to ([`NicId`], named as
+//! [`crate::decide::nic`] spells it), and what its `net<n>` line says.
 //!
 //! Proxmox names a guest NIC's host end `tap<vmid>i<n>` (QEMU) or `veth<vmid>i<n>` (LXC) and keeps
 //! the guest's configuration in `qemu-server/<vmid>.conf` or `lxc/<vmid>.conf`. Only the lines

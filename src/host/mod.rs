@@ -1,10 +1,13 @@
 //! The adapters: thin layers over what the tool observes and changes on the host. They carry
 //! no decisions; each turns the pure core's plain data into effects, or the host into plain data.
 //!
-//! [`links`] speaks rtnetlink, [`ovsdb`] is an RFC 7047 client and [`vswitch`] the Open vSwitch
-//! schema over it, [`pve`] reads guest configurations, [`files`] writes files atomically,
-//! [`hostfiles`] keeps the host files in step, [`lock`] serializes runs, and [`syslog`] sends log
-//! lines to the system log. [`promisc`] sets a link's promiscuous flag (for traffic mirrors).
+//! [`config`] reads the tool's configuration file, [`links`] speaks rtnetlink and [`linkops`]
+//! carries out link changes with it, [`sysctl`] and [`tc`] the IPv6 switch and rate limits,
+//! [`ovsdb`] is an RFC 7047 client and [`vswitch`] the Open vSwitch schema over it, [`pve`]
+//! reads guest configurations and sees which guests Proxmox is working on, [`namespace`] checks
+//! that the run is on the host, [`files`] writes files atomically, [`hostfiles`] keeps the host
+//! files in step, [`lock`] serializes runs, and [`syslog`] sends log lines to the system log.
+//! [`promisc`] sets a link's promiscuous flag (for traffic mirrors).
 
 pub(crate) mod config;
 pub(crate) mod files;
