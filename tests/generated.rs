@@ -422,3 +422,35 @@ fn config_fields() -> Vec<&'static str> {
         .filter(|k| is_key(k))
         .collect()
 }
+
+/// docs/design.md's module table lists every file under `src/`, and nothing that is gone.
+#[test]
+fn design_lists_every_source_file() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let design = std::fs::read_to_string(root.join("docs/design.md")).unwrap();
+    let listed: std::collections::BTreeSet<String> = design
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once('`').map(|(f, _)| f.to_string()))
+        .filter(|f| f.ends_with(".rs"))
+        .collect();
+    let mut files = std::collections::BTreeSet::new();
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let rel = path.strip_prefix(root.join("src")).unwrap();
+                files.insert(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let missing: Vec<_> = files.difference(&listed).collect();
+    let gone: Vec<_> = listed.difference(&files).collect();
+    assert!(
+        missing.is_empty() && gone.is_empty(),
+        "docs/design.md's module table: missing {missing:?}, listed but gone {gone:?}"
+    );
+}
