@@ -454,3 +454,97 @@ fn design_lists_every_source_file() {
         "docs/design.md's module table: missing {missing:?}, listed but gone {gone:?}"
     );
 }
+
+/// The core is self-contained and acyclic: no file under `src/decide/` names the adapters, the
+/// commands or anything else of the crate outside `decide`, and the modules of `decide` (a
+/// directory counts as one) use each other without a cycle. Read from the code, comments
+/// excluded: a doc link is not a dependency.
+#[test]
+fn the_core_imports_nothing_outside_itself_and_has_no_cycle() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let decide = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/decide");
+    let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut dirs = vec![decide.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let rel = path
+                .strip_prefix(&decide)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let module = rel
+                .split('/')
+                .next()
+                .unwrap()
+                .trim_end_matches(".rs")
+                .to_string();
+            let code: String = std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for (at, _) in code.match_indices("crate::") {
+                let rest = &code[at + "crate::".len()..];
+                assert!(
+                    rest.starts_with("decide::"),
+                    "src/decide/{rel} uses crate::{}",
+                    &rest[..rest
+                        .find(|c: char| !c.is_alphanumeric() && c != '_')
+                        .unwrap_or(0)]
+                );
+                let rest = &rest["decide::".len()..];
+                let names = match rest.strip_prefix('{') {
+                    Some(group) => &group[..group.find('}').unwrap()],
+                    None => {
+                        &rest[..rest
+                            .find(|c: char| !c.is_alphanumeric() && c != '_')
+                            .unwrap()]
+                    }
+                };
+                for name in names
+                    .split(',')
+                    .map(|n| n.trim().split("::").next().unwrap())
+                {
+                    if !name.is_empty() && name != "self" && name != module {
+                        uses.entry(module.clone())
+                            .or_default()
+                            .insert(name.to_string());
+                    }
+                }
+            }
+        }
+    }
+    // Depth-first search: a module met again while it is on the path closes a cycle.
+    fn visit<'a>(
+        m: &'a str,
+        uses: &'a BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) {
+        if let Some(at) = path.iter().position(|p| *p == m) {
+            panic!(
+                "module cycle in src/decide: {} -> {m}",
+                path[at..].join(" -> ")
+            );
+        }
+        if !done.insert(m) {
+            return;
+        }
+        path.push(m);
+        for next in uses.get(m).into_iter().flatten() {
+            visit(next, uses, path, done);
+        }
+        path.pop();
+    }
+    let mut done = BTreeSet::new();
+    for m in uses.keys() {
+        visit(m, &uses, &mut Vec::new(), &mut done);
+    }
+    assert!(uses.len() > 10, "{uses:?}");
+}

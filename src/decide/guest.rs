@@ -66,6 +66,25 @@ impl GuestId {
     }
 }
 
+impl Slot {
+    /// The host interface of the slot's NIC for a guest of `kind`.
+    pub fn host(self, kind: Kind) -> String {
+        match kind {
+            Kind::Qemu => self.tap(),
+            Kind::Lxc => self.veth(),
+        }
+    }
+
+    /// Both guests the slot may belong to, QEMU's first: a fwbr or fwln name says the VMID and
+    /// index, not whether the guest is a VM or a container.
+    pub fn guests(self) -> [GuestId; 2] {
+        [Kind::Qemu, Kind::Lxc].map(|kind| GuestId {
+            kind,
+            vmid: self.vmid,
+        })
+    }
+}
+
 /// The guest NICs a process is plugging right now, from its command line (`/proc/PID/cmdline`,
 /// NUL-separated): qemu-server's `pve-bridge` and `pve-bridge-hotplug` (`pve-bridge tap100i0`,
 /// run by QEMU for a netdev) and pve-container's `lxcnetaddbr` (`lxcnetaddbr 200 net up veth
@@ -613,6 +632,23 @@ mod tests {
         ] {
             assert_eq!(NicId::parse(not), None, "{not}");
         }
+    }
+
+    #[test]
+    fn slots_belong_to_either_kind() {
+        let slot = Slot {
+            vmid: 100,
+            index: 3,
+        };
+        assert_eq!(slot.host(Kind::Lxc), "veth100i3");
+        assert_eq!(
+            slot.guests()[1],
+            GuestId {
+                kind: Kind::Lxc,
+                vmid: 100
+            }
+        );
+        assert_eq!(NicId::parse("veth100i3").unwrap().name(), "veth100i3");
     }
 
     #[test]

@@ -5,9 +5,8 @@
 //! pve-common's `$compute_fwbr_names` adds a Linux bridge `fwbr<vmid>i<n>` and an OVS internal
 //! port `fwln<vmid>o<n>`. A [`Slot`] is the `<vmid>`/`<n>` pair all four share; [`parse`] is the
 //! one way back from any of these names to its slot and [`Role`]. Only names as Proxmox prints
-//! them are recognised: no leading zeros, VMID 100–999999999, n 0–31.
-
-use crate::decide::guest::{GuestId, Kind};
+//! them are recognised: no leading zeros, VMID 100–999999999, n 0–31. Which guest a slot
+//! belongs to is [`crate::decide::guest`]'s part, which builds on this module.
 
 /// Proxmox's VMID range and NIC count.
 pub const VMID_MIN: u32 = 100;
@@ -52,25 +51,9 @@ impl Slot {
         format!("fwln{}o{}", self.vmid, self.index)
     }
 
-    /// The host interface of the slot's NIC for a guest of `kind`.
-    pub fn host(self, kind: Kind) -> String {
-        match kind {
-            Kind::Qemu => self.tap(),
-            Kind::Lxc => self.veth(),
-        }
-    }
-
     /// Both host interface names the slot may have, QEMU's first.
     pub fn hosts(self) -> [String; 2] {
         [self.tap(), self.veth()]
-    }
-
-    /// Both guests the slot may belong to, QEMU's first.
-    pub fn guests(self) -> [GuestId; 2] {
-        [Kind::Qemu, Kind::Lxc].map(|kind| GuestId {
-            kind,
-            vmid: self.vmid,
-        })
     }
 
     /// `vm<vmid>i<index>`: how the mirror names of proxmox-ovs-mirror end.
@@ -131,15 +114,7 @@ mod tests {
         assert_eq!(slot.fwbr(), "fwbr100i3");
         assert_eq!(slot.fwln(), "fwln100o3");
         assert_eq!(slot.hosts(), ["tap100i3", "veth100i3"]);
-        assert_eq!(slot.host(Kind::Lxc), "veth100i3");
         assert_eq!(slot.label(), "vm100i3");
-        assert_eq!(
-            slot.guests()[1],
-            GuestId {
-                kind: Kind::Lxc,
-                vmid: 100
-            }
-        );
         assert_eq!(parse_as("fwln100o3", Role::Fwln), Some(slot));
         assert_eq!(parse_as("fwln100o3", Role::Fwbr), None);
     }
