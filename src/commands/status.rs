@@ -22,7 +22,7 @@ use crate::decide::hostfiles::{Action, NoteKind, PlannedFile, Update};
 use crate::decide::linkplan;
 use crate::decide::mirrors::{MirrorChange, MirrorPlan, RuleState};
 use crate::decide::observed::Observed;
-use crate::decide::status::{FileAction, FileCheck, Report};
+use crate::decide::status::{FileCheck, Report};
 use crate::decide::status::{Mirror, MirrorState};
 use crate::host::hostfiles;
 use crate::host::links::Rtnl;
@@ -178,11 +178,7 @@ fn check(file: &PlannedFile) -> FileCheck {
     FileCheck {
         role: file.role.as_str().into(),
         path: file.path.display().to_string(),
-        action: match file.action {
-            Action::Write(_) => FileAction::Write,
-            Action::Remove => FileAction::Remove,
-            Action::Keep => FileAction::Keep,
-        },
+        removes: file.action == Action::Remove,
         in_sync: file.in_sync().map_err(|e| format!("{e:#}")),
         refused: notes(true),
         notes: notes(false),

@@ -155,14 +155,6 @@ struct Stale {
     reason: String,
 }
 
-/// What `apply` would do to a host file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum FileAction {
-    Write,
-    Remove,
-    Keep,
-}
-
 /// A host file as the adapter checked it: what `apply` would do, and whether the disk already
 /// matches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,7 +162,8 @@ pub(crate) struct FileCheck {
     /// `stanzas`, `interfaces`, `interfaces.new` or `nmstate`.
     pub(crate) role: String,
     pub(crate) path: String,
-    pub(crate) action: FileAction,
+    /// Whether `apply` would remove the file (else it writes or keeps it).
+    pub(crate) removes: bool,
     /// Whether the disk already is what `action` makes it; the error if it could not be read.
     pub(crate) in_sync: Result<bool, String>,
     /// Why `apply` cannot bring the file in step by itself (it warns about each on every run).
@@ -222,9 +215,10 @@ impl File {
                 Err(e) => (FileState::Refused, Some(e)),
                 Ok(true) => (FileState::InSync, None),
                 Ok(false) => {
-                    let what = match check.action {
-                        FileAction::Remove => "apply removes it",
-                        FileAction::Write | FileAction::Keep => "apply rewrites it",
+                    let what = if check.removes {
+                        "apply removes it"
+                    } else {
+                        "apply rewrites it"
                     };
                     let reason = check
                         .notes

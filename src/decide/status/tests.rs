@@ -241,11 +241,11 @@ fn a_converged_host_is_healthy() {
     );
 }
 
-fn check(action: FileAction, in_sync: Result<bool, String>) -> FileCheck {
+fn check(removes: bool, in_sync: Result<bool, String>) -> FileCheck {
     FileCheck {
         role: "stanzas".into(),
         path: "/etc/network/interfaces.d/ovs-autoattach".into(),
-        action,
+        removes,
         in_sync,
         refused: Vec::new(),
         notes: Vec::new(),
@@ -256,9 +256,9 @@ fn check(action: FileAction, in_sync: Result<bool, String>) -> FileCheck {
 
 #[test]
 fn file_states() {
-    let f = File::of(check(FileAction::Write, Ok(true)));
+    let f = File::of(check(false, Ok(true)));
     assert_eq!((f.state, f.reason), (FileState::InSync, None));
-    let mut c = check(FileAction::Write, Ok(false));
+    let mut c = check(false, Ok(false));
     c.notes = vec!["moving the stanzas of tap100i0 to /x".into()];
     let f = File::of(c);
     assert_eq!(f.state, FileState::OutOfSync);
@@ -266,9 +266,9 @@ fn file_states() {
         f.reason.as_deref(),
         Some("moving the stanzas of tap100i0 to /x; apply rewrites it")
     );
-    let f = File::of(check(FileAction::Remove, Ok(false)));
+    let f = File::of(check(true, Ok(false)));
     assert_eq!(f.reason.as_deref(), Some("apply removes it"));
-    let mut c = check(FileAction::Keep, Ok(true));
+    let mut c = check(false, Ok(true));
     c.refused = vec!["ifupdown2 does not read /x".into()];
     c.source_line = Some("source /etc/network/interfaces.d/*".into());
     let f = File::of(c);
@@ -277,16 +277,16 @@ fn file_states() {
         f.source_line.as_deref(),
         Some("source /etc/network/interfaces.d/*")
     );
-    let mut c = check(FileAction::Keep, Ok(true));
+    let mut c = check(false, Ok(true));
     c.error = Some("/x is not valid UTF-8".into());
     assert_eq!(File::of(c).state, FileState::Refused);
     assert_eq!(
-        File::of(check(FileAction::Write, Err("denied".into()))).state,
+        File::of(check(false, Err("denied".into()))).state,
         FileState::Refused
     );
     // Files alone decide the verdict too.
     let r = Report {
-        files: vec![File::of(check(FileAction::Write, Ok(false)))],
+        files: vec![File::of(check(false, Ok(false)))],
         ..Report::default()
     };
     assert!(r.needs_apply() && !r.healthy());
