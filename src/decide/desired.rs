@@ -506,23 +506,7 @@ mod tests {
     use super::*;
     use crate::decide::guest::GuestConfig;
     use crate::decide::observed::PortState;
-
-    /// A link of the kind its name says: a Proxmox tap is a `tun`, anything else a veth whose
-    /// peer is in a container.
-    fn link(name: &str) -> HostLink {
-        let kind = if name.starts_with("tap") {
-            "tun"
-        } else {
-            "veth"
-        };
-        HostLink {
-            name: name.into(),
-            kind: Some(kind.into()),
-            master: Master::None,
-            peer_elsewhere: kind == "veth" && NicId::parse(name).is_none(),
-            addressed: false,
-        }
-    }
+    use crate::decide::testing::link;
 
     fn bridges(names: &[&str]) -> Observed {
         Observed {

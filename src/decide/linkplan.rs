@@ -268,6 +268,7 @@ pub fn after_commit(
 mod tests {
     use super::*;
     use crate::decide::desired::Target;
+    use crate::decide::testing::desired;
     use crate::decide::vlan::Vlan;
 
     fn link(up: bool, mtu: u32, master: Option<&str>) -> LinkState {
@@ -299,16 +300,6 @@ mod tests {
             rate,
             ..Target::plain("vmbr1", Vlan::proxmox(Some(10), vec![]))
         })
-    }
-
-    fn desired(nics: &[(&str, Decision)]) -> Desired {
-        Desired {
-            nics: nics
-                .iter()
-                .map(|(n, d)| (n.to_string(), d.clone()))
-                .collect(),
-            ..Desired::default()
-        }
     }
 
     fn attach(port: &str) -> Change {

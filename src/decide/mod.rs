@@ -32,4 +32,6 @@ pub mod ports;
 pub(crate) mod sources;
 pub mod stanzas;
 pub(crate) mod status;
+#[cfg(test)]
+mod testing;
 pub mod vlan;

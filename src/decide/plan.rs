@@ -401,6 +401,7 @@ pub fn after(observed: &Observed, plan: &Plan) -> BTreeMap<String, PortAfter> {
 mod tests {
     use super::*;
     use crate::decide::desired::Target;
+    use crate::decide::testing::desired;
 
     fn state(bridge: &str, vlan: Vlan, owned: bool) -> PortState {
         PortState {
@@ -427,16 +428,6 @@ mod tests {
                 .map(|(n, s)| (n.to_string(), s.clone()))
                 .collect(),
             ..Observed::default()
-        }
-    }
-
-    fn desired(nics: &[(&str, Decision)]) -> Desired {
-        Desired {
-            nics: nics
-                .iter()
-                .map(|(n, d)| (n.to_string(), d.clone()))
-                .collect(),
-            ..Desired::default()
         }
     }
 

@@ -6,25 +6,9 @@ use super::*;
 use crate::decide::desired::{self, GuestFile, Guests, Master};
 use crate::decide::guest::{GuestConfig, GuestId};
 use crate::decide::plan::{self, Scope};
+use crate::decide::testing::link_on;
 use proptest::prelude::*;
 use serde_json::{Value, json};
-
-fn link(name: &str, master: Master) -> HostLink {
-    HostLink {
-        name: name.into(),
-        kind: Some(
-            if name.starts_with("veth") {
-                "veth"
-            } else {
-                "tun"
-            }
-            .into(),
-        ),
-        master,
-        peer_elsewhere: name.starts_with("veth") && NicId::parse(name).is_none(),
-        addressed: false,
-    }
-}
 
 fn port(bridge: Option<&str>, vlan: Vlan, owned: bool) -> PortState {
     PortState {
@@ -144,10 +128,10 @@ fn each_state_from_apply_s_own_decisions() {
         "tap900i0",
         "vethRaw",
     ]
-    .map(|n| link(n, Master::None))
+    .map(|n| link_on(n, Master::None))
     .into();
     h.links
-        .push(link("tap500i0", Master::Other("vmbr0".into())));
+        .push(link_on("tap500i0", Master::Other("vmbr0".into())));
     h.ports = vec![
         ("tap100i0", port(Some("vmbr1"), tag10.clone(), true)),
         ("tap102i0", port(Some("vmbr1"), Vlan::default(), false)),
@@ -227,7 +211,7 @@ fn each_state_from_apply_s_own_decisions() {
 fn a_converged_host_is_healthy() {
     let mut h = Host::new();
     h.guests = vec![(Kind::Qemu, 100, TAG10)];
-    h.links = vec![link("tap100i0", Master::None)];
+    h.links = vec![link_on("tap100i0", Master::None)];
     h.ports = vec![(
         "tap100i0",
         port(Some("vmbr1"), Vlan::proxmox(Some(10), vec![]), false),
@@ -301,8 +285,8 @@ fn json_document() {
         "net0: name=eth0,bridge=vmbr1,tag=10,trunks=20;30\n",
     )];
     h.links = vec![
-        link("veth200i0", Master::None),
-        link("vethRaw", Master::None),
+        link_on("veth200i0", Master::None),
+        link_on("vethRaw", Master::None),
     ];
     h.ports = vec![("vethRaw", port(Some("ovsbr0"), Vlan::default(), true))];
     let (r, _) = h.report();
@@ -351,7 +335,7 @@ fn text_table_sorted_by_guest_and_aligned() {
         (Kind::Qemu, 20000, TAG10),
     ];
     h.links = ["vethAAA", "tap20000i0", "tap100i1", "veth100i0", "tap100i0"]
-        .map(|n| link(n, Master::None))
+        .map(|n| link_on(n, Master::None))
         .into();
     h.ports = vec![("tap555i0", port(Some("ovsbr0"), Vlan::default(), false))];
     let (r, _) = h.report();
@@ -396,7 +380,7 @@ fn text_table_sorted_by_guest_and_aligned() {
 #[test]
 fn odd_names_are_escaped_in_the_table() {
     let mut h = Host::new();
-    h.links = vec![link("tap$(id)\u{1b}", Master::None)];
+    h.links = vec![link_on("tap$(id)\u{1b}", Master::None)];
     let (r, _) = h.report();
     assert_eq!(r.nics[0].state, State::Ignored);
     assert!(human(&r).contains("tap$(id)\\u{1b}"), "{}", human(&r));
@@ -424,7 +408,7 @@ proptest! {
             .iter()
             .zip(&gone)
             .filter(|(_, g)| !**g)
-            .map(|(n, _)| link(n, Master::None))
+            .map(|(n, _)| link_on(n, Master::None))
             .collect();
         let bridges = ["ovsbr0", "vmbr1", "vmbr9"];
         h.ports = held
