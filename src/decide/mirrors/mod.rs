@@ -8,8 +8,9 @@
 //! 2. [`build`] compares those with the mirrors OVS holds, as they will be once the port plan of
 //!    the same run is committed ([`ports_after`]): a port the run attaches is referenced by the
 //!    row the same transaction inserts, so a port and its mirror appear together.
-//! 3. [`status`] says, per rule, whether it is active, pending, waiting (and for what) or
-//!    invalid, for a `status` command.
+//! 3. The plan's [`RuleStatus`]es say, per rule, whether it is active, waiting (and for what)
+//!    or invalid; `status` reads them with the plan's changes ([`crate::decide::status`]), which
+//!    makes an active rule whose mirror the run would still change pending.
 //!
 //! Invariants, enforced here and nowhere else:
 //! - A rule's mirror exists exactly while its source and output ports are both on its bridge;
@@ -392,19 +393,32 @@ impl fmt::Display for MirrorChange {
     }
 }
 
-/// Where a rule stands.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where a rule stands: the one rule-state of the tool, which the mirror plan and the `status`
+/// report share. The strings are the interface (`status --json`): scripts match on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RuleState {
     /// Both ports are on the bridge and the mirror is (once the plan is committed) as the rule
     /// says.
     Active,
     /// Both ports are on the bridge but the mirror is missing or wrong: the next `apply` (or
-    /// `plug` of one of its NICs) creates or corrects it. Only [`status`] reports this.
-    Pending(String),
-    /// A port (or the bridge) is missing: what it waits for. Not an error.
-    Waiting(String),
+    /// `plug` of one of its NICs) creates or corrects it. Only the `status` report says this
+    /// (see [`crate::decide::status`]): a plan is what the run leaves behind, where it is active.
+    Pending,
+    /// A port (or the bridge) is missing. Not an error.
+    Waiting,
     /// The line is refused, or names something that cannot exist.
-    Invalid(String),
+    Invalid,
+}
+
+impl RuleState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleState::Active => "active",
+            RuleState::Pending => "pending",
+            RuleState::Waiting => "waiting",
+            RuleState::Invalid => "invalid",
+        }
+    }
 }
 
 /// One rule's state, by line.
@@ -414,6 +428,9 @@ pub struct RuleStatus {
     /// The mirror's name, when the line could be read.
     pub mirror: Option<String>,
     pub state: RuleState,
+    /// What a waiting rule waits for (`tap400i0 on vmbr1`), why an invalid one is refused, what
+    /// a pending one needs; `None` for an active rule.
+    pub detail: Option<String>,
 }
 
 /// Which rules a plan reconciles.
@@ -460,9 +477,9 @@ impl MirrorPlan {
         let mut c = [0; 3];
         for r in &self.rules {
             match r.state {
-                RuleState::Active | RuleState::Pending(_) => c[0] += 1,
-                RuleState::Waiting(_) => c[1] += 1,
-                RuleState::Invalid(_) => c[2] += 1,
+                RuleState::Active | RuleState::Pending => c[0] += 1,
+                RuleState::Waiting => c[1] += 1,
+                RuleState::Invalid => c[2] += 1,
             }
         }
         c
@@ -488,7 +505,8 @@ pub fn build(
             .extend(specs.invalid.iter().map(|(line, why)| RuleStatus {
                 line: *line,
                 mirror: None,
-                state: RuleState::Invalid(why.clone()),
+                state: RuleState::Invalid,
+                detail: Some(why.clone()),
             }));
     }
     // Mirrors of ours this plan has decided about, and the (bridge, name) of every rule in scope.
@@ -512,7 +530,7 @@ pub fn build(
             .filter(|m| m.owned())
             .collect();
         handled.extend(ours.iter().map(|m| m.uuid.as_str()));
-        let state = match endpoints(spec, &after, observed) {
+        let (state, detail) = match endpoints(spec, &after, observed) {
             Err(waiting) => {
                 out.changes
                     .extend(ours.iter().map(|m| MirrorChange::Remove {
@@ -521,7 +539,7 @@ pub fn build(
                         bridge: spec.bridge.clone(),
                         reason: format!("waiting for {waiting}"),
                     }));
-                RuleState::Waiting(waiting)
+                (RuleState::Waiting, Some(waiting))
             }
             Ok((src, dst)) => {
                 let off = promisc.get(&spec.source) == Some(&false);
@@ -572,13 +590,14 @@ pub fn build(
                 } else {
                     out.changes.push(MirrorChange::Create(want));
                 }
-                RuleState::Active
+                (RuleState::Active, None)
             }
         };
         out.rules.push(RuleStatus {
             line: spec.line,
             mirror: Some(spec.name.clone()),
             state,
+            detail,
         });
     }
     if matches!(scope, Scope::Full) && specs.complete() {
@@ -695,43 +714,6 @@ pub fn clear(observed: &Observed, promisc: &BTreeMap<String, bool>) -> MirrorPla
             .collect(),
         ..MirrorPlan::default()
     }
-}
-
-/// Per rule (refused lines included, by line): active, pending (and what would change),
-/// waiting (and for what) or invalid (and why), as OVS holds things now. For a `status`
-/// command; pure, so it needs the rules file, the guest configurations of
-/// [`guests_to_read`] and a full read of OVS.
-pub fn status(
-    rules: &Rules,
-    guests: &BTreeMap<GuestId, GuestFile>,
-    observed: &Observed,
-) -> Vec<RuleStatus> {
-    let specs = Specs::resolve(rules, guests);
-    let plan = build(
-        &specs,
-        observed,
-        &Plan::default(),
-        &BTreeMap::new(),
-        Scope::Full,
-    );
-    let pending: BTreeMap<&str, String> = plan
-        .changes
-        .iter()
-        .filter(|c| !matches!(c, MirrorChange::Remove { .. }))
-        .map(|c| (c.name(), c.describe(false)))
-        .collect();
-    plan.rules
-        .iter()
-        .cloned()
-        .map(|mut r| {
-            if let (RuleState::Active, Some(name)) = (&r.state, &r.mirror)
-                && let Some(what) = pending.get(name.as_str())
-            {
-                r.state = RuleState::Pending(what.clone());
-            }
-            r
-        })
-        .collect()
 }
 
 #[cfg(test)]

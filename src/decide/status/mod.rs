@@ -20,7 +20,7 @@
 //! `tests` checks it against random hosts).
 //!
 //! The host files come in as [`FileCheck`]s (what `apply` would write, compared with the disk by
-//! the adapter), the traffic mirror rules as [`Mirror`]s (the rule states of the mirror plan), the
+//! the adapter), the traffic mirror rules as the mirror plan (its rule states and changes, [`Report::with_mirrors`]), the
 //! kernel-link work as (link, change) pairs. The JSON schema is docs/status.md.
 
 mod json;
@@ -35,6 +35,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::decide::desired::{Chosen, Decision, Desired, HostLink};
 use crate::decide::guest::{Kind, NicId};
+use crate::decide::mirrors::{MirrorChange, MirrorPlan, RuleState, RuleStatus};
 use crate::decide::observed::{Observed, PortState};
 use crate::decide::plan::{Change, Plan};
 use crate::decide::vlan::Vlan;
@@ -246,42 +247,48 @@ impl File {
     }
 }
 
-/// The state of a traffic mirror rule as the report shows it: a
-/// [`crate::decide::mirrors::RuleState`] without its payload, as [`DecisionKind`] is a
-/// [`Decision`] without it, since the report words the reason itself (`waiting for ...`,
-/// `line N: ...`) and an active rule whose mirror the run would still change shows as pending.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum MirrorState {
-    /// The mirror exists in OVS as the rule says.
-    Active,
-    /// Not in OVS because something it names is not there yet (a stopped guest's NIC); the
-    /// reason says what. Not a failure.
-    Waiting,
-    /// Both ports are there but the mirror is missing or differs: `apply` creates or corrects
-    /// it (exit 1, as for a drifting NIC).
-    Pending,
-    /// The rule cannot be carried out; the reason says why.
-    Invalid,
-}
-
-impl MirrorState {
-    fn as_str(self) -> &'static str {
-        match self {
-            MirrorState::Active => "active",
-            MirrorState::Waiting => "waiting",
-            MirrorState::Pending => "pending",
-            MirrorState::Invalid => "invalid",
-        }
-    }
-}
-
 /// A traffic mirror rule of `mirrors_file`, as [`Report::with_mirrors`] adds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Mirror {
     /// The rule's name (or the rule as written).
     pub(crate) rule: String,
-    pub(crate) state: MirrorState,
+    pub(crate) state: RuleState,
     pub(crate) reason: Option<String>,
+}
+
+impl Mirror {
+    /// A rule as the report shows it: the plan's state, except that an active rule whose mirror
+    /// `apply` would still create or correct is pending, with that change as the reason; the
+    /// reason worded for people (`waiting for ...`, `line N: ...`).
+    fn of(rule: &RuleStatus, plan: &MirrorPlan) -> Mirror {
+        let planned = |name: &str| {
+            plan.changes
+                .iter()
+                .find(|c| !matches!(c, MirrorChange::Remove { .. }) && c.name() == name)
+                .map(|c| c.describe(false))
+        };
+        let detail = rule.detail.clone().unwrap_or_default();
+        let (state, reason) = match rule.state {
+            RuleState::Active => match rule.mirror.as_deref().and_then(planned) {
+                Some(what) => (RuleState::Pending, Some(what)),
+                None => (RuleState::Active, None),
+            },
+            RuleState::Pending => (RuleState::Pending, Some(detail)),
+            RuleState::Waiting => (RuleState::Waiting, Some(format!("waiting for {detail}"))),
+            RuleState::Invalid => (
+                RuleState::Invalid,
+                Some(format!("line {}: {detail}", rule.line)),
+            ),
+        };
+        Mirror {
+            rule: rule
+                .mirror
+                .clone()
+                .unwrap_or_else(|| format!("line {}", rule.line)),
+            state,
+            reason,
+        }
+    }
 }
 
 /// How many NICs are in each state, stale ports included, every state listed. Serialized as it
@@ -484,11 +491,17 @@ impl Report {
         self
     }
 
-    /// The mirror rules' states, and the mirror changes `apply` would make that belong to no
-    /// rule (mirrors of ours whose rule is gone), which count as planned changes.
-    pub(crate) fn with_mirrors(mut self, mirrors: Vec<Mirror>, unclaimed: Vec<String>) -> Report {
-        self.mirrors = mirrors;
-        self.other.extend(unclaimed);
+    /// The mirror rules' states read off `apply`'s mirror plan ([`Mirror::of`]), and the mirror
+    /// changes it would make that belong to no rule (mirrors of ours whose rule is gone), which
+    /// count as planned changes.
+    pub(crate) fn with_mirrors(mut self, plan: &MirrorPlan) -> Report {
+        self.mirrors = plan.rules.iter().map(|r| Mirror::of(r, plan)).collect();
+        self.other.extend(
+            plan.changes
+                .iter()
+                .filter(|c| matches!(c, MirrorChange::Remove { .. }))
+                .map(|c| c.describe(false)),
+        );
         self
     }
 
@@ -538,7 +551,7 @@ impl Report {
         self.nics.iter().any(|n| n.state.needs_apply())
             || !self.stale.is_empty()
             || self.files.iter().any(|f| f.state == FileState::OutOfSync)
-            || self.mirrors.iter().any(|m| m.state == MirrorState::Pending)
+            || self.mirrors.iter().any(|m| m.state == RuleState::Pending)
             || !self.other.is_empty()
     }
 
@@ -547,7 +560,7 @@ impl Report {
     fn needs_admin(&self) -> bool {
         self.nics.iter().any(|n| n.state == State::Invalid)
             || self.files.iter().any(|f| f.state == FileState::Refused)
-            || self.mirrors.iter().any(|m| m.state == MirrorState::Invalid)
+            || self.mirrors.iter().any(|m| m.state == RuleState::Invalid)
     }
 
     /// Exit code 0: nothing needs `apply` and nothing is invalid or refused.

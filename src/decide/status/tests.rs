@@ -439,3 +439,84 @@ proptest! {
         prop_assert!(r.other.is_empty());
     }
 }
+
+/// The mirror rules read off the mirror plan: an active rule whose mirror the plan still
+/// creates or corrects is pending (the change is the reason), the others keep the plan's state
+/// with the reason worded; removals no rule claims are other planned changes.
+#[test]
+fn mirror_rules_are_read_off_the_mirror_plan() {
+    use crate::decide::mirrors::{PortRef, Select, Want};
+    let rule = |line, mirror: Option<&str>, state, detail: Option<&str>| RuleStatus {
+        line,
+        mirror: mirror.map(String::from),
+        state,
+        detail: detail.map(String::from),
+    };
+    let want = Want {
+        name: "m_pending".into(),
+        bridge: "vmbr1".into(),
+        source: "eno1".into(),
+        src: PortRef::Row("E".into()),
+        output: "tap100i1".into(),
+        out: PortRef::New("tap100i1".into()),
+        select: Select::Both,
+        promisc: None,
+    };
+    let plan = MirrorPlan {
+        changes: vec![
+            MirrorChange::Create(want),
+            MirrorChange::Remove {
+                uuid: "M9".into(),
+                name: "m_gone".into(),
+                bridge: "vmbr1".into(),
+                reason: "no rule asks for it".into(),
+            },
+        ],
+        rules: vec![
+            rule(1, Some("m_ok"), RuleState::Active, None),
+            rule(2, Some("m_pending"), RuleState::Active, None),
+            rule(
+                3,
+                Some("m_wait"),
+                RuleState::Waiting,
+                Some("tap102i1 on vmbr1"),
+            ),
+            rule(4, None, RuleState::Invalid, Some("unknown option \"x\"")),
+        ],
+        ..MirrorPlan::default()
+    };
+    let report = Report::default().with_mirrors(&plan);
+    let shown: Vec<(&str, RuleState, Option<&str>)> = report
+        .mirrors
+        .iter()
+        .map(|m| (m.rule.as_str(), m.state, m.reason.as_deref()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("m_ok", RuleState::Active, None),
+            (
+                "m_pending",
+                RuleState::Pending,
+                Some("create mirror m_pending on vmbr1: eno1 (select=both) -> tap100i1")
+            ),
+            (
+                "m_wait",
+                RuleState::Waiting,
+                Some("waiting for tap102i1 on vmbr1")
+            ),
+            (
+                "line 4",
+                RuleState::Invalid,
+                Some("line 4: unknown option \"x\"")
+            ),
+        ]
+    );
+    assert_eq!(
+        report.other,
+        ["remove mirror m_gone from vmbr1 (no rule asks for it)"]
+    );
+    assert!(report.needs_apply() && report.needs_admin());
+    let states: Vec<&str> = report.mirrors.iter().map(|m| m.state.as_str()).collect();
+    assert_eq!(states, ["active", "pending", "waiting", "invalid"]);
+}
