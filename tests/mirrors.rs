@@ -225,7 +225,8 @@ fn next_cfg(ovs: &Ovs) -> i64 {
 
 // --- real frames ---
 
-/// tcpdump on `dev` in namespace `ns`, until it has seen `count` frames or is stopped.
+/// tcpdump on `dev` in namespace `ns`, until it has seen `count` frames (0: no limit) or is
+/// stopped; each frame with its time stamp in seconds since the epoch (`-tt`).
 struct Capture {
     child: Child,
     out: PathBuf,
@@ -239,10 +240,16 @@ fn capture(ovs: &Ovs, (ns, dev): &(String, String), count: usize) -> Capture {
     );
     let out = ovs.dir.join(format!("{n}.out"));
     let err = ovs.dir.join(format!("{n}.err"));
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns, "tcpdump", "-i", dev, "-nn", "-l", "-c"])
-        .arg(count.to_string())
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns", "exec", ns, "tcpdump", "-i", dev, "-nn", "-tt", "-l",
+    ]);
+    if count > 0 {
+        cmd.args(["-c", &count.to_string()]);
+    }
+    let child = cmd
         .arg("icmp")
+        .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
@@ -271,9 +278,40 @@ impl Capture {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        self.stop()
+    }
+
+    /// Waits (at most 10 s) until a frame with `what` has been seen.
+    fn wait_for(&self, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .contains(what)
+        {
+            assert!(Instant::now() < deadline, "no {what:?} seen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops tcpdump (an interrupt, so that it prints what it has captured) and returns the
+    /// frames it printed.
+    fn stop(mut self) -> String {
+        if let Ok(None) = self.child.try_wait() {
+            // `ip netns exec` execs tcpdump: the child is tcpdump itself.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        std::fs::read_to_string(&self.out).unwrap()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        std::fs::read_to_string(&self.out).unwrap()
     }
 }
 
@@ -363,9 +401,20 @@ fn apply_creates_the_mirrors_whose_ports_exist_and_frames_really_arrive() {
     );
     assert_rule_mirrors(ovs, "apply");
 
-    // Control: with the rules gone, their mirrors go, and no frame reaches container 300.
+    // Control: with the rules gone, their mirrors go, and from the moment the removal returns
+    // no copy reaches container 300 or 201, although the switch keeps pinging guest 200: the
+    // datapath's cached flows (which still carry the mirror outputs) do not outlive the mirror.
+    let mut pinger = Pinger::start(&h);
+    let (in300, in201) = (capture(ovs, &h.g300, 0), capture(ovs, &h.g201, 0));
+    // The oracle works: copies arrive while the mirrors exist.
+    for c in [&in300, &in201] {
+        c.wait_for(REQUEST);
+    }
     std::fs::remove_file(ovs.mirrors_path()).unwrap();
     let out = ovs.tool_ok(&["apply"]);
+    let removed = now();
+    // ovs-vswitchd purged its flows (a failure would be a warning).
+    assert!(!out.contains("warning"), "{out}");
     assert!(
         out.contains(
             "removed mirror mirror_vmbr1_eno12419_to_vm300i0 from vmbr1 (no rule asks for it)"
@@ -373,23 +422,64 @@ fn apply_creates_the_mirrors_whose_ports_exist_and_frames_really_arrive() {
         "{out}"
     );
     assert!(mirrors(ovs).is_empty());
-    // (A mirror change flushes the bridge's MAC table: the first frames afterwards are flooded
-    // until ovs-vswitchd has learned both ends again, which takes longer on a loaded host.)
-    ping_200(&h);
-    std::thread::sleep(Duration::from_millis(500));
-    ping_200(&h);
-    // Up to six frames: what a mirror would copy of one ping (three requests, three replies).
-    let in300 = capture(ovs, &h.g300, 6);
-    ping_200(&h);
-    let frames = in300.frames(2);
-    // A mirror (select=both) would copy every request and every reply; a bridge that has not
-    // relearned a MAC floods at most the first request of a ping. On a loaded host that one
-    // flooded frame still shows now and then, so the assertion tells the two apart.
-    let requests = frames.matches("> 10.88.0.3: ICMP echo request").count();
-    assert!(
-        !frames.contains("ICMP echo reply") && requests <= 1,
-        "without a mirror, 300 saw:\n{frames}"
-    );
+    // Two seconds of steady traffic (forty pings) after the removal.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(pinger.running(), "the pings stopped");
+    drop(pinger);
+    std::thread::sleep(Duration::from_millis(200));
+    for (who, c) in [("300", in300), ("201", in201)] {
+        let frames = c.stop();
+        let late: Vec<&str> = frames
+            .lines()
+            .filter(|l| stamp(l).is_some_and(|t| t > removed))
+            .collect();
+        assert!(
+            late.is_empty(),
+            "guest {who} still got copies after the removal returned at {removed:.6}:\n{}",
+            late.join("\n")
+        );
+    }
+}
+
+/// Seconds since the epoch, as tcpdump's `-tt` stamps frames.
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The `-tt` time stamp of a tcpdump line.
+fn stamp(line: &str) -> Option<f64> {
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// Steady traffic: the switch pings guest 200 twenty times a second until dropped.
+struct Pinger(Child);
+
+impl Pinger {
+    fn start(h: &Host) -> Pinger {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &h.span.0, "ping", "-i", "0.05", "-W", "1"])
+            .arg("10.88.0.3")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ping");
+        Pinger(child)
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A guest restart: Proxmox deletes the tap's port and adds it again (`tap_plug`), which drops

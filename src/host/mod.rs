@@ -4,7 +4,8 @@
 //! [`links`] speaks rtnetlink, [`ovsdb`] is an RFC 7047 client and [`vswitch`] the Open vSwitch
 //! schema over it, [`pve`] reads guest configurations, [`files`] writes files atomically,
 //! [`hostfiles`] keeps the host files in step, [`lock`] serializes runs, and [`syslog`] sends log
-//! lines to the system log. [`promisc`] sets a link's promiscuous flag (for traffic mirrors).
+//! lines to the system log. [`promisc`] sets a link's promiscuous flag (for traffic mirrors), and [`vswitchd`]
+//! sends ovs-vswitchd its control commands.
 
 pub mod files;
 pub mod hostfiles;
@@ -19,3 +20,4 @@ pub mod sysctl;
 pub mod syslog;
 pub mod tc;
 pub mod vswitch;
+pub mod vswitchd;

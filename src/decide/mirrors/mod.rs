@@ -459,6 +459,19 @@ impl MirrorPlan {
         self.changes.is_empty()
     }
 
+    /// Whether, once the plan is committed, some copies must stop: a mirror removed, or one
+    /// whose selection or output is rewritten (narrowed or sent elsewhere). ovs-vswitchd does
+    /// not revalidate its cached datapath flows when a mirror is deleted, so those keep copying
+    /// to the former output while traffic flows; the run then has ovs-vswitchd purge them. A
+    /// mirror created, or one only marked, stops nothing.
+    pub fn stops_copies(&self) -> bool {
+        self.changes.iter().any(|c| match c {
+            MirrorChange::Remove { .. } => true,
+            MirrorChange::Update { differs, .. } => differs.iter().any(|d| *d != PROMISC_KEY),
+            MirrorChange::Create(_) => false,
+        })
+    }
+
     /// Counts of (created, updated or adopted, removed).
     pub fn counts(&self) -> [usize; 3] {
         let mut c = [0; 3];

@@ -577,3 +577,51 @@ fn the_plan_says_each_rules_state_with_its_detail() {
     );
     assert_eq!(s[3].mirror, None);
 }
+
+#[test]
+fn only_a_removed_or_rewritten_mirror_stops_copies() {
+    let r = rules("vmbr1 eno1 100 1\n");
+    let specs = Specs::resolve(&r, &BTreeMap::new());
+    let ports = [("eno1", "vmbr1"), ("tap100i1", "vmbr1")];
+    // Created: nothing to stop.
+    let p = plan_full(&specs, &observed(&ports, vec![]));
+    assert!(!p.is_empty() && !p.stops_copies(), "{p:?}");
+    // As the rule says: nothing at all.
+    let right = ours(NAME, "vmbr1", "eno1", "tap100i1");
+    let p = plan_full(&specs, &observed(&ports, vec![right.clone()]));
+    assert!(p.is_empty() && !p.stops_copies());
+    // Adopted without a column to correct: only marked.
+    let unmarked = ObservedMirror {
+        owner: None,
+        ..right.clone()
+    };
+    let p = plan_full(&specs, &observed(&ports, vec![unmarked]));
+    assert!(!p.is_empty() && !p.stops_copies(), "{p:?}");
+    // Only the promiscuous record differs (it names a link the rule's source is not).
+    let recorded = ObservedMirror {
+        promisc: Some("eno9".into()),
+        ..right.clone()
+    };
+    let p = plan_full(&specs, &observed(&ports, vec![recorded]));
+    assert_eq!(lines(&p).len(), 1, "{p:?}");
+    assert!(!p.stops_copies());
+    // Selecting everything: narrowed to the rule's source.
+    let wide = ObservedMirror {
+        select_all: true,
+        ..right.clone()
+    };
+    assert!(plan_full(&specs, &observed(&ports, vec![wide])).stops_copies());
+    // Sending its copies elsewhere.
+    let elsewhere = ObservedMirror {
+        output: Some("P-eno1".into()),
+        ..right.clone()
+    };
+    assert!(plan_full(&specs, &observed(&ports, vec![elsewhere])).stops_copies());
+    // Removed: its rule waits, or no rule asks for it.
+    let p = plan_full(&specs, &observed(&[("eno1", "vmbr1")], vec![right.clone()]));
+    assert!(p.stops_copies(), "{p:?}");
+    let none = Specs::resolve(&rules(""), &BTreeMap::new());
+    assert!(plan_full(&none, &observed(&ports, vec![right.clone()])).stops_copies());
+    // `clear` removes every mirror of ours.
+    assert!(clear(&observed(&ports, vec![right]), &BTreeMap::new()).stops_copies());
+}
