@@ -896,3 +896,98 @@ fn ifdown_ifup_of_the_bridge_then_of_the_span_port_restores_every_mirror() {
     let frames = in300.frames(5);
     assert!(frames.contains(REQUEST), "guest 300 saw:\n{frames}");
 }
+
+// --- Open vSwitch 3.5's Mirror.filter ---
+
+/// `status --json`: the exit code and the state and reason of the rule whose mirror is `name`.
+fn rule_status(ovs: &Ovs, name: &str) -> (Option<i32>, String, String) {
+    let out = ovs.tool(&["status", "--json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)));
+    let rule = doc["mirrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["rule"] == name)
+        .unwrap_or_else(|| panic!("no rule {name}: {doc:#}"))
+        .clone();
+    let field = |k: &str| rule[k].as_str().unwrap_or_default().to_string();
+    (out.status.code(), field("state"), field("reason"))
+}
+
+/// Open vSwitch 3.5 (schema 8.8.0) has a `Mirror.filter` column, 3.1 none; which one runs here
+/// is read off the live schema, and each is checked. With the column, a filter set by hand on a
+/// mirror of ours (a rule never asks for one) is drift: `status` shows the rule pending and
+/// exits 1, and `apply` clears the filter. Without it, the tool corrects a mirror all the same
+/// and never names the column: ovsdb-server's log of every JSON-RPC message (the tool's requests
+/// and their replies) holds no "filter" at all.
+#[test]
+fn a_mirror_filter_is_drift_where_the_schema_has_one_and_never_named_where_not() {
+    let h = host();
+    let ovs = &h.ovs;
+    std::fs::write(ovs.mirrors_path(), RULES.replace("mode=span", "select=dst")).unwrap();
+    ovs.tool_ok(&["apply"]);
+    let name = MIRRORS[0].0;
+    assert_eq!(
+        rule_status(ovs, name),
+        (Some(0), "active".into(), "".into())
+    );
+    let columns = common::check(Command::new("ovsdb-client").args([
+        "list-columns",
+        &ovs.db(),
+        "Open_vSwitch",
+        "Mirror",
+    ]));
+    let has_filter = columns
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some("filter"));
+    let filter = || ovs.vsctl(&["get", "Mirror", name, "filter"]);
+    if has_filter {
+        eprintln!("Mirror.filter exists: checking that it is drift");
+        ovs.vsctl(&["set", "Mirror", name, "filter=icmp"]);
+        assert_eq!(filter().trim_matches('"'), "icmp");
+        let (code, state, reason) = rule_status(ovs, name);
+        assert_eq!((code, state.as_str()), (Some(1), "pending"), "{reason}");
+        assert!(reason.ends_with("(corrected: filter)"), "{reason}");
+        let out = ovs.tool_ok(&["apply"]);
+        assert!(
+            out.contains(&format!("updated mirror {name} on vmbr1: eno12419 (select=both) -> veth300i0 (corrected: filter)")),
+            "{out}"
+        );
+        assert_eq!(filter(), "[]");
+    } else {
+        eprintln!("no Mirror.filter: checking that it is never named");
+        let pid = std::fs::read_to_string(ovs.dir.join("ovsdb.pid")).unwrap();
+        let ctl = ovs.dir.join(format!("ovsdb-server.{}.ctl", pid.trim()));
+        common::check(
+            Command::new("ovs-appctl")
+                .arg("-t")
+                .arg(&ctl)
+                .args(["vlog/set", "jsonrpc:file:dbg"]),
+        );
+        ovs.vsctl(&["set", "Mirror", name, "select_all=true"]);
+        let (code, state, reason) = rule_status(ovs, name);
+        assert_eq!((code, state.as_str()), (Some(1), "pending"), "{reason}");
+        let out = ovs.tool_ok(&["apply"]);
+        assert!(out.contains("(corrected: select_all)"), "{out}");
+        assert!(
+            ovs.try_vsctl(&["get", "Mirror", name, "filter"])
+                .status
+                .code()
+                != Some(0)
+        );
+        let log = std::fs::read_to_string(ovs.dir.join("ovsdb.log")).unwrap();
+        // The log holds the tool's transaction: the oracle sees what the tool sends.
+        assert!(
+            log.contains(r#""op":"update","row":{"output_port""#)
+                || log.contains(r#""select_all":false"#),
+            "{log}"
+        );
+        assert!(!log.contains("filter"), "{log}");
+    }
+    assert_eq!(
+        rule_status(ovs, name),
+        (Some(0), "active".into(), "".into())
+    );
+    assert_rule_mirrors(ovs, "apply");
+}

@@ -696,6 +696,9 @@ fn differs(m: &ObservedMirror, want: &Want) -> Vec<&'static str> {
     if m.output_vlan.is_some() {
         d.push("output_vlan");
     }
+    if m.filter.is_some() {
+        d.push("filter");
+    }
     if m.owned() && m.promisc != want.promisc {
         d.push(PROMISC_KEY);
     }

@@ -44,6 +44,7 @@ fn observed(ports: &[(&str, &str)], mirrors: Vec<ObservedMirror>) -> Observed {
             })
             .collect(),
         mirrors,
+        mirror_filter: false,
     }
 }
 
@@ -611,6 +612,19 @@ fn only_a_removed_or_rewritten_mirror_stops_copies() {
         ..right.clone()
     };
     assert!(plan_full(&specs, &observed(&ports, vec![wide])).stops_copies());
+    // Copying only what Open vSwitch 3.5's `filter` matches: a rule never asks for that.
+    let filtered = ObservedMirror {
+        filter: Some("icmp".into()),
+        ..right.clone()
+    };
+    let p = plan_full(&specs, &observed(&ports, vec![filtered]));
+    assert_eq!(
+        lines(&p),
+        [
+            "updated mirror mirror_vmbr1_eno1_to_vm100i1 on vmbr1: eno1 (select=both) -> tap100i1 (corrected: filter)"
+        ]
+    );
+    assert!(p.stops_copies());
     // Sending its copies elsewhere.
     let elsewhere = ObservedMirror {
         output: Some("P-eno1".into()),

@@ -104,7 +104,7 @@ impl Vswitch {
             vec![
                 select("Bridge", json!([]), &["_uuid", "name", "ports", "mirrors"]),
                 select("Port", json!([]), &PORT_COLUMNS),
-                select("Mirror", json!([]), &mirrors::MIRROR_COLUMNS),
+                mirrors::select_all(),
             ],
         )?;
         if let Some(observed) = fast::observed(&reply) {
@@ -431,9 +431,11 @@ fn observed_all(results: &[Value]) -> anyhow::Result<Observed> {
             owner_of.insert(p, name);
         }
     }
+    let mirror_rows = rows(results, 2)?;
     let mut observed = Observed {
         bridges: bridge_map(bridges),
-        mirrors: mirrors::decode(rows(results, 2)?, &mirrors::holders(bridges))?,
+        mirrors: mirrors::decode(mirror_rows, &mirrors::holders(bridges))?,
+        mirror_filter: mirrors::has_filter(mirror_rows),
         ..Observed::default()
     };
     for p in rows(results, 1)? {
