@@ -371,6 +371,28 @@ fn apply_creates_the_mirrors_whose_ports_exist_and_frames_really_arrive() {
         );
     }
 
+    // `status --json` reports what each mirror sent, as ovs-vswitchd writes it into
+    // `statistics` (every 5 s by default): a monitor alerts when a sensor's count stops growing.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = ovs.tool(&["status", "--json"]);
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let stats = doc["mirrors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["rule"] == MIRRORS[0].0)
+            .map(|m| m["statistics"].clone())
+            .unwrap_or_default();
+        let sent = stats["tx_packets"].as_u64().unwrap_or_default();
+        if sent >= 4 {
+            assert!(stats["tx_bytes"].as_u64().unwrap() >= 4 * 98, "{stats}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no statistics: {doc:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     // A second run with nothing to do commits nothing.
     let cfg = next_cfg(ovs);
     let out = ovs.tool_code(&["apply"], 1);
@@ -990,4 +1012,20 @@ fn a_mirror_filter_is_drift_where_the_schema_has_one_and_never_named_where_not()
         (Some(0), "active".into(), "".into())
     );
     assert_rule_mirrors(ovs, "apply");
+
+    // Mirror health: an output link that is down carries no copy, whatever OVS holds.
+    ovs.sh("ip link set veth300i0 down");
+    let (_, state, reason) = rule_status(ovs, name);
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        (
+            "waiting",
+            "waiting for veth300i0 to come up (its link is down)"
+        )
+    );
+    ovs.sh("ip link set veth300i0 up");
+    assert_eq!(
+        rule_status(ovs, name),
+        (Some(0), "active".into(), "".into())
+    );
 }

@@ -102,7 +102,7 @@ fn build(
             Ok(checks)
         });
         let report = Report::build(config, &host.links, desired, observed, plan, &host.names)
-            .with_mirrors(mirror_plan)
+            .with_mirrors(mirror_plan, observed, &host.states)
             .with_link_work(&link_work);
         let table = (!json).then(|| report.nic_table());
         let files = files

@@ -56,10 +56,19 @@ pub struct ObservedMirror {
     pub output_vlan: Option<i64>,
     /// `filter`, when set (Open vSwitch 3.5's flow-match filter on what is mirrored).
     pub filter: Option<String>,
+    /// `statistics`: what ovs-vswitchd has sent out of the mirror, when it reports it.
+    pub stats: Option<MirrorStats>,
     /// `external_ids:owner`, whoever it names.
     pub owner: Option<String>,
     /// `external_ids:`[`crate::decide::mirrors::PROMISC_KEY`].
     pub promisc: Option<String>,
+}
+
+/// A mirror's `statistics` (ovs-vswitchd updates them every few seconds).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MirrorStats {
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
 }
 
 impl ObservedMirror {

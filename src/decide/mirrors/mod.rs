@@ -427,6 +427,9 @@ pub struct RuleStatus {
     pub line: usize,
     /// The mirror's name, when the line could be read.
     pub mirror: Option<String>,
+    /// The rule's bridge and the port the copies go out of, when the line could be resolved.
+    pub bridge: Option<String>,
+    pub output: Option<String>,
     pub state: RuleState,
     /// What a waiting rule waits for (`tap400i0 on vmbr1`), why an invalid one is refused, what
     /// a pending one needs; `None` for an active rule.
@@ -518,6 +521,8 @@ pub fn build(
             .extend(specs.invalid.iter().map(|(line, why)| RuleStatus {
                 line: *line,
                 mirror: None,
+                bridge: None,
+                output: None,
                 state: RuleState::Invalid,
                 detail: Some(why.clone()),
             }));
@@ -609,6 +614,8 @@ pub fn build(
         out.rules.push(RuleStatus {
             line: spec.line,
             mirror: Some(spec.name.clone()),
+            bridge: Some(spec.bridge.clone()),
+            output: Some(spec.output.clone()),
             state,
             detail,
         });

@@ -35,8 +35,9 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::decide::desired::{Chosen, Decision, Desired, HostLink};
 use crate::decide::guest::{Kind, NicId};
+use crate::decide::linkplan::LinkState;
 use crate::decide::mirrors::{MirrorChange, MirrorPlan, RuleState, RuleStatus};
-use crate::decide::observed::{Observed, PortState};
+use crate::decide::observed::{MirrorStats, Observed, PortState};
 use crate::decide::plan::{Change, Plan};
 use crate::decide::vlan::Vlan;
 use crate::decide::{firewall, glob, ifname};
@@ -254,25 +255,46 @@ pub(crate) struct Mirror {
     pub(crate) rule: String,
     pub(crate) state: RuleState,
     pub(crate) reason: Option<String>,
+    /// What the mirror of ours has sent, as ovs-vswitchd last wrote it into `statistics`.
+    pub(crate) stats: Option<MirrorStats>,
 }
 
 impl Mirror {
     /// A rule as the report shows it: the plan's state, except that an active rule whose mirror
-    /// `apply` would still create or correct is pending, with that change as the reason; the
-    /// reason worded for people (`waiting for ...`, `line N: ...`).
-    fn of(rule: &RuleStatus, plan: &MirrorPlan) -> Mirror {
+    /// `apply` would still create or correct is pending, with that change as the reason, and
+    /// one whose output link is gone or down is waiting for it (the mirror is as the rule says,
+    /// but its copies go nowhere); the reason worded for people (`waiting for ...`,
+    /// `line N: ...`). `links` are the host's links by name; the mirror's statistics are those
+    /// of the mirror of ours in `observed`.
+    fn of(
+        rule: &RuleStatus,
+        plan: &MirrorPlan,
+        observed: &Observed,
+        links: &BTreeMap<String, LinkState>,
+    ) -> Mirror {
         let planned = |name: &str| {
             plan.changes
                 .iter()
                 .find(|c| !matches!(c, MirrorChange::Remove { .. }) && c.name() == name)
                 .map(|c| c.describe(false))
         };
+        let output_unusable = || {
+            let output = rule.output.as_deref()?;
+            match links.get(output) {
+                None => Some(format!("{output} (its link is gone)")),
+                Some(l) if !l.up => Some(format!("{output} to come up (its link is down)")),
+                Some(_) => None,
+            }
+        };
         let detail = rule.detail.clone().unwrap_or_default();
         let (state, reason) = match rule.state {
-            RuleState::Active => match rule.mirror.as_deref().and_then(planned) {
-                Some(what) => (RuleState::Pending, Some(what)),
-                None => (RuleState::Active, None),
-            },
+            RuleState::Active => {
+                match (rule.mirror.as_deref().and_then(planned), output_unusable()) {
+                    (Some(what), _) => (RuleState::Pending, Some(what)),
+                    (None, Some(what)) => (RuleState::Waiting, Some(format!("waiting for {what}"))),
+                    (None, None) => (RuleState::Active, None),
+                }
+            }
             RuleState::Pending => (RuleState::Pending, Some(detail)),
             RuleState::Waiting => (RuleState::Waiting, Some(format!("waiting for {detail}"))),
             RuleState::Invalid => (
@@ -280,6 +302,16 @@ impl Mirror {
                 Some(format!("line {}: {detail}", rule.line)),
             ),
         };
+        let stats = observed
+            .mirrors
+            .iter()
+            .find(|m| {
+                m.owned()
+                    && Some(m.name.as_str()) == rule.mirror.as_deref()
+                    && m.bridge.is_some()
+                    && m.bridge == rule.bridge
+            })
+            .and_then(|m| m.stats);
         Mirror {
             rule: rule
                 .mirror
@@ -287,6 +319,7 @@ impl Mirror {
                 .unwrap_or_else(|| format!("line {}", rule.line)),
             state,
             reason,
+            stats,
         }
     }
 }
@@ -491,11 +524,21 @@ impl Report {
         self
     }
 
-    /// The mirror rules' states read off `apply`'s mirror plan ([`Mirror::of`]), and the mirror
+    /// The mirror rules' states read off `apply`'s mirror plan and the links ([`Mirror::of`]),
+    /// with each mirror's statistics, and the mirror
     /// changes it would make that belong to no rule (mirrors of ours whose rule is gone), which
     /// count as planned changes.
-    pub(crate) fn with_mirrors(mut self, plan: &MirrorPlan) -> Report {
-        self.mirrors = plan.rules.iter().map(|r| Mirror::of(r, plan)).collect();
+    pub(crate) fn with_mirrors(
+        mut self,
+        plan: &MirrorPlan,
+        observed: &Observed,
+        links: &BTreeMap<String, LinkState>,
+    ) -> Report {
+        self.mirrors = plan
+            .rules
+            .iter()
+            .map(|r| Mirror::of(r, plan, observed, links))
+            .collect();
         self.other.extend(
             plan.changes
                 .iter()

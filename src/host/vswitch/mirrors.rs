@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::{DB, PORT_COLUMNS, Vswitch, bridge_map, port_row, port_state, rows, select};
 use crate::decide::mirrors::{MirrorChange, MirrorPlan, PROMISC_KEY, PortRef, Want};
-use crate::decide::observed::{OWNER_KEY, OWNER_VALUE, Observed, ObservedMirror};
+use crate::decide::observed::{MirrorStats, OWNER_KEY, OWNER_VALUE, Observed, ObservedMirror};
 use crate::decide::plan::{Change, Plan};
 use crate::host::ovsdb::datum;
 
@@ -73,11 +73,21 @@ pub(super) fn decode(
                 output: uuids("output_port").into_iter().next(),
                 output_vlan: datum::opt_int(&row["output_vlan"]),
                 filter: datum::opt_str(&row["filter"]).map(String::from),
+                stats: stats(&row["statistics"]),
                 owner: datum::map_get(&row["external_ids"], OWNER_KEY).map(String::from),
                 promisc: datum::map_get(&row["external_ids"], PROMISC_KEY).map(String::from),
             })
         })
         .collect()
+}
+
+/// A mirror's `statistics` map, when ovs-vswitchd has written both counters.
+fn stats(column: &Value) -> Option<MirrorStats> {
+    let count = |key| datum::map_int(column, key).and_then(|n| u64::try_from(n).ok());
+    Some(MirrorStats {
+        tx_packets: count("tx_packets")?,
+        tx_bytes: count("tx_bytes")?,
+    })
 }
 
 impl Vswitch {
@@ -430,12 +440,24 @@ mod tests {
         assert!(!has_filter(&rows) && m[0].filter.is_none());
         let mut newer = rows.clone();
         newer[0]["filter"] = json!("icmp");
+        newer[0]["statistics"] = json!(["map", [["tx_bytes", 980], ["tx_packets", 10]]]);
+        newer[1]["statistics"] = json!(["map", []]);
         newer[1]["filter"] = json!(["set", []]);
         let m = decode(&newer, &holders(&bridges)).unwrap();
         assert!(has_filter(&newer));
         assert_eq!(
             (m[0].filter.as_deref(), m[1].filter.as_deref()),
             (Some("icmp"), None)
+        );
+        assert_eq!(
+            (m[0].stats, m[1].stats),
+            (
+                Some(MirrorStats {
+                    tx_packets: 10,
+                    tx_bytes: 980
+                }),
+                None
+            )
         );
     }
 }
