@@ -63,6 +63,11 @@ fn extra_sections() -> Roff {
     );
     para(
         &mut r,
+        "ovs-vswitchd purging its flows",
+        "timeout_secs for the connect and for the reply to revalidator/purge, sent after a run that removed or narrowed a mirror. A failure is a warning: the mirrors are right in OVSDB, only flows cached before keep copying until they expire.",
+    );
+    para(
+        &mut r,
         "The run lock, plug",
         "5 s. plug shares /run/ovs-autoattach/lock with other plugs and waits only for an apply or clear, which holds it for under 2 s on a healthy host with 2000 guest NICs. A guest start (the hookscript's post-start) and ifreload (the if-up.d hook) wait for plug, so it gives up early: another ovs-autoattach run held /run/ovs-autoattach/lock for more than 5 s; gave up (the next run or the hook will do this). A Proxmox NIC is on its bridge by then (Proxmox plugs it itself); the apply holding the lock, or the next run, corrects the rest.",
     );

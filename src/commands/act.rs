@@ -1,7 +1,8 @@
 //! The one sequence that carries out a decided change, for `apply` and `plug` alike:
 //! 1. the kernel-link changes needed before the transaction (a NIC out of its fwbr);
 //! 2. one OVSDB transaction with the ports and mirrors, then, while ovs-vswitchd applies it,
-//!    the host files on a second thread (they describe the committed state);
+//!    the host files on a second thread (they describe the committed state); once it has, a
+//!    purge of its cached flows when a mirror was removed or narrowed;
 //! 3. the mirror bookkeeping (promiscuous flags, the outcome);
 //! 4. the kernel-link changes that need the ports in place (fwbr, fwln, IPv6, rate limits).
 //!
@@ -167,6 +168,12 @@ pub(super) fn commit<F: Send>(
         let mut wait = Instant::now();
         let waited = ovs.wait_applied(next_cfg, &added);
         timing(&mut wait, "waiting for ovs-vswitchd");
+        // Once ovs-vswitchd holds the new mirrors, not before: flows translated meanwhile
+        // would still copy.
+        if waited.is_ok() && mirrors.stops_copies() {
+            purge_flows(ovs);
+            timing(&mut wait, "purging datapath flows");
+        }
         let files = files
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -174,6 +181,18 @@ pub(super) fn commit<F: Send>(
     });
     timing(&mut lap, AFTER_COMMIT_TIMING);
     Ok((wait_failures(waited)?, files))
+}
+
+/// Has ovs-vswitchd drop its cached datapath flows, so that a removed or narrowed mirror stops
+/// copying at once rather than when those flows expire (which steady traffic postpones
+/// indefinitely). A failure is a warning, not a failed run: OVSDB holds the mirrors as the rules
+/// say and ovs-vswitchd has applied them; only flows cached before keep copying for a while.
+fn purge_flows(ovs: &Vswitch) {
+    if let Err(e) = ovs.purge_flows() {
+        log::warn!(
+            "{e:#}; the mirrors are as the rules say, but ovs-vswitchd may keep sending copies of a removed or narrowed mirror until its cached flows expire (`ovs-appctl revalidator/purge` stops them)"
+        );
+    }
 }
 
 /// The failures of ovs-vswitchd's answer: the ports it refused, or, when it did not confirm in

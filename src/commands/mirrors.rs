@@ -119,7 +119,9 @@ impl Mirrors {
     pub fn finish(&self, plan: &MirrorPlan, level: log::Level) -> Outcome {
         let failed = set_flags(plan);
         for rule in &plan.rules {
-            if let (RuleState::Waiting(what), Some(name)) = (&rule.state, &rule.mirror) {
+            if let (RuleState::Waiting, Some(name), Some(what)) =
+                (rule.state, &rule.mirror, &rule.detail)
+            {
                 log::log!(
                     level,
                     "mirror {name} (line {}) is waiting for {what}",

@@ -20,10 +20,8 @@ use super::{Success, timing};
 use crate::decide::config::Config;
 use crate::decide::hostfiles::{Action, NoteKind, PlannedFile, Update};
 use crate::decide::linkplan;
-use crate::decide::mirrors::{MirrorChange, MirrorPlan, RuleState};
 use crate::decide::observed::Observed;
 use crate::decide::status::{FileCheck, Report};
-use crate::decide::status::{Mirror, MirrorState};
 use crate::host::hostfiles;
 use crate::host::links::Rtnl;
 use crate::host::lock::{self, Mode};
@@ -78,7 +76,6 @@ fn build(
         mirrors: mirror_plan,
         release,
     } = decided;
-    let (mirrors, unclaimed) = mirror_states(mirror_plan);
     // The kernel side, as `apply` would carry it out once the ports are in place.
     let link_work: Vec<(String, String)> = release
         .iter()
@@ -105,7 +102,7 @@ fn build(
             Ok(checks)
         });
         let report = Report::build(config, &host.links, desired, observed, plan, &host.names)
-            .with_mirrors(mirrors, unclaimed)
+            .with_mirrors(mirror_plan, observed, &host.states)
             .with_link_work(&link_work);
         let table = (!json).then(|| report.nic_table());
         let files = files
@@ -114,52 +111,6 @@ fn build(
         (files, report, table)
     });
     Ok((report.with_files(files?), table))
-}
-
-/// Each rule's state for the report, and the planned mirror changes no rule claims.
-fn mirror_states(plan: &MirrorPlan) -> (Vec<Mirror>, Vec<String>) {
-    let planned = |name: &str| {
-        plan.changes
-            .iter()
-            .find(|c| !matches!(c, MirrorChange::Remove { .. }) && c.name() == name)
-            .map(|c| c.describe(false))
-    };
-    let mirrors = plan
-        .rules
-        .iter()
-        .map(|r| {
-            let rule = r
-                .mirror
-                .clone()
-                .unwrap_or_else(|| format!("line {}", r.line));
-            let (state, reason) = match &r.state {
-                RuleState::Active => match r.mirror.as_deref().and_then(planned) {
-                    Some(what) => (MirrorState::Pending, Some(what)),
-                    None => (MirrorState::Active, None),
-                },
-                RuleState::Pending(what) => (MirrorState::Pending, Some(what.clone())),
-                RuleState::Waiting(what) => {
-                    (MirrorState::Waiting, Some(format!("waiting for {what}")))
-                }
-                RuleState::Invalid(why) => (
-                    MirrorState::Invalid,
-                    Some(format!("line {}: {why}", r.line)),
-                ),
-            };
-            Mirror {
-                rule,
-                state,
-                reason,
-            }
-        })
-        .collect();
-    let unclaimed = plan
-        .changes
-        .iter()
-        .filter(|c| matches!(c, MirrorChange::Remove { .. }))
-        .map(|c| c.describe(false))
-        .collect();
-    (mirrors, unclaimed)
 }
 
 /// A planned host file as the report takes it: the comparison with the disk done here, at the

@@ -23,6 +23,9 @@ pub struct Observed {
     /// Every `Mirror` row after a full read; on the `plug` path only when a mirror rule involves
     /// the NIC ([`crate::decide::mirrors`]).
     pub mirrors: Vec<ObservedMirror>,
+    /// The server's `Mirror` table has the `filter` column (Open vSwitch 3.5, schema 8.8.0;
+    /// 3.1 has none), as the rows read show: a transaction may name it only then.
+    pub mirror_filter: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,10 +54,21 @@ pub struct ObservedMirror {
     pub select_vlan: bool,
     pub output: Option<Uuid>,
     pub output_vlan: Option<i64>,
+    /// `filter`, when set (Open vSwitch 3.5's flow-match filter on what is mirrored).
+    pub filter: Option<String>,
+    /// `statistics`: what ovs-vswitchd has sent out of the mirror, when it reports it.
+    pub stats: Option<MirrorStats>,
     /// `external_ids:owner`, whoever it names.
     pub owner: Option<String>,
     /// `external_ids:`[`crate::decide::mirrors::PROMISC_KEY`].
     pub promisc: Option<String>,
+}
+
+/// A mirror's `statistics` (ovs-vswitchd updates them every few seconds).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MirrorStats {
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
 }
 
 impl ObservedMirror {

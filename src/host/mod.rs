@@ -7,7 +7,8 @@
 //! reads guest configurations and sees which guests Proxmox is working on, [`namespace`] checks
 //! that the run is on the host, [`files`] writes files atomically, [`hostfiles`] keeps the host
 //! files in step, [`lock`] serializes runs, and [`syslog`] sends log lines to the system log.
-//! [`promisc`] sets a link's promiscuous flag (for traffic mirrors).
+//! [`promisc`] sets a link's promiscuous flag (for traffic mirrors), and [`vswitchd`] sends
+//! ovs-vswitchd its control commands.
 
 pub(crate) mod config;
 pub(crate) mod files;
@@ -23,3 +24,4 @@ pub(crate) mod sysctl;
 pub mod syslog;
 pub(crate) mod tc;
 pub(crate) mod vswitch;
+pub(crate) mod vswitchd;

@@ -152,7 +152,8 @@ impl Ovs {
         self.daemon(&[
             "ovs-vswitchd",
             &format!("unix:{d}/db.sock"),
-            &format!("--pidfile={d}/vswitchd.pid"),
+            // Debian's name: the tool finds ovs-vswitchd's control socket through it.
+            &format!("--pidfile={d}/ovs-vswitchd.pid"),
             "--detach",
             &format!("--log-file={d}/vswitchd.log"),
         ]);
@@ -164,7 +165,10 @@ impl Ovs {
 
     /// Stops a daemon by its pid file ("ovsdb" or "vswitchd").
     pub fn stop(&self, which: &str) {
-        let pidfile = self.dir.join(format!("{which}.pid"));
+        let pidfile = match which {
+            "vswitchd" => self.dir.join("ovs-vswitchd.pid"),
+            _ => self.dir.join(format!("{which}.pid")),
+        };
         let Ok(pid) = std::fs::read_to_string(&pidfile) else {
             return;
         };

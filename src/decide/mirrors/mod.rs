@@ -8,8 +8,9 @@
 //! 2. [`build`] compares those with the mirrors OVS holds, as they will be once the port plan of
 //!    the same run is committed ([`ports_after`]): a port the run attaches is referenced by the
 //!    row the same transaction inserts, so a port and its mirror appear together.
-//! 3. [`status`] says, per rule, whether it is active, pending, waiting (and for what) or
-//!    invalid, for a `status` command.
+//! 3. The plan's [`RuleStatus`]es say, per rule, whether it is active, waiting (and for what)
+//!    or invalid; `status` reads them with the plan's changes ([`crate::decide::status`]), which
+//!    makes an active rule whose mirror the run would still change pending.
 //!
 //! Invariants, enforced here and nowhere else:
 //! - A rule's mirror exists exactly while its source and output ports are both on its bridge;
@@ -35,7 +36,7 @@ use crate::decide::ifname;
 use crate::decide::observed::{Observed, ObservedMirror, Uuid};
 use crate::decide::plan::{Change, Plan};
 
-pub use rules::{GuestNic, LineError, Rule, Rules, Select, Source};
+pub use rules::{GuestNic, Rule, Rules, Select, Source};
 
 /// `Mirror.external_ids` key saying that the tool set the source link promiscuous for this
 /// mirror; the value is the link's name.
@@ -392,19 +393,32 @@ impl fmt::Display for MirrorChange {
     }
 }
 
-/// Where a rule stands.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where a rule stands: the one rule-state of the tool, which the mirror plan and the `status`
+/// report share. The strings are the interface (`status --json`): scripts match on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RuleState {
     /// Both ports are on the bridge and the mirror is (once the plan is committed) as the rule
     /// says.
     Active,
     /// Both ports are on the bridge but the mirror is missing or wrong: the next `apply` (or
-    /// `plug` of one of its NICs) creates or corrects it. Only [`status`] reports this.
-    Pending(String),
-    /// A port (or the bridge) is missing: what it waits for. Not an error.
-    Waiting(String),
+    /// `plug` of one of its NICs) creates or corrects it. Only the `status` report says this
+    /// (see [`crate::decide::status`]): a plan is what the run leaves behind, where it is active.
+    Pending,
+    /// A port (or the bridge) is missing. Not an error.
+    Waiting,
     /// The line is refused, or names something that cannot exist.
-    Invalid(String),
+    Invalid,
+}
+
+impl RuleState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleState::Active => "active",
+            RuleState::Pending => "pending",
+            RuleState::Waiting => "waiting",
+            RuleState::Invalid => "invalid",
+        }
+    }
 }
 
 /// One rule's state, by line.
@@ -413,7 +427,13 @@ pub struct RuleStatus {
     pub line: usize,
     /// The mirror's name, when the line could be read.
     pub mirror: Option<String>,
+    /// The rule's bridge and the port the copies go out of, when the line could be resolved.
+    pub bridge: Option<String>,
+    pub output: Option<String>,
     pub state: RuleState,
+    /// What a waiting rule waits for (`tap400i0 on vmbr1`), why an invalid one is refused, what
+    /// a pending one needs; `None` for an active rule.
+    pub detail: Option<String>,
 }
 
 /// Which rules a plan reconciles.
@@ -442,6 +462,19 @@ impl MirrorPlan {
         self.changes.is_empty()
     }
 
+    /// Whether, once the plan is committed, some copies must stop: a mirror removed, or one
+    /// whose selection or output is rewritten (narrowed or sent elsewhere). ovs-vswitchd does
+    /// not revalidate its cached datapath flows when a mirror is deleted, so those keep copying
+    /// to the former output while traffic flows; the run then has ovs-vswitchd purge them. A
+    /// mirror created, or one only marked, stops nothing.
+    pub fn stops_copies(&self) -> bool {
+        self.changes.iter().any(|c| match c {
+            MirrorChange::Remove { .. } => true,
+            MirrorChange::Update { differs, .. } => differs.iter().any(|d| *d != PROMISC_KEY),
+            MirrorChange::Create(_) => false,
+        })
+    }
+
     /// Counts of (created, updated or adopted, removed).
     pub fn counts(&self) -> [usize; 3] {
         let mut c = [0; 3];
@@ -460,9 +493,9 @@ impl MirrorPlan {
         let mut c = [0; 3];
         for r in &self.rules {
             match r.state {
-                RuleState::Active | RuleState::Pending(_) => c[0] += 1,
-                RuleState::Waiting(_) => c[1] += 1,
-                RuleState::Invalid(_) => c[2] += 1,
+                RuleState::Active | RuleState::Pending => c[0] += 1,
+                RuleState::Waiting => c[1] += 1,
+                RuleState::Invalid => c[2] += 1,
             }
         }
         c
@@ -488,7 +521,10 @@ pub fn build(
             .extend(specs.invalid.iter().map(|(line, why)| RuleStatus {
                 line: *line,
                 mirror: None,
-                state: RuleState::Invalid(why.clone()),
+                bridge: None,
+                output: None,
+                state: RuleState::Invalid,
+                detail: Some(why.clone()),
             }));
     }
     // Mirrors of ours this plan has decided about, and the (bridge, name) of every rule in scope.
@@ -512,7 +548,7 @@ pub fn build(
             .filter(|m| m.owned())
             .collect();
         handled.extend(ours.iter().map(|m| m.uuid.as_str()));
-        let state = match endpoints(spec, &after, observed) {
+        let (state, detail) = match endpoints(spec, &after, observed) {
             Err(waiting) => {
                 out.changes
                     .extend(ours.iter().map(|m| MirrorChange::Remove {
@@ -521,7 +557,7 @@ pub fn build(
                         bridge: spec.bridge.clone(),
                         reason: format!("waiting for {waiting}"),
                     }));
-                RuleState::Waiting(waiting)
+                (RuleState::Waiting, Some(waiting))
             }
             Ok((src, dst)) => {
                 let off = promisc.get(&spec.source) == Some(&false);
@@ -572,13 +608,16 @@ pub fn build(
                 } else {
                     out.changes.push(MirrorChange::Create(want));
                 }
-                RuleState::Active
+                (RuleState::Active, None)
             }
         };
         out.rules.push(RuleStatus {
             line: spec.line,
             mirror: Some(spec.name.clone()),
+            bridge: Some(spec.bridge.clone()),
+            output: Some(spec.output.clone()),
             state,
+            detail,
         });
     }
     if matches!(scope, Scope::Full) && specs.complete() {
@@ -664,6 +703,9 @@ fn differs(m: &ObservedMirror, want: &Want) -> Vec<&'static str> {
     if m.output_vlan.is_some() {
         d.push("output_vlan");
     }
+    if m.filter.is_some() {
+        d.push("filter");
+    }
     if m.owned() && m.promisc != want.promisc {
         d.push(PROMISC_KEY);
     }
@@ -695,43 +737,6 @@ pub fn clear(observed: &Observed, promisc: &BTreeMap<String, bool>) -> MirrorPla
             .collect(),
         ..MirrorPlan::default()
     }
-}
-
-/// Per rule (refused lines included, by line): active, pending (and what would change),
-/// waiting (and for what) or invalid (and why), as OVS holds things now. For a `status`
-/// command; pure, so it needs the rules file, the guest configurations of
-/// [`guests_to_read`] and a full read of OVS.
-pub fn status(
-    rules: &Rules,
-    guests: &BTreeMap<GuestId, GuestFile>,
-    observed: &Observed,
-) -> Vec<RuleStatus> {
-    let specs = Specs::resolve(rules, guests);
-    let plan = build(
-        &specs,
-        observed,
-        &Plan::default(),
-        &BTreeMap::new(),
-        Scope::Full,
-    );
-    let pending: BTreeMap<&str, String> = plan
-        .changes
-        .iter()
-        .filter(|c| !matches!(c, MirrorChange::Remove { .. }))
-        .map(|c| (c.name(), c.describe(false)))
-        .collect();
-    plan.rules
-        .iter()
-        .cloned()
-        .map(|mut r| {
-            if let (RuleState::Active, Some(name)) = (&r.state, &r.mirror)
-                && let Some(what) = pending.get(name.as_str())
-            {
-                r.state = RuleState::Pending(what.clone());
-            }
-            r
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ fn observed(ports: &[(&str, &str)], mirrors: Vec<ObservedMirror>) -> Observed {
             })
             .collect(),
         mirrors,
+        mirror_filter: false,
     }
 }
 
@@ -171,14 +172,18 @@ fn creates_exactly_the_mirrors_whose_ports_exist() {
             "created mirror mirror_vmbr1_tap200i0_to_vm300i0 on vmbr1: tap200i0 (select=src) -> tap300i0",
         ]
     );
-    let states: Vec<&RuleState> = p.rules.iter().map(|r| &r.state).collect();
+    let states: Vec<(RuleState, Option<&str>)> = p
+        .rules
+        .iter()
+        .map(|r| (r.state, r.detail.as_deref()))
+        .collect();
     assert_eq!(
         states,
         [
-            &RuleState::Active,
-            &RuleState::Active,
-            &RuleState::Waiting("tap101i0 (now on vmbr2) on vmbr1".into()),
-            &RuleState::Waiting("bridge vmbr9 (it does not exist)".into()),
+            (RuleState::Active, None),
+            (RuleState::Active, None),
+            (RuleState::Waiting, Some("tap101i0 (now on vmbr2) on vmbr1")),
+            (RuleState::Waiting, Some("bridge vmbr9 (it does not exist)")),
         ]
     );
     assert_eq!(p.counts(), [2, 0, 0]);
@@ -331,7 +336,8 @@ fn a_port_attached_in_the_same_run_is_referenced_by_its_new_row() {
     };
     let p = build(&specs, &o, &ports, &BTreeMap::new(), Scope::Full);
     assert!(p.is_empty());
-    assert!(matches!(p.rules[0].state, RuleState::Waiting(ref w) if w == "tap300i0 on vmbr1"));
+    assert_eq!(p.rules[0].state, RuleState::Waiting);
+    assert_eq!(p.rules[0].detail.as_deref(), Some("tap300i0 on vmbr1"));
     let ports = Plan {
         changes: vec![
             ports.changes[0].clone(),
@@ -536,7 +542,7 @@ fn fifty_correct_rules_plan_nothing() {
 }
 
 #[test]
-fn status_per_rule() {
+fn the_plan_says_each_rules_state_with_its_detail() {
     let r = rules("vmbr1 eno1 100 1\nvmbr1 eno1 101 1\nvmbr1 eno1 102 1\nvmbr1 eno1 103 1 oops\n");
     let o = observed(
         &[
@@ -546,15 +552,90 @@ fn status_per_rule() {
         ],
         vec![ours(NAME, "vmbr1", "eno1", "tap100i1")],
     );
-    let s = status(&r, &BTreeMap::new(), &o);
+    let p = plan_full(&Specs::resolve(&r, &BTreeMap::new()), &o);
+    let s = &p.rules;
     assert_eq!(s.len(), 4);
-    assert_eq!(s[0].state, RuleState::Active);
-    assert_eq!(s[0].mirror.as_deref(), Some(NAME));
-    assert!(
-        matches!(&s[1].state, RuleState::Pending(w) if w.starts_with("create mirror")),
-        "{s:?}"
+    // Active once the plan is committed, whether or not the plan creates the mirror: the
+    // `status` report tells those apart with the plan's changes.
+    assert_eq!(
+        (s[0].state, s[0].detail.as_deref()),
+        (RuleState::Active, None)
     );
-    assert_eq!(s[2].state, RuleState::Waiting("tap102i1 on vmbr1".into()));
-    assert!(matches!(&s[3].state, RuleState::Invalid(w) if w.contains("unknown option")));
+    assert_eq!(s[0].mirror.as_deref(), Some(NAME));
+    assert_eq!(
+        (s[1].state, s[1].detail.as_deref()),
+        (RuleState::Active, None)
+    );
+    assert_eq!(
+        (s[2].state, s[2].detail.as_deref()),
+        (RuleState::Waiting, Some("tap102i1 on vmbr1"))
+    );
+    assert_eq!(s[3].state, RuleState::Invalid);
+    assert!(
+        s[3].detail
+            .as_deref()
+            .is_some_and(|w| w.contains("unknown option"))
+    );
     assert_eq!(s[3].mirror, None);
+}
+
+#[test]
+fn only_a_removed_or_rewritten_mirror_stops_copies() {
+    let r = rules("vmbr1 eno1 100 1\n");
+    let specs = Specs::resolve(&r, &BTreeMap::new());
+    let ports = [("eno1", "vmbr1"), ("tap100i1", "vmbr1")];
+    // Created: nothing to stop.
+    let p = plan_full(&specs, &observed(&ports, vec![]));
+    assert!(!p.is_empty() && !p.stops_copies(), "{p:?}");
+    // As the rule says: nothing at all.
+    let right = ours(NAME, "vmbr1", "eno1", "tap100i1");
+    let p = plan_full(&specs, &observed(&ports, vec![right.clone()]));
+    assert!(p.is_empty() && !p.stops_copies());
+    // Adopted without a column to correct: only marked.
+    let unmarked = ObservedMirror {
+        owner: None,
+        ..right.clone()
+    };
+    let p = plan_full(&specs, &observed(&ports, vec![unmarked]));
+    assert!(!p.is_empty() && !p.stops_copies(), "{p:?}");
+    // Only the promiscuous record differs (it names a link the rule's source is not).
+    let recorded = ObservedMirror {
+        promisc: Some("eno9".into()),
+        ..right.clone()
+    };
+    let p = plan_full(&specs, &observed(&ports, vec![recorded]));
+    assert_eq!(lines(&p).len(), 1, "{p:?}");
+    assert!(!p.stops_copies());
+    // Selecting everything: narrowed to the rule's source.
+    let wide = ObservedMirror {
+        select_all: true,
+        ..right.clone()
+    };
+    assert!(plan_full(&specs, &observed(&ports, vec![wide])).stops_copies());
+    // Copying only what Open vSwitch 3.5's `filter` matches: a rule never asks for that.
+    let filtered = ObservedMirror {
+        filter: Some("icmp".into()),
+        ..right.clone()
+    };
+    let p = plan_full(&specs, &observed(&ports, vec![filtered]));
+    assert_eq!(
+        lines(&p),
+        [
+            "updated mirror mirror_vmbr1_eno1_to_vm100i1 on vmbr1: eno1 (select=both) -> tap100i1 (corrected: filter)"
+        ]
+    );
+    assert!(p.stops_copies());
+    // Sending its copies elsewhere.
+    let elsewhere = ObservedMirror {
+        output: Some("P-eno1".into()),
+        ..right.clone()
+    };
+    assert!(plan_full(&specs, &observed(&ports, vec![elsewhere])).stops_copies());
+    // Removed: its rule waits, or no rule asks for it.
+    let p = plan_full(&specs, &observed(&[("eno1", "vmbr1")], vec![right.clone()]));
+    assert!(p.stops_copies(), "{p:?}");
+    let none = Specs::resolve(&rules(""), &BTreeMap::new());
+    assert!(plan_full(&none, &observed(&ports, vec![right.clone()])).stops_copies());
+    // `clear` removes every mirror of ours.
+    assert!(clear(&observed(&ports, vec![right]), &BTreeMap::new()).stops_copies());
 }

@@ -77,6 +77,10 @@ impl Report {
                     rule: &m.rule,
                     state: m.state.as_str(),
                     reason: m.reason.as_deref(),
+                    statistics: m.stats.map(|s| StatsView {
+                        tx_packets: s.tx_packets,
+                        tx_bytes: s.tx_bytes,
+                    }),
                 })
                 .collect(),
             other: &self.other,
@@ -204,4 +208,12 @@ struct MirrorView<'a> {
     rule: &'a str,
     state: &'static str,
     reason: Option<&'a str>,
+    statistics: Option<StatsView>,
+}
+
+/// A mirror's `statistics`, as ovs-vswitchd last wrote them.
+#[derive(Serialize)]
+struct StatsView {
+    tx_packets: u64,
+    tx_bytes: u64,
 }

@@ -20,7 +20,7 @@
 //! `tests` checks it against random hosts).
 //!
 //! The host files come in as [`FileCheck`]s (what `apply` would write, compared with the disk by
-//! the adapter), the traffic mirror rules as [`Mirror`]s (the rule states of the mirror plan), the
+//! the adapter), the traffic mirror rules as the mirror plan (its rule states and changes, [`Report::with_mirrors`]), the
 //! kernel-link work as (link, change) pairs. The JSON schema is docs/status.md.
 
 mod json;
@@ -35,8 +35,10 @@ use serde::Serialize;
 use crate::decide::config::Config;
 use crate::decide::desired::{Chosen, Decision, Desired, HostLink};
 use crate::decide::guest::{Kind, NicId};
+use crate::decide::linkplan::LinkState;
+use crate::decide::mirrors::{MirrorChange, MirrorPlan, RuleState, RuleStatus};
 use crate::decide::nic::{self, Role};
-use crate::decide::observed::{Observed, PortState};
+use crate::decide::observed::{MirrorStats, Observed, PortState};
 use crate::decide::plan::{Change, Plan};
 use crate::decide::vlan::Vlan;
 use crate::decide::{glob, ifname};
@@ -241,42 +243,80 @@ impl File {
     }
 }
 
-/// The state of a traffic mirror rule as the report shows it: a
-/// [`crate::decide::mirrors::RuleState`] without its payload, as [`DecisionKind`] is a
-/// [`Decision`] without it, since the report words the reason itself (`waiting for ...`,
-/// `line N: ...`) and an active rule whose mirror the run would still change shows as pending.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum MirrorState {
-    /// The mirror exists in OVS as the rule says.
-    Active,
-    /// Not in OVS because something it names is not there yet (a stopped guest's NIC); the
-    /// reason says what. Not a failure.
-    Waiting,
-    /// Both ports are there but the mirror is missing or differs: `apply` creates or corrects
-    /// it (exit 1, as for a drifting NIC).
-    Pending,
-    /// The rule cannot be carried out; the reason says why.
-    Invalid,
-}
-
-impl MirrorState {
-    fn as_str(self) -> &'static str {
-        match self {
-            MirrorState::Active => "active",
-            MirrorState::Waiting => "waiting",
-            MirrorState::Pending => "pending",
-            MirrorState::Invalid => "invalid",
-        }
-    }
-}
-
 /// A traffic mirror rule of `mirrors_file`, as [`Report::with_mirrors`] adds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Mirror {
     /// The rule's name (or the rule as written).
     pub(crate) rule: String,
-    pub(crate) state: MirrorState,
+    pub(crate) state: RuleState,
     pub(crate) reason: Option<String>,
+    /// What the mirror of ours has sent, as ovs-vswitchd last wrote it into `statistics`.
+    pub(crate) stats: Option<MirrorStats>,
+}
+
+impl Mirror {
+    /// A rule as the report shows it: the plan's state, except that an active rule whose mirror
+    /// `apply` would still create or correct is pending, with that change as the reason, and
+    /// one whose output link is gone or down is waiting for it (the mirror is as the rule says,
+    /// but its copies go nowhere); the reason worded for people (`waiting for ...`,
+    /// `line N: ...`). `links` are the host's links by name; the mirror's statistics are those
+    /// of the mirror of ours in `observed`.
+    fn of(
+        rule: &RuleStatus,
+        plan: &MirrorPlan,
+        observed: &Observed,
+        links: &BTreeMap<String, LinkState>,
+    ) -> Mirror {
+        let planned = |name: &str| {
+            plan.changes
+                .iter()
+                .find(|c| !matches!(c, MirrorChange::Remove { .. }) && c.name() == name)
+                .map(|c| c.describe(false))
+        };
+        let output_unusable = || {
+            let output = rule.output.as_deref()?;
+            match links.get(output) {
+                None => Some(format!("{output} (its link is gone)")),
+                Some(l) if !l.up => Some(format!("{output} to come up (its link is down)")),
+                Some(_) => None,
+            }
+        };
+        let detail = rule.detail.clone().unwrap_or_default();
+        let (state, reason) = match rule.state {
+            RuleState::Active => {
+                match (rule.mirror.as_deref().and_then(planned), output_unusable()) {
+                    (Some(what), _) => (RuleState::Pending, Some(what)),
+                    (None, Some(what)) => (RuleState::Waiting, Some(format!("waiting for {what}"))),
+                    (None, None) => (RuleState::Active, None),
+                }
+            }
+            RuleState::Pending => (RuleState::Pending, Some(detail)),
+            RuleState::Waiting => (RuleState::Waiting, Some(format!("waiting for {detail}"))),
+            RuleState::Invalid => (
+                RuleState::Invalid,
+                Some(format!("line {}: {detail}", rule.line)),
+            ),
+        };
+        let stats = observed
+            .mirrors
+            .iter()
+            .find(|m| {
+                m.owned()
+                    && Some(m.name.as_str()) == rule.mirror.as_deref()
+                    && m.bridge.is_some()
+                    && m.bridge == rule.bridge
+            })
+            .and_then(|m| m.stats);
+        Mirror {
+            rule: rule
+                .mirror
+                .clone()
+                .unwrap_or_else(|| format!("line {}", rule.line)),
+            state,
+            reason,
+            stats,
+        }
+    }
 }
 
 /// How many NICs are in each state, stale ports included, every state listed. Serialized as it
@@ -467,11 +507,27 @@ impl Report {
         self
     }
 
-    /// The mirror rules' states, and the mirror changes `apply` would make that belong to no
-    /// rule (mirrors of ours whose rule is gone), which count as planned changes.
-    pub(crate) fn with_mirrors(mut self, mirrors: Vec<Mirror>, unclaimed: Vec<String>) -> Report {
-        self.mirrors = mirrors;
-        self.other.extend(unclaimed);
+    /// The mirror rules' states read off `apply`'s mirror plan and the links ([`Mirror::of`]),
+    /// with each mirror's statistics, and the mirror
+    /// changes it would make that belong to no rule (mirrors of ours whose rule is gone), which
+    /// count as planned changes.
+    pub(crate) fn with_mirrors(
+        mut self,
+        plan: &MirrorPlan,
+        observed: &Observed,
+        links: &BTreeMap<String, LinkState>,
+    ) -> Report {
+        self.mirrors = plan
+            .rules
+            .iter()
+            .map(|r| Mirror::of(r, plan, observed, links))
+            .collect();
+        self.other.extend(
+            plan.changes
+                .iter()
+                .filter(|c| matches!(c, MirrorChange::Remove { .. }))
+                .map(|c| c.describe(false)),
+        );
         self
     }
 
@@ -524,7 +580,7 @@ impl Report {
         self.nics.iter().any(|n| n.state.needs_apply())
             || !self.stale.is_empty()
             || self.files.iter().any(|f| f.state == FileState::OutOfSync)
-            || self.mirrors.iter().any(|m| m.state == MirrorState::Pending)
+            || self.mirrors.iter().any(|m| m.state == RuleState::Pending)
             || !self.other.is_empty()
     }
 
@@ -533,7 +589,7 @@ impl Report {
     fn needs_admin(&self) -> bool {
         self.nics.iter().any(|n| n.state == State::Invalid)
             || self.files.iter().any(|f| f.state == FileState::Refused)
-            || self.mirrors.iter().any(|m| m.state == MirrorState::Invalid)
+            || self.mirrors.iter().any(|m| m.state == RuleState::Invalid)
     }
 
     /// Exit code 0: nothing needs `apply` and nothing is invalid or refused.

@@ -423,3 +423,153 @@ proptest! {
         prop_assert!(r.other.is_empty());
     }
 }
+
+/// The mirror rules read off the mirror plan: an active rule whose mirror the plan still
+/// creates or corrects is pending (the change is the reason), the others keep the plan's state
+/// with the reason worded; removals no rule claims are other planned changes.
+#[test]
+fn mirror_rules_are_read_off_the_mirror_plan() {
+    use crate::decide::linkplan::LinkState;
+    use crate::decide::mirrors::{PortRef, Select, Want};
+    use crate::decide::observed::{MirrorStats, ObservedMirror};
+    let rule = |line, mirror: Option<&str>, state, detail: Option<&str>| RuleStatus {
+        line,
+        mirror: mirror.map(String::from),
+        bridge: mirror.map(|_| "vmbr1".into()),
+        output: mirror.map(|m| format!("out-{m}")),
+        state,
+        detail: detail.map(String::from),
+    };
+    let want = Want {
+        name: "m_pending".into(),
+        bridge: "vmbr1".into(),
+        source: "eno1".into(),
+        src: PortRef::Row("E".into()),
+        output: "tap100i1".into(),
+        out: PortRef::New("tap100i1".into()),
+        select: Select::Both,
+        promisc: None,
+    };
+    let plan = MirrorPlan {
+        changes: vec![
+            MirrorChange::Create(want),
+            MirrorChange::Remove {
+                uuid: "M9".into(),
+                name: "m_gone".into(),
+                bridge: "vmbr1".into(),
+                reason: "no rule asks for it".into(),
+            },
+        ],
+        rules: vec![
+            rule(1, Some("m_ok"), RuleState::Active, None),
+            rule(2, Some("m_pending"), RuleState::Active, None),
+            rule(
+                3,
+                Some("m_wait"),
+                RuleState::Waiting,
+                Some("tap102i1 on vmbr1"),
+            ),
+            rule(4, None, RuleState::Invalid, Some("unknown option \"x\"")),
+            rule(5, Some("m_down"), RuleState::Active, None),
+            rule(6, Some("m_gone"), RuleState::Active, None),
+        ],
+        ..MirrorPlan::default()
+    };
+    // Every output link is up but m_down's; m_gone's has no link at all.
+    let links: BTreeMap<String, LinkState> = ["m_ok", "m_pending", "m_wait", "m_down"]
+        .map(|m| {
+            let state = LinkState {
+                up: m != "m_down",
+                mtu: None,
+                master: None,
+                alias: None,
+                rate_limited: None,
+                ipv6: false,
+            };
+            (format!("out-{m}"), state)
+        })
+        .into();
+    let stats = MirrorStats {
+        tx_packets: 12,
+        tx_bytes: 1176,
+    };
+    let mirror = |name: &str, bridge: &str, owner: &str| ObservedMirror {
+        name: name.into(),
+        bridge: Some(bridge.into()),
+        owner: Some(owner.into()),
+        stats: Some(stats),
+        ..ObservedMirror::default()
+    };
+    let observed = Observed {
+        mirrors: vec![
+            mirror("m_ok", "vmbr2", "ovs-autoattach"),
+            mirror("m_ok", "vmbr1", "someone"),
+            mirror("m_ok", "vmbr1", "ovs-autoattach"),
+            mirror("m_wait", "vmbr2", "ovs-autoattach"),
+        ],
+        ..Observed::default()
+    };
+    let report = Report::default().with_mirrors(&plan, &observed, &links);
+    let shown: Vec<(&str, RuleState, Option<&str>)> = report
+        .mirrors
+        .iter()
+        .map(|m| (m.rule.as_str(), m.state, m.reason.as_deref()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("m_ok", RuleState::Active, None),
+            (
+                "m_pending",
+                RuleState::Pending,
+                Some("create mirror m_pending on vmbr1: eno1 (select=both) -> tap100i1")
+            ),
+            (
+                "m_wait",
+                RuleState::Waiting,
+                Some("waiting for tap102i1 on vmbr1")
+            ),
+            (
+                "line 4",
+                RuleState::Invalid,
+                Some("line 4: unknown option \"x\"")
+            ),
+            (
+                "m_down",
+                RuleState::Waiting,
+                Some("waiting for out-m_down to come up (its link is down)")
+            ),
+            (
+                "m_gone",
+                RuleState::Waiting,
+                Some("waiting for out-m_gone (its link is gone)")
+            ),
+        ]
+    );
+    // Statistics: only of the mirror of ours on the rule's bridge.
+    let with_stats: Vec<&str> = report
+        .mirrors
+        .iter()
+        .filter(|m| m.stats == Some(stats))
+        .map(|m| m.rule.as_str())
+        .collect();
+    assert_eq!(with_stats, ["m_ok"]);
+    let doc: Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(
+        doc["mirrors"][0]["statistics"],
+        json!({"tx_packets": 12, "tx_bytes": 1176})
+    );
+    assert_eq!(doc["mirrors"][1]["statistics"], Value::Null);
+    assert_eq!(
+        report.other,
+        ["remove mirror m_gone from vmbr1 (no rule asks for it)"]
+    );
+    assert!(report.needs_apply() && report.needs_admin());
+    let states: Vec<&str> = report.mirrors.iter().map(|m| m.state.as_str()).collect();
+    assert_eq!(
+        states,
+        [
+            "active", "pending", "waiting", "invalid", "waiting", "waiting"
+        ]
+    );
+}

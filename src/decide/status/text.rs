@@ -8,9 +8,10 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use super::{DecisionKind, MirrorState, Order, PortState, Report, State, kind_name, order};
+use super::{DecisionKind, Order, PortState, Report, State, kind_name, order};
 use crate::decide::desired::Chosen;
 use crate::decide::guest::NicId;
+use crate::decide::mirrors::RuleState;
 use crate::decide::vlan::Vlan;
 
 impl Report {
@@ -130,14 +131,14 @@ impl Report {
             files.join(", ")
         );
         if !self.mirrors.is_empty() {
-            let count = |s: MirrorState| self.mirrors.iter().filter(|m| m.state == s).count();
+            let count = |s: RuleState| self.mirrors.iter().filter(|m| m.state == s).count();
             let _ = write!(
                 line,
                 "; mirrors: {} active, {} pending, {} waiting, {} invalid",
-                count(MirrorState::Active),
-                count(MirrorState::Pending),
-                count(MirrorState::Waiting),
-                count(MirrorState::Invalid)
+                count(RuleState::Active),
+                count(RuleState::Pending),
+                count(RuleState::Waiting),
+                count(RuleState::Invalid)
             );
         }
         if !self.other.is_empty() {

@@ -74,6 +74,20 @@ pub fn map_get<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     })
 }
 
+/// The value under `key` in a string-to-integer map column (`Mirror.statistics`).
+pub fn map_int(v: &Value, key: &str) -> Option<i64> {
+    let a = v.as_array()?;
+    if a.len() != 2 || a[0] != "map" {
+        return None;
+    }
+    a[1].as_array()?.iter().find_map(|pair| {
+        let p = pair.as_array()?;
+        (p.len() == 2 && p[0] == key)
+            .then(|| p[1].as_i64())
+            .flatten()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,9 @@
 //! A small synchronous OVSDB client (RFC 7047 JSON-RPC over a unix or TCP socket).
 //!
 //! It does exactly what a one-shot tool needs: `transact`, `monitor` with its `update`
-//! notifications, and answering the server's `echo` keepalives. Every wait is bounded in time (the
+//! notifications, and answering the server's `echo` keepalives. ovs-vswitchd's control socket
+//! speaks the same JSON-RPC 1.0, so [`crate::host::vswitchd`] sends its commands with this client
+//! too ([`Client::connect_to`], [`Client::call`]). Every wait is bounded in time (the
 //! configured timeout): the connect ([`connect`]), each request written, and each reply read;
 //! and every read in size ([`MAX_MESSAGE`]), so a wedged or hostile server can make a run fail,
 //! never hang or exhaust memory.
@@ -93,6 +95,26 @@ impl Stream {
     }
 }
 
+/// The daemon at the other end, as messages name it.
+#[derive(Clone, Copy, Debug)]
+pub struct Server {
+    /// What it is called in messages: `OVSDB`, `ovs-vswitchd`.
+    pub name: &'static str,
+    /// The daemon a hint names: `ovsdb-server`, `ovs-vswitchd`.
+    pub daemon: &'static str,
+}
+
+impl Server {
+    pub const OVSDB: Server = Server {
+        name: "OVSDB",
+        daemon: "ovsdb-server",
+    };
+    pub const VSWITCHD: Server = Server {
+        name: "ovs-vswitchd",
+        daemon: "ovs-vswitchd",
+    };
+}
+
 /// A request sent whose reply has not been read yet.
 struct Pending {
     id: u64,
@@ -108,6 +130,7 @@ pub struct Client {
     /// `update` notifications that arrived while waiting for a reply, kept for [`Client::next_update`].
     pending_updates: Vec<Value>,
     endpoint: String,
+    server: Server,
 }
 
 impl Client {
@@ -139,29 +162,39 @@ impl Client {
         &self.endpoint
     }
 
-    /// Connects to the server. `timeout` bounds the connect (unix and TCP, name resolution
-    /// included) and every later wait.
+    /// Connects to the OVSDB server. `timeout` bounds the connect (unix and TCP, name
+    /// resolution included) and every later wait.
     pub fn connect(endpoint: &Endpoint, timeout: Duration) -> anyhow::Result<Client> {
+        Client::connect_to(Server::OVSDB, endpoint, timeout)
+    }
+
+    /// Connects to `server`'s JSON-RPC socket, as [`Client::connect`].
+    pub fn connect_to(
+        server: Server,
+        endpoint: &Endpoint,
+        timeout: Duration,
+    ) -> anyhow::Result<Client> {
         let deadline = Instant::now() + timeout;
         let (stream, name) = match endpoint {
             Endpoint::Unix(path) => {
                 let name = format!("unix:{}", path.display());
                 let s = connect::unix(path, deadline).map_err(|e| {
-                    connect_error(e, &name, timeout, "is openvswitch-switch running?")
+                    connect_error(e, server, &name, timeout, "is openvswitch-switch running?")
                 })?;
                 (Stream::Unix(s), name)
             }
             Endpoint::Tcp(addr) => {
                 let name = format!("tcp:{addr}");
                 let s = connect::tcp(addr, deadline).map_err(|e| {
-                    connect_error(e, &name, timeout, "is ovsdb-server listening there?")
+                    let hint = format!("is {} listening there?", server.daemon);
+                    connect_error(e, server, &name, timeout, &hint)
                 })?;
                 (Stream::Tcp(s), name)
             }
         };
         stream
             .set_write_timeout(Some(timeout))
-            .context("setting the OVSDB write timeout")?;
+            .with_context(|| format!("setting the {} write timeout", server.name))?;
         Ok(Client {
             stream,
             buf: Vec::with_capacity(64 * 1024),
@@ -169,6 +202,7 @@ impl Client {
             timeout,
             pending_updates: Vec::new(),
             endpoint: name,
+            server,
         })
     }
 
@@ -242,8 +276,9 @@ impl Client {
         }
     }
 
-    /// Sends a request and waits, bounded by the timeout, for the reply with the same id.
-    fn call(&mut self, method: &'static str, params: Value) -> anyhow::Result<Value> {
+    /// Sends a request and waits, bounded by the timeout, for the reply with the same id;
+    /// returns its result.
+    pub fn call(&mut self, method: &'static str, params: Value) -> anyhow::Result<Value> {
         let pending = self.send(method, params)?;
         self.reply(pending)
     }
@@ -256,9 +291,9 @@ impl Client {
         // tree first (a transaction attaching thousands of ports is megabytes of it): the same
         // object, `{"id":..,"method":..,"params":..}`, one per line.
         let mut bytes = format!("{{\"id\":{id},\"method\":").into_bytes();
-        serde_json::to_writer(&mut bytes, method).context("encoding an OVSDB request")?;
+        serde_json::to_writer(&mut bytes, method).context("encoding a JSON-RPC request")?;
         bytes.extend_from_slice(b",\"params\":");
-        serde_json::to_writer(&mut bytes, &params).context("encoding an OVSDB request")?;
+        serde_json::to_writer(&mut bytes, &params).context("encoding a JSON-RPC request")?;
         bytes.extend_from_slice(b"}\n");
         drop(params);
         self.write_all(&bytes, &format!("sending {method} to"))?;
@@ -284,9 +319,11 @@ impl Client {
         loop {
             let bytes = self.read_raw(deadline)?.ok_or_else(|| {
                 anyhow!(
-                    "OVSDB at {} did not answer {method} within {} s (is ovsdb-server wedged?)",
+                    "{} at {} did not answer {method} within {} s (is {} wedged?)",
+                    self.server.name,
                     self.endpoint,
-                    self.timeout.as_secs()
+                    self.timeout.as_secs(),
+                    self.server.daemon
                 )
             })?;
             // Most messages are told apart by their head alone, without building a tree of them;
@@ -296,14 +333,14 @@ impl Client {
                 && head.method.is_none()
             {
                 if let Some(err) = head.error {
-                    bail!("OVSDB {method} failed: {err}");
+                    bail!("{} {method} failed: {err}", self.server.name);
                 }
                 return Ok(bytes);
             }
             let msg = self.decode(&bytes)?;
             if msg.get("id").and_then(Value::as_u64) == Some(id) && msg.get("method").is_none() {
                 if let Some(err) = msg.get("error").filter(|e| !e.is_null()) {
-                    bail!("OVSDB {method} failed: {err}");
+                    bail!("{} {method} failed: {err}", self.server.name);
                 }
                 return Ok(bytes);
             }
@@ -318,17 +355,25 @@ impl Client {
         match self.stream.write_all_by(bytes, deadline) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::TimedOut => bail!(
-                "timed out after {} s {doing} OVSDB at {} (is ovsdb-server wedged?)",
+                "timed out after {} s {doing} {} at {} (is {} wedged?)",
                 self.timeout.as_secs(),
-                self.endpoint
+                self.server.name,
+                self.endpoint,
+                self.server.daemon
             ),
-            Err(e) => Err(e).with_context(|| format!("{doing} OVSDB at {}", self.endpoint)),
+            Err(e) => {
+                Err(e).with_context(|| format!("{doing} {} at {}", self.server.name, self.endpoint))
+            }
         }
     }
 
     fn decode(&self, bytes: &[u8]) -> anyhow::Result<Value> {
-        serde_json::from_slice(bytes)
-            .with_context(|| format!("decoding a message from OVSDB at {}", self.endpoint))
+        serde_json::from_slice(bytes).with_context(|| {
+            format!(
+                "decoding a message from {} at {}",
+                self.server.name, self.endpoint
+            )
+        })
     }
 
     /// Handles a message that is not the awaited reply: answers `echo`, queues `update`s, drops
@@ -369,11 +414,16 @@ impl Client {
             }
             scanned = self.buf.len();
             if scanner.error {
-                bail!("OVSDB at {} sent something that is not JSON", self.endpoint);
+                bail!(
+                    "{} at {} sent something that is not JSON",
+                    self.server.name,
+                    self.endpoint
+                );
             }
             if self.buf.len() > MAX_MESSAGE {
                 bail!(
-                    "OVSDB at {} sent a message larger than {MAX_MESSAGE} bytes",
+                    "{} at {} sent a message larger than {MAX_MESSAGE} bytes",
+                    self.server.name,
                     self.endpoint
                 );
             }
@@ -384,15 +434,20 @@ impl Client {
             self.stream.set_read_timeout(Some(deadline - now))?;
             let mut chunk = [0u8; 64 * 1024];
             match self.stream.read(&mut chunk) {
-                Ok(0) => bail!("OVSDB at {} closed the connection", self.endpoint),
+                Ok(0) => bail!(
+                    "{} at {} closed the connection",
+                    self.server.name,
+                    self.endpoint
+                ),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     return Ok(None);
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("reading from OVSDB at {}", self.endpoint));
+                    return Err(e).with_context(|| {
+                        format!("reading from {} at {}", self.server.name, self.endpoint)
+                    });
                 }
             }
         }
@@ -403,17 +458,19 @@ impl Client {
 /// system's reason and `hint`.
 fn connect_error(
     e: connect::Failure,
+    server: Server,
     endpoint: &str,
     timeout: Duration,
     hint: &str,
 ) -> anyhow::Error {
+    let Server { name, daemon } = server;
     match e {
         connect::Failure::TimedOut => anyhow!(
-            "timed out after {} s connecting to OVSDB at {endpoint} (is ovsdb-server running and answering?)",
+            "timed out after {} s connecting to {name} at {endpoint} (is {daemon} running and answering?)",
             timeout.as_secs()
         ),
         connect::Failure::Io(e) => {
-            anyhow::Error::new(e).context(format!("connecting to OVSDB at {endpoint} ({hint})"))
+            anyhow::Error::new(e).context(format!("connecting to {name} at {endpoint} ({hint})"))
         }
     }
 }
@@ -562,6 +619,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             pending_updates: Vec::new(),
             endpoint: "test".into(),
+            server: Server::OVSDB,
         };
         let params = json!(["Open_vSwitch", {"op": "select", "table": "Port", "where": [["name", "==", "a\"b"]]}]);
         let _ = c.send("transact", params.clone()).unwrap();
@@ -585,6 +643,7 @@ mod tests {
             timeout: Duration::from_millis(300),
             pending_updates: Vec::new(),
             endpoint: "unix:test".into(),
+            server: Server::OVSDB,
         };
         // Far more than the socket buffers hold.
         let big = "x".repeat(16 * 1024 * 1024);

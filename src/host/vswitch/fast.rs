@@ -44,6 +44,7 @@ pub fn observed(reply: &[u8]) -> Option<Observed> {
             .filter_map(|b| Some((b.name.as_str()?.to_string(), b._uuid.as_uuid()?.to_string())))
             .collect(),
         mirrors: super::mirrors::decode(&mirrors.rows, &holder).ok()?,
+        mirror_filter: super::mirrors::has_filter(&mirrors.rows),
         ..Observed::default()
     };
     for p in &ports.rows {

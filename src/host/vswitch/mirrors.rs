@@ -15,22 +15,23 @@ use serde_json::{Value, json};
 
 use super::{DB, PORT_COLUMNS, Vswitch, bridge_map, port_row, port_state, rows, select};
 use crate::decide::mirrors::{MirrorChange, MirrorPlan, PROMISC_KEY, PortRef, Want};
-use crate::decide::observed::{OWNER_KEY, OWNER_VALUE, Observed, ObservedMirror};
+use crate::decide::observed::{MirrorStats, OWNER_KEY, OWNER_VALUE, Observed, ObservedMirror};
 use crate::decide::plan::{Change, Plan};
 use crate::host::ovsdb::datum;
 
-/// The columns of a `Mirror` row that [`decode`] reads.
-pub(super) const MIRROR_COLUMNS: [&str; 9] = [
-    "_uuid",
-    "name",
-    "select_all",
-    "select_src_port",
-    "select_dst_port",
-    "select_vlan",
-    "output_port",
-    "output_vlan",
-    "external_ids",
-];
+/// The read of the `Mirror` table: every column the server has, none named. Mirrors are few,
+/// and this way a column that only newer servers have (`filter`, Open vSwitch 3.5) is read where
+/// it exists and never named in a request where it does not (a server refuses an unknown
+/// column): the rows say which columns the server's schema has ([`has_filter`]).
+pub(super) fn select_all() -> Value {
+    json!({"op": "select", "table": "Mirror", "where": []})
+}
+
+/// Whether the server's `Mirror` table has the `filter` column, as the rows read with
+/// [`select_all`] show (with no row there is nothing to correct either).
+pub(super) fn has_filter(rows: &[Value]) -> bool {
+    rows.iter().any(|r| r.get("filter").is_some())
+}
 
 /// The `mirror uuid -> bridge name` map of `Bridge` rows read with their `mirrors` column.
 pub(super) fn holders(bridges: &[Value]) -> BTreeMap<&str, &str> {
@@ -71,11 +72,22 @@ pub(super) fn decode(
                 select_vlan: !datum::ints(&row["select_vlan"]).is_empty(),
                 output: uuids("output_port").into_iter().next(),
                 output_vlan: datum::opt_int(&row["output_vlan"]),
+                filter: datum::opt_str(&row["filter"]).map(String::from),
+                stats: stats(&row["statistics"]),
                 owner: datum::map_get(&row["external_ids"], OWNER_KEY).map(String::from),
                 promisc: datum::map_get(&row["external_ids"], PROMISC_KEY).map(String::from),
             })
         })
         .collect()
+}
+
+/// A mirror's `statistics` map, when ovs-vswitchd has written both counters.
+fn stats(column: &Value) -> Option<MirrorStats> {
+    let count = |key| datum::map_int(column, key).and_then(|n| u64::try_from(n).ok());
+    Some(MirrorStats {
+        tx_packets: count("tx_packets")?,
+        tx_bytes: count("tx_bytes")?,
+    })
 }
 
 impl Vswitch {
@@ -85,7 +97,7 @@ impl Vswitch {
     pub fn observe_ports(&mut self, names: &BTreeSet<String>) -> anyhow::Result<Observed> {
         let mut ops = vec![
             select("Bridge", json!([]), &["_uuid", "name", "mirrors"]),
-            select("Mirror", json!([]), &MIRROR_COLUMNS),
+            select_all(),
         ];
         ops.extend(
             names
@@ -94,9 +106,11 @@ impl Vswitch {
         );
         let results = self.client.transact(DB, ops)?;
         let bridges = rows(&results, 0)?;
+        let mirrors = rows(&results, 1)?;
         let mut observed = Observed {
             bridges: bridge_map(bridges),
-            mirrors: decode(rows(&results, 1)?, &holders(bridges))?,
+            mirrors: decode(mirrors, &holders(bridges))?,
+            mirror_filter: has_filter(mirrors),
             ..Observed::default()
         };
         for i in 0..names.len() {
@@ -171,7 +185,11 @@ pub fn ops(observed: &Observed, plan: &Plan, mirrors: &MirrorPlan) -> anyhow::Re
                     json!({"op": "wait", "table": "Mirror", "where": here, "columns": ["name"],
                                 "until": "==", "rows": [{"name": want.name}], "timeout": 0}),
                 );
-                let row = columns(want, &attached, &mut referenced)?;
+                let mut row = columns(want, &attached, &mut referenced)?;
+                // Never asked for by a rule; named only where the server has the column.
+                if observed.mirror_filter {
+                    row["filter"] = datum::set([]);
+                }
                 ops.push(json!({"op": "update", "table": "Mirror", "where": here, "row": row}));
                 ops.push(json!({"op": "mutate", "table": "Mirror", "where": here, "mutations": [
                     ["external_ids", "delete", datum::set([json!(OWNER_KEY), json!(PROMISC_KEY)])],
@@ -192,7 +210,8 @@ pub fn ops(observed: &Observed, plan: &Plan, mirrors: &MirrorPlan) -> anyhow::Re
 }
 
 /// The columns a rule decides, all written explicitly, so that nothing an admin (or the seed
-/// tool) set on an adopted mirror survives: `select_all` off, no VLAN selection, no output VLAN.
+/// tool) set on an adopted mirror survives: `select_all` off, no VLAN selection, no output VLAN
+/// (and, by [`ops`], no `filter` where the server has that column).
 /// `snaplen` is not the rule's business and is left as it is.
 fn columns<'a>(
     want: &'a Want,
@@ -373,6 +392,22 @@ mod tests {
             ops[6]["mutations"],
             json!([["mirrors", "delete", ["set", [["uuid", "M2"]]]]])
         );
+        // A server without `Mirror.filter` (Open vSwitch 3.1) never sees the column named.
+        assert!(!serde_json::to_string(&ops).unwrap().contains("filter"));
+        // One with it (3.5) has it cleared with the other columns a rule decides.
+        let with_filter = Observed {
+            mirror_filter: true,
+            ..observed()
+        };
+        let ops = super::ops(&with_filter, &Plan::default(), &mplan).unwrap();
+        assert_eq!(ops[1]["row"]["filter"], json!(["set", []]));
+        assert_eq!(
+            serde_json::to_string(&ops)
+                .unwrap()
+                .matches("filter")
+                .count(),
+            1
+        );
     }
 
     #[test]
@@ -401,5 +436,28 @@ mod tests {
         assert!(m[1].select_all && m[1].select_vlan && !m[1].owned());
         assert_eq!((m[1].output.as_deref(), m[1].output_vlan), (None, Some(7)));
         assert!(decode(&[json!({"name": "x"})], &BTreeMap::new()).is_err());
+        // Open vSwitch 3.1 rows have no `filter`; 3.5 rows have it, set or empty.
+        assert!(!has_filter(&rows) && m[0].filter.is_none());
+        let mut newer = rows.clone();
+        newer[0]["filter"] = json!("icmp");
+        newer[0]["statistics"] = json!(["map", [["tx_bytes", 980], ["tx_packets", 10]]]);
+        newer[1]["statistics"] = json!(["map", []]);
+        newer[1]["filter"] = json!(["set", []]);
+        let m = decode(&newer, &holders(&bridges)).unwrap();
+        assert!(has_filter(&newer));
+        assert_eq!(
+            (m[0].filter.as_deref(), m[1].filter.as_deref()),
+            (Some("icmp"), None)
+        );
+        assert_eq!(
+            (m[0].stats, m[1].stats),
+            (
+                Some(MirrorStats {
+                    tx_packets: 10,
+                    tx_bytes: 980
+                }),
+                None
+            )
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! is pure.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
@@ -18,6 +19,7 @@ use crate::decide::observed::{OWNER_KEY, OWNER_VALUE, Observed, PortState};
 use crate::decide::plan::{Change, Plan};
 use crate::decide::vlan::{Vlan, VlanMode};
 use crate::host::ovsdb::{Client, datum};
+use crate::host::vswitchd;
 
 const DB: &str = "Open_vSwitch";
 const PORT_COLUMNS: [&str; 6] = [
@@ -57,6 +59,8 @@ impl std::error::Error for Unconfirmed {}
 pub struct Vswitch {
     client: Client,
     timeout: Duration,
+    /// ovs-vswitchd's run directory, where its control socket is ([`vswitchd::rundir`]).
+    rundir: PathBuf,
 }
 
 impl Vswitch {
@@ -66,7 +70,14 @@ impl Vswitch {
         Ok(Vswitch {
             client,
             timeout: config.timeout(),
+            rundir: vswitchd::rundir(&endpoint),
         })
+    }
+
+    /// Has ovs-vswitchd drop its cached datapath flows ([`vswitchd::purge`]), bounded by the
+    /// timeout: after a committed change that must stop mirror copies at once.
+    pub fn purge_flows(&self) -> anyhow::Result<()> {
+        vswitchd::purge(&self.rundir, self.timeout)
     }
 
     /// Refuses unless the OVSDB server is visible from this PID namespace (see
@@ -93,7 +104,7 @@ impl Vswitch {
             vec![
                 select("Bridge", json!([]), &["_uuid", "name", "ports", "mirrors"]),
                 select("Port", json!([]), &PORT_COLUMNS),
-                select("Mirror", json!([]), &mirrors::MIRROR_COLUMNS),
+                mirrors::select_all(),
             ],
         )?;
         if let Some(observed) = fast::observed(&reply) {
@@ -420,9 +431,11 @@ fn observed_all(results: &[Value]) -> anyhow::Result<Observed> {
             owner_of.insert(p, name);
         }
     }
+    let mirror_rows = rows(results, 2)?;
     let mut observed = Observed {
         bridges: bridge_map(bridges),
-        mirrors: mirrors::decode(rows(results, 2)?, &mirrors::holders(bridges))?,
+        mirrors: mirrors::decode(mirror_rows, &mirrors::holders(bridges))?,
+        mirror_filter: mirrors::has_filter(mirror_rows),
         ..Observed::default()
     };
     for p in rows(results, 1)? {
