@@ -69,7 +69,7 @@ impl Mirrors {
 
     /// Whether a dry run of `plan` would succeed as far as mirrors go.
     pub fn ok(&self, plan: &MirrorPlan) -> bool {
-        !self.unreadable && plan.rule_counts()[2] == 0
+        !self.unreadable && plan.rule_counts().invalid == 0
     }
 
     /// Logs the lines that are not used, naming the file and the line, at `level` (`apply`
@@ -235,15 +235,15 @@ pub struct Outcome {
 
 impl Outcome {
     fn of(plan: &MirrorPlan, failed: usize) -> Outcome {
-        let [active, waiting, invalid] = plan.rule_counts();
-        let [created, updated, removed] = plan.counts();
+        let rules = plan.rule_counts();
+        let changes = plan.counts();
         Outcome {
-            active,
-            waiting,
-            invalid,
-            created,
-            updated,
-            removed,
+            active: rules.active,
+            waiting: rules.waiting,
+            invalid: rules.invalid,
+            created: changes.created,
+            updated: changes.updated,
+            removed: changes.removed,
             failed,
         }
     }

@@ -334,15 +334,32 @@ pub fn release(observed: &Observed, live: &BTreeSet<String>) -> Plan {
     Plan { changes }
 }
 
-/// A port as it is once a plan is committed: what the host files mirror.
+/// A port as the transaction will leave it: an existing row, or the row the same transaction
+/// inserts for a port the run attaches (by port name).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PortRef {
+    Row(Uuid),
+    New(String),
+}
+
+impl PortRef {
+    pub fn is(&self, uuid: &str) -> bool {
+        matches!(self, PortRef::Row(u) if u == uuid)
+    }
+}
+
+/// A port as it is once a plan is committed: where the host files list it, and the row a
+/// mirror of the same transaction refers to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PortAfter {
     pub bridge: String,
     pub vlan: Vlan,
     pub owned: bool,
+    pub row: PortRef,
 }
 
-/// The ports that `observed` holds once `plan` is committed, by name.
+/// The ports that `observed` holds once `plan` is committed, by name: the one "state after the
+/// plan" the host files and the mirror plan both read.
 pub fn after(observed: &Observed, plan: &Plan) -> BTreeMap<String, PortAfter> {
     let mut ports: BTreeMap<String, PortAfter> = observed
         .ports
@@ -355,6 +372,7 @@ pub fn after(observed: &Observed, plan: &Plan) -> BTreeMap<String, PortAfter> {
                     bridge,
                     vlan: s.vlan.clone(),
                     owned: s.owned,
+                    row: PortRef::Row(s.uuid.clone()),
                 },
             ))
         })
@@ -370,6 +388,7 @@ pub fn after(observed: &Observed, plan: &Plan) -> BTreeMap<String, PortAfter> {
                         bridge: bridge.clone(),
                         vlan: vlan.clone(),
                         owned: true,
+                        row: PortRef::New(port.clone()),
                     },
                 );
             }

@@ -33,75 +33,15 @@ use std::fmt;
 use crate::decide::desired::GuestFile;
 use crate::decide::guest::{GuestId, Kind};
 use crate::decide::ifname;
+use crate::decide::nic::Slot;
 use crate::decide::observed::{Observed, ObservedMirror, Uuid};
-use crate::decide::plan::{Change, Plan};
+use crate::decide::plan::{self, Plan, PortAfter, PortRef};
 
-pub use rules::{GuestNic, Rule, Rules, Select, Source};
+pub use rules::{Rule, Rules, Select, Source};
 
 /// `Mirror.external_ids` key saying that the tool set the source link promiscuous for this
 /// mirror; the value is the link's name.
 pub const PROMISC_KEY: &str = "ovs-autoattach-promisc";
-
-/// A port as the transaction will leave it: an existing row, or the row the same transaction
-/// inserts for a port the run attaches (by port name).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PortRef {
-    Row(Uuid),
-    New(String),
-}
-
-impl PortRef {
-    fn is(&self, uuid: &str) -> bool {
-        matches!(self, PortRef::Row(u) if u == uuid)
-    }
-}
-
-/// Where a port is once the port plan is committed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PortAt {
-    pub bridge: String,
-    pub row: PortRef,
-}
-
-/// The ports on a bridge once `plan` is committed, by name.
-pub fn ports_after(observed: &Observed, plan: &Plan) -> BTreeMap<String, PortAt> {
-    let mut ports: BTreeMap<String, PortAt> = observed
-        .ports
-        .iter()
-        .filter_map(|(name, s)| {
-            Some((
-                name.clone(),
-                PortAt {
-                    bridge: s.bridge.clone()?,
-                    row: PortRef::Row(s.uuid.clone()),
-                },
-            ))
-        })
-        .collect();
-    for change in &plan.changes {
-        match change {
-            Change::Attach { port, bridge, .. } => {
-                ports.insert(
-                    port.clone(),
-                    PortAt {
-                        bridge: bridge.clone(),
-                        row: PortRef::New(port.clone()),
-                    },
-                );
-            }
-            Change::Move { port, to, .. } => {
-                if let Some(p) = ports.get_mut(port) {
-                    p.bridge = to.clone();
-                }
-            }
-            Change::Prune { port, .. } => {
-                ports.remove(port);
-            }
-            _ => {}
-        }
-    }
-    ports
-}
 
 /// The guest configurations [`Specs::resolve`] consults: both kinds for every guest a rule
 /// names (a VMID is a container exactly when `lxc/<vmid>.conf` exists).
@@ -132,27 +72,23 @@ pub struct NicPorts {
 
 /// Resolves a guest NIC with the guest configurations (see [`guests_to_read`]). A guest with no
 /// configuration is taken for a VM without firewall, as the seed tool does.
-pub fn nic_ports(nic: GuestNic, guests: &BTreeMap<GuestId, GuestFile>) -> NicPorts {
+pub fn nic_ports(nic: Slot, guests: &BTreeMap<GuestId, GuestFile>) -> NicPorts {
     let file = |kind| {
         guests.get(&GuestId {
             kind,
             vmid: nic.vmid,
         })
     };
-    let (prefix, conf) = match file(Kind::Lxc) {
-        Some(f) if *f != GuestFile::Missing => ("veth", f),
-        _ => ("tap", file(Kind::Qemu).unwrap_or(&GuestFile::Missing)),
+    let (kind, conf) = match file(Kind::Lxc) {
+        Some(f) if *f != GuestFile::Missing => (Kind::Lxc, f),
+        _ => (Kind::Qemu, file(Kind::Qemu).unwrap_or(&GuestFile::Missing)),
     };
     let firewall = match conf {
         GuestFile::Parsed(c) => matches!(c.nets.get(&nic.index), Some(Ok(spec)) if spec.firewall),
         _ => false,
     };
-    let host = format!("{prefix}{}i{}", nic.vmid, nic.index);
-    let port = if firewall {
-        format!("fwln{}o{}", nic.vmid, nic.index)
-    } else {
-        host.clone()
-    };
+    let host = nic.host(kind);
+    let port = if firewall { nic.fwln() } else { host.clone() };
     NicPorts { host, port }
 }
 
@@ -475,31 +411,47 @@ impl MirrorPlan {
         })
     }
 
-    /// Counts of (created, updated or adopted, removed).
-    pub fn counts(&self) -> [usize; 3] {
-        let mut c = [0; 3];
+    /// How many mirror changes of each kind.
+    pub fn counts(&self) -> ChangeCounts {
+        let mut c = ChangeCounts::default();
         for change in &self.changes {
-            c[match change {
-                MirrorChange::Create(_) => 0,
-                MirrorChange::Update { .. } => 1,
-                MirrorChange::Remove { .. } => 2,
-            }] += 1;
+            *match change {
+                MirrorChange::Create(_) => &mut c.created,
+                MirrorChange::Update { .. } => &mut c.updated,
+                MirrorChange::Remove { .. } => &mut c.removed,
+            } += 1;
         }
         c
     }
 
-    /// Counts of rules (active, waiting, invalid).
-    pub fn rule_counts(&self) -> [usize; 3] {
-        let mut c = [0; 3];
+    /// How many rules in each state (an active rule still to be corrected counts as active).
+    pub fn rule_counts(&self) -> RuleCounts {
+        let mut c = RuleCounts::default();
         for r in &self.rules {
-            match r.state {
-                RuleState::Active | RuleState::Pending => c[0] += 1,
-                RuleState::Waiting => c[1] += 1,
-                RuleState::Invalid => c[2] += 1,
-            }
+            *match r.state {
+                RuleState::Active | RuleState::Pending => &mut c.active,
+                RuleState::Waiting => &mut c.waiting,
+                RuleState::Invalid => &mut c.invalid,
+            } += 1;
         }
         c
     }
+}
+
+/// A mirror plan's changes, counted by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChangeCounts {
+    pub created: usize,
+    pub updated: usize,
+    pub removed: usize,
+}
+
+/// A mirror plan's rules, counted by state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleCounts {
+    pub active: usize,
+    pub waiting: usize,
+    pub invalid: usize,
 }
 
 /// The mirror changes that make OVS match `specs`, once the port plan `ports` of the same run is
@@ -513,7 +465,7 @@ pub fn build(
     promisc: &BTreeMap<String, bool>,
     scope: Scope<'_>,
 ) -> MirrorPlan {
-    let after = ports_after(observed, ports);
+    let after = plan::after(observed, ports);
     let recorded = recorded(observed);
     let mut out = MirrorPlan::default();
     if let Scope::Full = scope {
@@ -654,7 +606,7 @@ pub fn build(
 /// The ports of a spec once the port plan is committed, or what it waits for.
 fn endpoints(
     spec: &Spec,
-    after: &BTreeMap<String, PortAt>,
+    after: &BTreeMap<String, PortAfter>,
     observed: &Observed,
 ) -> Result<(PortRef, PortRef), String> {
     if !observed.bridges.contains_key(&spec.bridge) {

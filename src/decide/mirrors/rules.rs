@@ -17,39 +17,19 @@
 
 use std::collections::BTreeMap;
 
-use crate::decide::guest::NicId;
 use crate::decide::ifname;
+use crate::decide::nic::{self, MAX_NICS, Role, Slot, VMID_MAX, VMID_MIN};
 
 /// Largest rules file read; a larger one is refused whole (no rule is used, no mirror touched).
 pub const MAX_BYTES: u64 = 1024 * 1024;
 
-/// A guest NIC as the rules name it: guest `vmid`'s `net<index>`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct GuestNic {
-    pub vmid: u32,
-    pub index: u8,
-}
-
-impl GuestNic {
-    /// `vm<vmid>i<index>`: how the seed tool's mirror names end.
-    pub fn label(&self) -> String {
-        format!("vm{}i{}", self.vmid, self.index)
-    }
-
-    /// The guest NIC a host interface belongs to, from its name alone: `tap<vmid>i<n>`,
-    /// `veth<vmid>i<n>`, or Proxmox's firewall port `fwln<vmid>o<n>`.
-    pub fn of_interface(iface: &str) -> Option<GuestNic> {
-        let nic = match NicId::parse(iface) {
-            Some(nic) => nic,
-            None => {
-                let (vmid, index) = iface.strip_prefix("fwln")?.split_once('o')?;
-                NicId::parse(&format!("tap{vmid}i{index}"))?
-            }
-        };
-        Some(GuestNic {
-            vmid: nic.guest.vmid,
-            index: nic.index,
-        })
+/// The guest NIC slot a host interface belongs to, from its name alone: `tap<vmid>i<n>`,
+/// `veth<vmid>i<n>`, or Proxmox's firewall port `fwln<vmid>o<n>` (a fwbr is no port of a
+/// mirror).
+pub fn nic_of(iface: &str) -> Option<Slot> {
+    match nic::parse(iface)? {
+        (slot, Role::Tap | Role::Veth | Role::Fwln) => Some(slot),
+        (_, Role::Fwbr) => None,
     }
 }
 
@@ -59,7 +39,7 @@ pub enum Source {
     /// An OVS port by name, as written (a physical SPAN port, or any other port).
     Port(String),
     /// `vm<VMID>:<N>`: a guest's NIC, whatever its host interface is called.
-    Guest(GuestNic),
+    Guest(Slot),
 }
 
 /// Which direction of the source's traffic is mirrored.
@@ -100,7 +80,7 @@ pub struct Rule {
     pub line: usize,
     pub bridge: String,
     pub source: Source,
-    pub dest: GuestNic,
+    pub dest: Slot,
     /// Whether the source link should be promiscuous. Defaults as in the seed tool: yes for a
     /// port, no for a guest NIC.
     pub promisc: bool,
@@ -112,7 +92,7 @@ impl Rule {
     /// say: its source port, or an interface of a guest NIC it names. Lets `plug` read only the
     /// guest configurations of the rules that may concern its NIC.
     pub fn may_involve(&self, iface: &str) -> bool {
-        let nic = GuestNic::of_interface(iface);
+        let nic = nic_of(iface);
         match &self.source {
             Source::Port(port) if port == iface => return true,
             Source::Guest(g) if Some(*g) == nic => return true,
@@ -142,7 +122,7 @@ impl Rules {
     pub fn parse(bytes: &[u8]) -> Rules {
         let mut out = Rules::default();
         // Where each rule was first given, by what makes it the same mirror.
-        let mut first: BTreeMap<(String, Source, GuestNic), usize> = BTreeMap::new();
+        let mut first: BTreeMap<(String, Source, Slot), usize> = BTreeMap::new();
         for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
             let line = i + 1;
             let parsed = std::str::from_utf8(raw)
@@ -201,14 +181,14 @@ fn parse_line(line: usize, text: &str) -> Result<Option<Rule>, String> {
     };
     ifname::validate(bridge).map_err(|e| format!("BRIDGE: {e}"))?;
     let source = parse_source(source)?;
-    let dest = GuestNic {
+    let dest = Slot {
         vmid: parse_vmid("DEST_VMID", vmid)?,
         index: parse_index("DEST_NIC_INDEX", index)?,
     };
     let same = match &source {
         Source::Guest(nic) => *nic == dest,
         Source::Port(name) => {
-            NicId::parse(name).is_some_and(|n| n.guest.vmid == dest.vmid && n.index == dest.index)
+            matches!(nic::parse(name), Some((slot, Role::Tap | Role::Veth)) if slot == dest)
         }
     };
     if same {
@@ -268,7 +248,7 @@ fn parse_source(field: &str) -> Result<Source, String> {
                 "SOURCE_PORT {field:?} is neither a port name nor vm<VMID>:<NIC_INDEX>"
             ));
         };
-        return Ok(Source::Guest(GuestNic {
+        return Ok(Source::Guest(Slot {
             vmid: parse_vmid("SOURCE_PORT's VMID", vmid)?,
             index: parse_index("SOURCE_PORT's NIC index", index)?,
         }));
@@ -280,18 +260,18 @@ fn parse_source(field: &str) -> Result<Source, String> {
 /// A Proxmox VMID (100-999999999), written as Proxmox writes it (no sign, no leading zero).
 fn parse_vmid(what: &str, s: &str) -> Result<u32, String> {
     let n = number(s).ok_or_else(|| format!("{what} {s:?} is not a number"))?;
-    NicId::parse(&format!("tap{n}i0"))
-        .map(|nic| nic.guest.vmid)
-        .filter(|_| canonical(s))
+    u32::try_from(n)
+        .ok()
+        .filter(|n| (VMID_MIN..=VMID_MAX).contains(n) && canonical(s))
         .ok_or_else(|| format!("{what} {s:?} is not a Proxmox VMID (100-999999999)"))
 }
 
 /// A Proxmox NIC index (0-31, `net0`-`net31`).
 fn parse_index(what: &str, s: &str) -> Result<u8, String> {
     let n = number(s).ok_or_else(|| format!("{what} {s:?} is not a number"))?;
-    NicId::parse(&format!("tap100i{n}"))
-        .map(|nic| nic.index)
-        .filter(|_| canonical(s))
+    u8::try_from(n)
+        .ok()
+        .filter(|n| *n < MAX_NICS && canonical(s))
         .ok_or_else(|| format!("{what} {s:?} is not a NIC index (0-31)"))
 }
 
@@ -326,8 +306,8 @@ ovs_zone1  vm200:0  100  3  promisc=no
 ovs_zone1  eno12419  102  1  select=src
 ";
 
-    fn nic(vmid: u32, index: u8) -> GuestNic {
-        GuestNic { vmid, index }
+    fn nic(vmid: u32, index: u8) -> Slot {
+        Slot { vmid, index }
     }
 
     #[test]
@@ -463,8 +443,8 @@ vmbr1 eno2 100 1
         assert_eq!(lines("fwln300o2"), [2]);
         assert_eq!(lines("tap100i2"), Vec::<usize>::new());
         assert_eq!(lines("fwln0100o1"), Vec::<usize>::new());
-        assert_eq!(GuestNic::of_interface("fwln100o31"), Some(nic(100, 31)));
-        assert_eq!(GuestNic::of_interface("fwbr100i1"), None);
+        assert_eq!(nic_of("fwln100o31"), Some(nic(100, 31)));
+        assert_eq!(nic_of("fwbr100i1"), None);
     }
 
     #[test]

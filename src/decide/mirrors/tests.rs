@@ -1,6 +1,7 @@
 use super::*;
 use crate::decide::guest::GuestConfig;
 use crate::decide::observed::{OWNER_VALUE, PortState};
+use crate::decide::plan::{Change, PortRef};
 use crate::decide::vlan::Vlan;
 
 fn rules(text: &str) -> Rules {
@@ -186,8 +187,22 @@ fn creates_exactly_the_mirrors_whose_ports_exist() {
             (RuleState::Waiting, Some("bridge vmbr9 (it does not exist)")),
         ]
     );
-    assert_eq!(p.counts(), [2, 0, 0]);
-    assert_eq!(p.rule_counts(), [2, 2, 0]);
+    assert_eq!(
+        p.counts(),
+        ChangeCounts {
+            created: 2,
+            updated: 0,
+            removed: 0
+        }
+    );
+    assert_eq!(
+        p.rule_counts(),
+        RuleCounts {
+            active: 2,
+            waiting: 2,
+            invalid: 0
+        }
+    );
     let MirrorChange::Create(w) = &p.changes[1] else {
         panic!()
     };
@@ -309,8 +324,24 @@ fn waiting_rules_lose_their_mirror_and_rule_less_mirrors_are_pruned() {
         &BTreeMap::new(),
     );
     let p = plan_full(&specs, &o);
-    assert_eq!(p.counts(), [0, 0, 1], "{:?}", lines(&p));
-    assert_eq!(p.rule_counts(), [0, 1, 1]);
+    assert_eq!(
+        p.counts(),
+        ChangeCounts {
+            created: 0,
+            updated: 0,
+            removed: 1
+        },
+        "{:?}",
+        lines(&p)
+    );
+    assert_eq!(
+        p.rule_counts(),
+        RuleCounts {
+            active: 0,
+            waiting: 1,
+            invalid: 1
+        }
+    );
 }
 
 #[test]
@@ -467,7 +498,14 @@ fn promisc_is_set_when_off_recorded_and_cleared_only_if_ours() {
         &flags(true),
         Scope::Full,
     );
-    assert_eq!(p.counts(), [0, 0, 1]);
+    assert_eq!(
+        p.counts(),
+        ChangeCounts {
+            created: 0,
+            updated: 0,
+            removed: 1
+        }
+    );
     assert!(p.promisc_off.is_empty());
     let none = Specs::resolve(&rules(""), &BTreeMap::new());
     let p = build(
@@ -477,7 +515,14 @@ fn promisc_is_set_when_off_recorded_and_cleared_only_if_ours() {
         &flags(true),
         Scope::Full,
     );
-    assert_eq!(p.counts(), [0, 0, 2]);
+    assert_eq!(
+        p.counts(),
+        ChangeCounts {
+            created: 0,
+            updated: 0,
+            removed: 2
+        }
+    );
     assert_eq!(p.promisc_off, ["eno1".to_string()].into());
     // A rule turned promisc=no drops the record (and the flag).
     let no = Specs::resolve(&rules("vmbr1 eno1 101 1 promisc=no\n"), &BTreeMap::new());
@@ -503,7 +548,17 @@ fn promisc_is_set_when_off_recorded_and_cleared_only_if_ours() {
     assert!(p.is_empty() && p.promisc_off.is_empty());
     // clear clears what is recorded, and only while the flag is on.
     let c = clear(&observed(&ports, both.clone()), &flags(true));
-    assert_eq!((c.counts(), c.promisc_off.len()), ([0, 0, 2], 1));
+    assert_eq!(
+        (c.counts(), c.promisc_off.len()),
+        (
+            ChangeCounts {
+                created: 0,
+                updated: 0,
+                removed: 2
+            },
+            1
+        )
+    );
     assert!(
         clear(&observed(&ports, both), &flags(false))
             .promisc_off
@@ -538,7 +593,14 @@ fn fifty_correct_rules_plan_nothing() {
         p.is_empty() && p.promisc_on.is_empty() && p.promisc_off.is_empty(),
         "{p:?}"
     );
-    assert_eq!(p.rule_counts(), [50, 0, 0]);
+    assert_eq!(
+        p.rule_counts(),
+        RuleCounts {
+            active: 50,
+            waiting: 0,
+            invalid: 0
+        }
+    );
 }
 
 #[test]

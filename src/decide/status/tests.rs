@@ -430,8 +430,9 @@ proptest! {
 #[test]
 fn mirror_rules_are_read_off_the_mirror_plan() {
     use crate::decide::linkplan::LinkState;
-    use crate::decide::mirrors::{PortRef, Select, Want};
+    use crate::decide::mirrors::{Select, Want};
     use crate::decide::observed::{MirrorStats, ObservedMirror};
+    use crate::decide::plan::PortRef;
     let rule = |line, mirror: Option<&str>, state, detail: Option<&str>| RuleStatus {
         line,
         mirror: mirror.map(String::from),

@@ -14,8 +14,9 @@ use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 
 use super::{DB, PORT_COLUMNS, Vswitch, bridge_map, port_row, port_state, rows, select};
-use crate::decide::mirrors::{MirrorChange, MirrorPlan, PROMISC_KEY, PortRef, Want};
+use crate::decide::mirrors::{MirrorChange, MirrorPlan, PROMISC_KEY, Want};
 use crate::decide::observed::{MirrorStats, OWNER_KEY, OWNER_VALUE, Observed, ObservedMirror};
+use crate::decide::plan::PortRef;
 use crate::decide::plan::{Change, Plan};
 use crate::host::ovsdb::datum;
 
