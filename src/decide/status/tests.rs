@@ -84,6 +84,7 @@ impl Host {
                     )
                 })
                 .collect(),
+            containers: BTreeMap::new(),
         };
         let seen = desired::Seen {
             observed: &observed,
