@@ -226,6 +226,17 @@ pub fn payload_names(path: &str) -> Option<Vec<String>> {
     Some(names)
 }
 
+/// The container an LXC monitor process watches, from its command line: `lxc-start` names its
+/// monitor `[lxc monitor] <lxcpath> <name>` (`lxc_setproctitle`), and the monitor is the parent
+/// of the container's init. This finds containers that run in no payload cgroup of their own
+/// (LXC started where it cannot create cgroups).
+pub fn monitor_name(cmdline: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(cmdline).ok()?;
+    let rest = text.trim_end_matches('\0').strip_prefix("[lxc monitor] ")?;
+    let (_, name) = rest.rsplit_once(' ')?;
+    (!name.is_empty() && !name.contains(['/', '\0'])).then(|| name.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,6 +335,24 @@ mod tests {
                 .and_then(|e| e.1.link.clone()),
             Some("br".into())
         );
+    }
+
+    #[test]
+    fn monitors_name_their_container() {
+        assert_eq!(
+            monitor_name(b"[lxc monitor] /var/lib/lxc ct1\0"),
+            Some("ct1".into())
+        );
+        assert_eq!(
+            monitor_name(b"[lxc monitor] /srv/my lxc web-1"),
+            Some("web-1".into())
+        );
+        assert_eq!(monitor_name(b"lxc-start\0-n\0ct1\0"), None);
+        assert_eq!(
+            monitor_name(b"[lxc monitor] /var/lib/lxc"),
+            Some("lxc".into())
+        );
+        assert_eq!(monitor_name(b"[lxc monitor] x \0"), None);
     }
 
     #[test]

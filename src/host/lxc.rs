@@ -2,13 +2,18 @@
 //! [`crate::decide::lxc`]).
 //!
 //! A raw container's NIC is a veth whose peer lives in another network namespace; the kernel
-//! reports that namespace as an id of this namespace's (`IFLA_LINK_NETNSID`). LXC 4 and later
-//! run a container's processes in a cgroup named `lxc.payload.<name>`. So: one pass over
-//! `/proc` reads each process's `cgroup` file (kernel-made, a few bytes, read without touching
-//! the process's memory), keeps one process per network namespace (`/proc/<pid>/ns/net`) among
-//! those in a payload cgroup, and asks the kernel which id this namespace gives that one
-//! (`RTM_GETNSID` with `NETNSA_PID`; a query assigns no id). A NIC whose peer's id is that id
-//! belongs to that container. The pass runs only when the host has raw NICs, on a thread of
+//! reports that namespace as an id of this namespace's (`IFLA_LINK_NETNSID`). A container's
+//! processes are found in one pass over `/proc`, two ways:
+//!
+//! - LXC 4 and later run them in a cgroup named `lxc.payload.<name>`: each process's `cgroup`
+//!   file (kernel-made, a few bytes, read without touching the process's memory) says so;
+//! - where LXC could create no cgroup, its monitor process (`comm` `lxc-start`, command line
+//!   `[lxc monitor] <lxcpath> <name>`, only then read) is the parent of the container's init
+//!   (`/proc/<pid>/task/<pid>/children`).
+//!
+//! One process is kept per network namespace (`/proc/<pid>/ns/net`), and the kernel is asked
+//! which id this namespace gives that one (`RTM_GETNSID` with `NETNSA_PID`; a query assigns no
+//! id). A NIC whose peer's id is that id belongs to that container. The pass runs only when the host has raw NICs, on a thread of
 //! its own that the run waits for at most [`SCAN_WAIT`], as `host::pve`'s does.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -146,20 +151,36 @@ fn scan_proc() -> Vec<(u32, Vec<String>)> {
         else {
             continue;
         };
-        let Ok(cgroup) = std::fs::read(entry.path().join("cgroup")) else {
+        let Some((pid, names)) = payload(pid, &entry.path()).or_else(|| monitored(pid)) else {
             continue;
         };
-        let Some(names) = String::from_utf8_lossy(&cgroup)
-            .lines()
-            .find_map(lxc::payload_names)
-        else {
-            continue;
-        };
-        if let Ok(netns) = std::fs::read_link(entry.path().join("ns/net")) {
+        if let Ok(netns) = std::fs::read_link(format!("/proc/{pid}/ns/net")) {
             by_netns
                 .entry(netns.into_os_string())
                 .or_insert((pid, names));
         }
     }
     by_netns.into_values().collect()
+}
+
+/// Process `pid` (at `dir`), if it runs in an LXC payload cgroup, with the names that cgroup
+/// may stand for.
+fn payload(pid: u32, dir: &Path) -> Option<(u32, Vec<String>)> {
+    let cgroup = std::fs::read(dir.join("cgroup")).ok()?;
+    let names = String::from_utf8_lossy(&cgroup)
+        .lines()
+        .find_map(lxc::payload_names)?;
+    Some((pid, names))
+}
+
+/// If `pid` is an LXC monitor: the container's init (its first child) and the container's name.
+fn monitored(pid: u32) -> Option<(u32, Vec<String>)> {
+    let comm = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
+    if comm.trim_ascii_end() != b"lxc-start" {
+        return None;
+    }
+    let name = lxc::monitor_name(&std::fs::read(format!("/proc/{pid}/cmdline")).ok()?)?;
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    let init = children.split_whitespace().next()?.parse().ok()?;
+    Some((init, vec![name]))
 }
