@@ -348,10 +348,7 @@ mod tests {
             Some("web-1".into())
         );
         assert_eq!(monitor_name(b"lxc-start\0-n\0ct1\0"), None);
-        assert_eq!(
-            monitor_name(b"[lxc monitor] /var/lib/lxc"),
-            Some("lxc".into())
-        );
+        assert_eq!(monitor_name(b"[lxc monitor] /var/lib/lxc"), None);
         assert_eq!(monitor_name(b"[lxc monitor] x \0"), None);
     }
 
