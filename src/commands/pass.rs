@@ -21,7 +21,7 @@ use crate::decide::ports::{self, HostPort};
 use crate::host::hostfiles;
 use crate::host::links::{self, Link, Rtnl};
 use crate::host::vswitch::Vswitch;
-use crate::host::{namespace, pve, sysctl};
+use crate::host::{lxc, namespace, pve, sysctl};
 
 /// Refuses unless the switch `ovs` serves is this host's, before anything is read further,
 /// written or locked: its OVSDB server must be visible from this PID namespace
@@ -92,7 +92,9 @@ impl Host {
                 name.escape_debug()
             );
         }
-        let guests = read_guests(config, &desired::guests_to_read(config, &links));
+        let mut guests = read_guests(config, &desired::guests_to_read(config, &links));
+        let raw: BTreeSet<&str> = desired::raw_nics(config, &links).collect();
+        guests.containers = lxc::containers(config, &mut rtnl, &all, &raw);
         Ok(Host {
             names: all.iter().map(|l| l.name.clone()).collect(),
             guest_nics: desired::guest_nics(config, &links)
@@ -187,6 +189,7 @@ pub(super) fn read_guests(config: &Config, ids: &BTreeSet<GuestId>) -> Guests {
     Guests {
         proxmox: pve::present(&config.pve_config_dir),
         files: pve::read_guests(&config.pve_config_dir, ids),
+        containers: BTreeMap::new(),
     }
 }
 

@@ -26,7 +26,7 @@ use crate::host::hostfiles;
 use crate::host::links::{self, Link, Rtnl};
 use crate::host::lock::{self, Mode};
 use crate::host::vswitch::Vswitch;
-use crate::host::{namespace, pve};
+use crate::host::{lxc, namespace, pve};
 
 /// `plug IFACE`. `lock_held`: the caller holds the guest's Proxmox configuration lock itself
 /// (the guest hookscript, in `post-start`), so the lock says nothing about Proxmox plugging the
@@ -183,7 +183,14 @@ impl Run<'_> {
         };
         let addressed = link.peer_elsewhere && self.rtnl.addressed()?.contains(&link.index);
         let links = [pass::host_link(&link, master.as_ref(), addressed)];
-        let guests = pass::read_guests(self.config, &desired::guests_to_read(self.config, &links));
+        let mut guests =
+            pass::read_guests(self.config, &desired::guests_to_read(self.config, &links));
+        // A raw container's NIC: its container's other host ends count too (one dump).
+        let raw: BTreeSet<&str> = desired::raw_nics(self.config, &links).collect();
+        if !raw.is_empty() {
+            let all = self.rtnl.dump()?;
+            guests.containers = lxc::containers(self.config, self.rtnl, &all, &raw);
+        }
         Ok(Some(Seen1 {
             observed,
             links,

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::decide::vlan::{self, Vlan, VlanMode};
 use crate::decide::{glob, ifname};
 
 /// A configuration the tool refuses: what is wrong, and the 1-based line when it is known (the
@@ -46,10 +47,18 @@ pub struct Config {
     /// another hypervisor made, a veth whose peer stays on the host): attached to `bridge` like
     /// a raw container NIC. Explicit opt-in; empty by default, and `exclude` still wins.
     pub include: Vec<String>,
+    /// Where raw container NICs go when their own container's configuration says nothing: the
+    /// first rule that matches the container's name or the NIC's name wins.
+    pub raw: Vec<RawRule>,
+    /// Where a raw container NIC goes that neither its container's configuration nor a `raw`
+    /// rule places; `None` is `bridge`, untagged (a trunk of every VLAN).
+    pub raw_default: Option<RawPlace>,
     /// The OVSDB server, `unix:PATH` or `tcp:HOST:PORT` as for `ovs-vsctl --db`.
     pub ovsdb: String,
     /// Holds `qemu-server/<vmid>.conf` and `lxc/<vmid>.conf`.
     pub pve_config_dir: PathBuf,
+    /// LXC's `lxcpath`: a raw LXC container's configuration is `<lxc_path>/<name>/config`.
+    pub lxc_path: PathBuf,
     /// The nmstate mirror of the guest ports; `null` disables it.
     pub nmstate_file: Option<PathBuf>,
     /// The tool's own ifupdown2 file, one stanza per guest port; `null` disables it.
@@ -79,8 +88,11 @@ impl Default for Config {
             prefixes: vec!["veth".into(), "tap".into()],
             exclude: Vec::new(),
             include: Vec::new(),
+            raw: Vec::new(),
+            raw_default: None,
             ovsdb: "unix:/var/run/openvswitch/db.sock".into(),
             pve_config_dir: "/etc/pve".into(),
+            lxc_path: "/var/lib/lxc".into(),
             nmstate_file: Some("/etc/nmstate/nmstate-dynamic.yaml".into()),
             stanzas_file: Some("/etc/network/interfaces.d/ovs-autoattach".into()),
             interfaces_file: Some("/etc/network/interfaces".into()),
@@ -90,6 +102,135 @@ impl Default for Config {
             timeout_secs: 10,
         }
     }
+}
+
+/// A place for raw container NICs in the tool's configuration (`raw_default`, and the place of
+/// a `raw` rule): a bridge and the VLAN columns of the port, as written; [`RawPlace::vlan`]
+/// checks and shapes them.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlace {
+    pub bridge: String,
+    pub tag: Option<u16>,
+    #[serde(default)]
+    pub trunks: Vec<u16>,
+    pub vlan_mode: Option<String>,
+}
+
+/// A `raw` rule: `container: NAME` (every NIC of that LXC container) or `nic: GLOB` (host NICs
+/// by name), and the place they go to.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub container: Option<String>,
+    pub nic: Option<String>,
+    pub bridge: String,
+    pub tag: Option<u16>,
+    #[serde(default)]
+    pub trunks: Vec<u16>,
+    pub vlan_mode: Option<String>,
+}
+
+impl RawRule {
+    /// Whether this rule places NIC `nic` of container `container` (if one was found).
+    pub fn matches(&self, nic: &str, container: Option<&str>) -> bool {
+        match (&self.container, &self.nic) {
+            (Some(name), _) => container == Some(name.as_str()),
+            (None, Some(pattern)) => glob::matches(pattern, nic),
+            (None, None) => false,
+        }
+    }
+
+    pub fn place(&self) -> RawPlace {
+        RawPlace {
+            bridge: self.bridge.clone(),
+            tag: self.tag,
+            trunks: self.trunks.clone(),
+            vlan_mode: self.vlan_mode.clone(),
+        }
+    }
+
+    /// Exactly one of `container` (an LXC container name) and `nic` (a glob), and a place
+    /// [`RawPlace::vlan`] accepts.
+    fn check(&self) -> Result<(), String> {
+        match (&self.container, &self.nic) {
+            (Some(name), None) => {
+                if name.is_empty() || name.contains('/') || name.len() > 255 {
+                    return Err(format!("container: {name:?} is no LXC container name"));
+                }
+            }
+            (None, Some(pattern)) => glob::validate(pattern).map_err(|e| format!("nic: {e}"))?,
+            _ => return Err("a raw rule names either a container or a nic pattern".into()),
+        }
+        self.place().check()
+    }
+}
+
+impl RawPlace {
+    /// The bridge must be a valid interface name, `tag` 1-4094 and `trunks` 0-4095 (as for
+    /// Proxmox NICs).
+    fn check(&self) -> Result<(), String> {
+        ifname::validate(&self.bridge).map_err(|e| format!("bridge: {e}"))?;
+        self.vlan().map(|_| ())
+    }
+
+    /// The port's VLAN columns. Without `vlan_mode` the port is shaped as Proxmox shapes one
+    /// (`tag` and `trunks` together: `native-untagged`); with it, only combinations Open
+    /// vSwitch honours: `access` needs a tag and no trunks, `trunk` no tag, the others a tag.
+    pub fn vlan(&self) -> Result<Vlan, String> {
+        if let Some(tag) = self.tag
+            && !(vlan::TAG_MIN..=vlan::TAG_MAX).contains(&tag)
+        {
+            return Err(format!("tag: VLAN ID {tag} is outside 1-4094"));
+        }
+        if let Some(t) = self.trunks.iter().find(|t| **t > vlan::TRUNK_MAX) {
+            return Err(format!("trunks: VLAN ID {t} is outside 0-4095"));
+        }
+        let mut vlan = Vlan::proxmox(self.tag, self.trunks.clone());
+        if let Some(mode) = &self.vlan_mode {
+            let mode = VlanMode::parse(mode).ok_or_else(|| {
+                format!("vlan_mode: {mode:?} is none of access, trunk, native-tagged, native-untagged, dot1q-tunnel")
+            })?;
+            match (mode, vlan.tag, vlan.trunks.is_empty()) {
+                (VlanMode::Access, Some(_), true) | (VlanMode::Trunk, None, _) => {}
+                (VlanMode::Access, _, _) => {
+                    return Err("vlan_mode: access needs a tag and no trunks".into());
+                }
+                (VlanMode::Trunk, Some(_), _) => {
+                    return Err("vlan_mode: trunk takes no tag (Open vSwitch ignores it); use native-untagged or native-tagged".into());
+                }
+                (_, None, _) => return Err(format!("vlan_mode: {} needs a tag", mode.as_str())),
+                (_, Some(_), _) => {}
+            }
+            vlan.mode = Some(mode);
+        }
+        Ok(vlan)
+    }
+}
+
+/// The 1-based line of item `n` (1-based) of the block list under the key at line `key_line`:
+/// the `n`th line after it that starts with `-` at the first item's indentation, before the
+/// next key at the left margin. `None` for a flow list (`raw: [...]`).
+fn list_item(text: &str, key_line: usize, n: usize) -> Option<usize> {
+    let mut indent = None;
+    let mut seen = 0;
+    for (i, line) in text.lines().enumerate().skip(key_line) {
+        let body = line.trim_start();
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let at = line.len() - body.len();
+        if at == 0 && !body.starts_with('-') {
+            return None;
+        }
+        if body.starts_with('-') && *indent.get_or_insert(at) == at {
+            seen += 1;
+            if seen == n {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
 }
 
 /// Where the OVSDB server listens.
@@ -134,6 +275,15 @@ impl Config {
                     })
                     .map(|i| i + 1)
             });
+            // A bad `raw` rule is reported at its own item of the list, when it is a block list.
+            let rule = message
+                .strip_prefix("raw: rule ")
+                .and_then(|r| r.split_once(':'))
+                .and_then(|(n, _)| n.parse::<usize>().ok());
+            let line = match (line, rule) {
+                (Some(at), Some(n)) => Some(list_item(text, at, n).unwrap_or(at)),
+                _ => line,
+            };
             ConfigError { line, message }
         })?;
         Ok(config)
@@ -153,9 +303,17 @@ impl Config {
         for g in &self.include {
             glob::validate(g).map_err(|e| format!("include: {e}"))?;
         }
+        for (i, rule) in self.raw.iter().enumerate() {
+            rule.check()
+                .map_err(|e| format!("raw: rule {}: {e}", i + 1))?;
+        }
+        if let Some(place) = &self.raw_default {
+            place.check().map_err(|e| format!("raw_default: {e}"))?;
+        }
         self.endpoint()?;
         for (key, path) in [
             ("pve_config_dir", Some(&self.pve_config_dir)),
+            ("lxc_path", Some(&self.lxc_path)),
             ("run_dir", Some(&self.run_dir)),
             ("pve_lock_dir", Some(&self.pve_lock_dir)),
             ("nmstate_file", self.nmstate_file.as_ref()),
@@ -312,6 +470,74 @@ mod tests {
             "bridge: vmbr0\n  bad: indentation\n",
         ] {
             assert!(Config::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod raw_tests {
+    use super::*;
+
+    #[test]
+    fn raw_rules_and_default() {
+        let c = Config::parse(
+            "bridge: ovsbr0\nraw:\n  - {container: web, bridge: vmbr1, tag: 30}\n  - nic: 'vethdb*'\n    bridge: vmbr2\n    trunks: [20, 10, 20]\n  - {nic: 'vethx*', bridge: vmbr2, tag: 5, vlan_mode: access}\nraw_default: {bridge: ovsbr0, tag: 999}\nlxc_path: /srv/lxc\n",
+        )
+        .unwrap();
+        assert_eq!(c.raw.len(), 3);
+        assert!(c.raw[0].matches("vethAAAAAA", Some("web")));
+        assert!(!c.raw[0].matches("vethAAAAAA", None));
+        assert!(c.raw[1].matches("vethdb1", None));
+        assert_eq!(
+            c.raw[1].place().vlan(),
+            Ok(Vlan::proxmox(None, vec![10, 20]))
+        );
+        assert_eq!(
+            c.raw[2].place().vlan().unwrap().mode,
+            Some(VlanMode::Access)
+        );
+        let place = c.raw_default.unwrap();
+        assert_eq!(place.bridge, "ovsbr0");
+        assert_eq!(place.vlan(), Ok(Vlan::proxmox(Some(999), vec![])));
+        assert_eq!(c.lxc_path, PathBuf::from("/srv/lxc"));
+    }
+
+    #[test]
+    fn bad_raw_entries_name_their_line() {
+        for (text, line, says) in [
+            (
+                "raw:\n  - {container: web, bridge: vmbr1}\n  - {bridge: vmbr1, tag: 4095, nic: 'v*'}\n",
+                3,
+                "tag: VLAN ID 4095 is outside 1-4094",
+            ),
+            (
+                "raw:\n  - {container: web, nic: 'v*', bridge: vmbr1}\n",
+                2,
+                "either a container or a nic",
+            ),
+            ("raw:\n  - {nic: 'v[', bridge: vmbr1}\n", 2, "unclosed"),
+            ("raw:\n  - {nic: 'v*', bridge: 'a b'}\n", 2, "bridge:"),
+            ("raw:\n  - {nic: 'v*', bridge: b, tagg: 3}\n", 2, "tagg"),
+            (
+                "bridge: ovsbr0\nraw_default: {bridge: ovsbr0, trunks: [5], vlan_mode: access}\n",
+                2,
+                "access needs a tag and no trunks",
+            ),
+            (
+                "raw_default:\n  bridge: ovsbr0\n  tag: 5\n  vlan_mode: trunk\n",
+                1,
+                "trunk takes no tag",
+            ),
+            ("raw_default: {bridge: b, vlan_mode: bogus}\n", 1, "bogus"),
+            ("raw_default: {bridge: b, trunks: [4096]}\n", 1, "4096"),
+            ("raw_default: {tag: 5}\n", 1, "bridge"),
+            ("lxc_path: lxc\n", 1, "not an absolute path"),
+        ] {
+            let e = Config::parse(text).unwrap_err();
+            assert!(
+                e.message.contains(says) && e.line == Some(line),
+                "{text:?}: {e:?}"
+            );
         }
     }
 }

@@ -6,10 +6,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::decide::config::Config;
+use crate::decide::config::{Config, RawPlace};
 use crate::decide::firewall;
 use crate::decide::guest::{GuestConfig, GuestId, Kind, NetSpec, NicId};
 use crate::decide::ifname;
+use crate::decide::lxc::LxcConfig;
 use crate::decide::observed::{Observed, Uuid};
 use crate::decide::vlan::Vlan;
 
@@ -103,6 +104,48 @@ pub struct Desired {
     /// QEMU NICs with a `[PENDING]` network value: what that value says (for `status`), and
     /// which of the two values the decision chose ([`Chosen`]).
     pub pending: BTreeMap<String, Pending>,
+    /// What placed each NIC that no Proxmox configuration describes (a raw container's, an
+    /// `include` match): for `status`.
+    pub sources: BTreeMap<String, Source>,
+}
+
+/// What placed a NIC that no Proxmox configuration describes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Its LXC container's own configuration (`lxc.net.N.link`), by the container's name.
+    Lxc(String),
+    /// The `raw` rule of this number, counted from 1.
+    Rule(usize),
+    /// `raw_default`.
+    RawDefault,
+    /// `bridge`, untagged: nothing else said anything.
+    DefaultBridge,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Lxc(name) => write!(f, "lxc config {name}"),
+            Source::Rule(n) => write!(f, "rule {n}"),
+            Source::RawDefault => f.write_str("raw_default"),
+            Source::DefaultBridge => f.write_str("default bridge"),
+        }
+    }
+}
+
+/// The LXC container a raw NIC belongs to, as the adapters found it: the container whose
+/// processes (in LXC's payload cgroup `lxc.payload.<name>`) live in the network namespace of
+/// the NIC's peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Container {
+    pub name: String,
+    /// `<lxc_path>/<name>/config`, as messages name it.
+    pub path: String,
+    /// Its configuration; `Ok(None)` when there is no such file, `Err` when it cannot be read.
+    pub config: Result<Option<LxcConfig>, String>,
+    /// The container's host ends (the host's veths whose peer is in its network namespace,
+    /// this NIC among them), in ifindex order.
+    pub siblings: Vec<String>,
 }
 
 /// A NIC's pending value, as `status` shows it beside the current one.
@@ -253,6 +296,21 @@ pub struct Guests {
     pub proxmox: bool,
     /// One entry for each of [`guests_to_read`].
     pub files: BTreeMap<GuestId, GuestFile>,
+    /// The LXC containers of the raw NICs ([`raw_nics`]) whose container was found, by NIC.
+    pub containers: BTreeMap<String, Container>,
+}
+
+/// The raw container NICs whose container the adapters look for: veths whose peer is in
+/// another network namespace, on no master or on OVS (a NIC in someone else's bridge is left
+/// alone anyway). Empty on a host with Proxmox guests only, so that nothing is scanned there.
+pub fn raw_nics<'a>(config: &'a Config, links: &'a [HostLink]) -> impl Iterator<Item = &'a str> {
+    candidates(config, links)
+        .filter(|l| {
+            l.peer_elsewhere
+                && matches!(l.master, Master::None | Master::Ovs)
+                && nature(config, l) == Nature::Raw
+        })
+        .map(|l| l.name.as_str())
 }
 
 /// Decides every candidate link from the guest configurations and what OVS holds (`seen`).
@@ -268,7 +326,15 @@ pub fn build(config: &Config, links: &[HostLink], guests: &Guests, seen: Seen<'_
         {
             desired.down.insert(link.name.clone());
         }
-        let decision = decide(config, link, nature, guests, seen, &mut desired.pending);
+        let decision = decide(
+            config,
+            link,
+            nature,
+            guests,
+            seen,
+            &mut desired.pending,
+            &mut desired.sources,
+        );
         desired.nics.insert(link.name.clone(), decision);
     }
     desired
@@ -281,6 +347,7 @@ fn decide(
     guests: &Guests,
     seen: Seen<'_>,
     pending: &mut BTreeMap<String, Pending>,
+    sources: &mut BTreeMap<String, Source>,
 ) -> Decision {
     let nic = match nature {
         Nature::Other(why) => return Decision::Ignore(why),
@@ -327,15 +394,87 @@ fn decide(
             "no configuration for guest {} in the Proxmox configuration directory",
             nic.guest.vmid
         )),
-        // No configuration: a raw LXC container, or a Proxmox-named NIC on a host without
-        // Proxmox. It goes to the default bridge, untagged.
-        _ if seen.observed.bridges.contains_key(&config.bridge) => {
-            Decision::Attach(Target::plain(config.bridge.clone(), Vlan::default()))
+        // No Proxmox configuration: a raw container's NIC, an `include` match, or a
+        // Proxmox-named NIC on a host without Proxmox.
+        _ => {
+            let (decision, source) = raw(config, &link.name, guests, &seen.observed.bridges);
+            sources.insert(link.name.clone(), source);
+            decision
         }
-        _ => Decision::Invalid(format!(
-            "the default bridge {} does not exist in Open vSwitch",
-            config.bridge
+    }
+}
+
+/// Where a NIC goes that no Proxmox configuration describes, and what said so. In this order:
+///
+/// 1. its LXC container's own configuration, when the `lxc.net.N` entry that made the NIC names
+///    a bridge (`link`): on an OVS bridge, the port LXC itself makes there (see
+///    [`crate::decide::lxc`]); on any other bridge, kept off OVS;
+/// 2. the first `raw` rule that matches the container's name or the NIC's;
+/// 3. `raw_default`;
+/// 4. `bridge`, untagged.
+fn raw(
+    config: &Config,
+    name: &str,
+    guests: &Guests,
+    bridges: &BTreeMap<String, Uuid>,
+) -> (Decision, Source) {
+    let container = guests.containers.get(name);
+    if let Some(c) = container {
+        let source = Source::Lxc(c.name.clone());
+        let conf = match &c.config {
+            Err(e) => {
+                return (
+                    Decision::Invalid(format!("LXC container {}: {e}", c.name)),
+                    source,
+                );
+            }
+            Ok(conf) => conf.as_ref(),
+        };
+        let entry = conf.and_then(|conf| conf.entry_for(name, &c.siblings));
+        if let Some((n, net)) = entry
+            && let Some(link) = &net.link
+        {
+            let decision = match net.ovs_vlan() {
+                Err(e) => Decision::Invalid(format!("{} {e}", c.path)),
+                Ok(_) if !bridges.contains_key(link) => Decision::Detach(format!(
+                    "{} lxc.net.{n}.link {link} is not an OVS bridge",
+                    c.path
+                )),
+                Ok(vlan) => Decision::Attach(Target::plain(link.clone(), vlan)),
+            };
+            return (decision, source);
+        }
+    }
+    let owner = container.map(|c| c.name.as_str());
+    let (place, source) = match config.raw.iter().position(|r| r.matches(name, owner)) {
+        Some(i) => (config.raw[i].place(), Source::Rule(i + 1)),
+        None => match &config.raw_default {
+            Some(place) => (place.clone(), Source::RawDefault),
+            None => {
+                let decision = if bridges.contains_key(&config.bridge) {
+                    Decision::Attach(Target::plain(config.bridge.clone(), Vlan::default()))
+                } else {
+                    Decision::Invalid(format!(
+                        "the default bridge {} does not exist in Open vSwitch",
+                        config.bridge
+                    ))
+                };
+                return (decision, Source::DefaultBridge);
+            }
+        },
+    };
+    (configured(&place, &source, bridges), source)
+}
+
+/// A place from the tool's configuration (checked when it was loaded).
+fn configured(place: &RawPlace, source: &Source, bridges: &BTreeMap<String, Uuid>) -> Decision {
+    match place.vlan() {
+        Err(e) => Decision::Invalid(format!("{source}: {e}")),
+        Ok(_) if !bridges.contains_key(&place.bridge) => Decision::Invalid(format!(
+            "{source}: the bridge {} does not exist in Open vSwitch",
+            place.bridge
         )),
+        Ok(vlan) => Decision::Attach(Target::plain(place.bridge.clone(), vlan)),
     }
 }
 
@@ -544,6 +683,7 @@ mod tests {
         let guests = Guests {
             proxmox: true,
             files: guests.iter().cloned().collect(),
+            containers: BTreeMap::new(),
         };
         build_at(&Config::default(), links, &guests, &bridges(br))
     }
@@ -570,6 +710,7 @@ mod tests {
         let guests = Guests {
             proxmox: false,
             files: [missing].into(),
+            containers: BTreeMap::new(),
         };
         let d = build_at(&Config::default(), &links, &guests, &bridges(&["ovsbr0"]));
         assert_eq!(d.nics["tap100i0"], attach("ovsbr0", Vlan::default()));
@@ -764,6 +905,7 @@ mod tests {
             let guests = Guests {
                 proxmox: true,
                 files: [q.clone(), l.clone()].into(),
+                containers: BTreeMap::new(),
             };
             let seen = Seen {
                 observed: &o,
@@ -827,6 +969,7 @@ mod tests {
             let guests = Guests {
                 proxmox: true,
                 files: [guest(Kind::Qemu, 100, text)].into(),
+                containers: BTreeMap::new(),
             };
             let seen = Seen {
                 observed: &o,
@@ -923,6 +1066,7 @@ mod tests {
         let guests = Guests {
             proxmox: true,
             files: [g].into(),
+            containers: BTreeMap::new(),
         };
         let d = build_at(&Config::default(), &[link("tap100i1")], &guests, &o);
         assert_eq!(
@@ -963,6 +1107,7 @@ mod tests {
                 guest(Kind::Lxc, 102, "net0: name=eth0,bridge=ovsbr0\n"),
             ]
             .into(),
+            containers: BTreeMap::new(),
         };
         // The default bridge is missing: an ignored link must not fail the run for that.
         let o = bridges(&["vmbr1"]);
@@ -1076,5 +1221,129 @@ mod tests {
                 }
             ]
         );
+    }
+
+    /// A raw container's NIC: its LXC configuration first (as LXC plugs it on OVS), then the
+    /// first matching `raw` rule, then `raw_default`, then the default bridge untagged; the
+    /// source of each is kept for `status`.
+    #[test]
+    fn raw_nics_are_placed_by_their_container_then_the_rules() {
+        use crate::decide::config::{RawPlace, RawRule};
+        use crate::decide::vlan::VlanMode;
+        let ct = |name: &str, text: Option<&str>, siblings: &[&str]| Container {
+            name: name.into(),
+            path: format!("/var/lib/lxc/{name}/config"),
+            config: Ok(text.map(LxcConfig::parse)),
+            siblings: siblings.iter().map(|s| s.to_string()).collect(),
+        };
+        let rule = |container: Option<&str>, nic: Option<&str>, bridge: &str, tag: u16| RawRule {
+            container: container.map(Into::into),
+            nic: nic.map(Into::into),
+            bridge: bridge.into(),
+            tag: Some(tag),
+            trunks: vec![],
+            vlan_mode: None,
+        };
+        let config = Config {
+            raw: vec![
+                rule(Some("web"), None, "vmbr2", 40),
+                rule(None, Some("vethdb*"), "vmbr2", 50),
+            ],
+            raw_default: Some(RawPlace {
+                bridge: "ovsbr0".into(),
+                tag: Some(999),
+                trunks: vec![],
+                vlan_mode: None,
+            }),
+            ..Config::default()
+        };
+        let containers = [
+            (
+                "vethA",
+                ct("ct1", Some("lxc.net.0.type = veth\nlxc.net.0.link = vmbr1\nlxc.net.0.veth.vlan.id = 30\n"), &["vethA"]),
+            ),
+            // The configuration names no bridge: the rule for the container decides.
+            ("vethB", ct("web", Some("lxc.net.0.type = veth\n"), &["vethB"])),
+            ("vethC", ct("lin", Some("lxc.net.0.type = veth\nlxc.net.0.link = lxcbr0\n"), &["vethC"])),
+            ("vethD", ct("bad", Some("lxc.net.0.type = veth\nlxc.net.0.link = vmbr1\nlxc.net.0.veth.vlan.id = 5000\n"), &["vethD"])),
+            (
+                "vethE",
+                ct("two", Some("lxc.net.0.type = veth\nlxc.net.0.link = vmbr1\nlxc.net.0.veth.vlan.tagged.id = 7\nlxc.net.1.type = veth\nlxc.net.1.veth.pair = vethF\n"), &["vethE", "vethF"]),
+            ),
+            ("vethF", ct("two", None, &["vethE", "vethF"])),
+        ]
+        .into_iter()
+        .map(|(n, c)| (n.to_string(), c))
+        .collect();
+        let guests = Guests {
+            containers,
+            ..Guests::default()
+        };
+        let names = [
+            "vethA", "vethB", "vethC", "vethD", "vethE", "vethF", "vethdb1", "vethZ",
+        ];
+        let links: Vec<HostLink> = names.iter().map(|n| link(n)).collect();
+        let o = bridges(&["ovsbr0", "vmbr1", "vmbr2"]);
+        let d = build_at(&config, &links, &guests, &o);
+        let mode = |tag, trunks: &[u16], mode| Vlan {
+            tag,
+            trunks: trunks.to_vec(),
+            mode,
+        };
+        assert_eq!(
+            d.nics["vethA"],
+            attach("vmbr1", mode(Some(30), &[], Some(VlanMode::Access)))
+        );
+        assert_eq!(d.sources["vethA"], Source::Lxc("ct1".into()));
+        assert_eq!(
+            d.nics["vethB"],
+            attach("vmbr2", Vlan::proxmox(Some(40), vec![]))
+        );
+        assert_eq!(d.sources["vethB"].to_string(), "rule 1");
+        assert!(
+            matches!(&d.nics["vethC"], Decision::Detach(why) if why.contains("lxc.net.0.link lxcbr0 is not an OVS bridge")),
+            "{:?}",
+            d.nics["vethC"]
+        );
+        assert!(
+            matches!(&d.nics["vethD"], Decision::Invalid(why) if why.contains("/var/lib/lxc/bad/config line 3: lxc.net.0.veth.vlan.id: VLAN ID 5000")),
+            "{:?}",
+            d.nics["vethD"]
+        );
+        assert_eq!(
+            d.nics["vethE"],
+            attach("vmbr1", mode(None, &[7], Some(VlanMode::Trunk)))
+        );
+        // A container without a configuration file says nothing: raw_default.
+        assert_eq!(
+            d.nics["vethF"],
+            attach("ovsbr0", Vlan::proxmox(Some(999), vec![]))
+        );
+        assert_eq!(d.sources["vethF"].to_string(), "raw_default");
+        assert_eq!(
+            d.nics["vethdb1"],
+            attach("vmbr2", Vlan::proxmox(Some(50), vec![]))
+        );
+        assert_eq!(d.sources["vethdb1"], Source::Rule(2));
+        assert_eq!(d.sources["vethZ"].to_string(), "raw_default");
+        // Without raw_default, the default bridge untagged, as before.
+        let plain = build_at(&Config::default(), &links, &Guests::default(), &o);
+        assert_eq!(plain.nics["vethZ"], attach("ovsbr0", Vlan::default()));
+        assert_eq!(plain.sources["vethZ"], Source::DefaultBridge);
+        // A rule's bridge that OVS lacks: invalid, naming the rule.
+        let o = bridges(&["ovsbr0", "vmbr1"]);
+        let d = build_at(&config, &links, &guests, &o);
+        assert!(
+            matches!(&d.nics["vethdb1"], Decision::Invalid(why) if why == "rule 2: the bridge vmbr2 does not exist in Open vSwitch"),
+            "{:?}",
+            d.nics["vethdb1"]
+        );
+        // Proxmox NICs have no source.
+        let d = decide_one(
+            &[link("tap100i0")],
+            &[guest(Kind::Qemu, 100, "net0: virtio,bridge=ovsbr0\n")],
+            &["ovsbr0"],
+        );
+        assert!(d.sources.is_empty());
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! [`config`] is the tool's own configuration and its policy, [`nic`] spells guest NIC names
 //! (tap, veth, fwbr, fwln) and parses them back, [`guest`] parses guest configurations,
-//! [`desired`] says where every guest NIC belongs,
+//! [`desired`] says where every guest NIC belongs (for a raw LXC container's NIC, with
+//! [`lxc`], its own configuration),
 //! [`plan`] compares that with what OVS holds ([`observed`]). The host files list the guest
 //! ports ([`ports`]): [`stanzas`] renders the tool's ifupdown2 file, [`nmstate`] the nmstate
 //! file, [`sources`] checks that the interfaces file reads ours, and [`migrate`] cleans the
@@ -22,6 +23,7 @@ pub mod guest;
 pub(crate) mod hostfiles;
 pub mod ifname;
 pub(crate) mod linkplan;
+pub(crate) mod lxc;
 pub mod migrate;
 pub(crate) mod mirrors;
 pub(crate) mod nic;

@@ -38,6 +38,9 @@ pub struct Link {
     /// IFLA_LINK_NETNSID is present: the link's peer (a veth's other end) lives in another
     /// network namespace. That is what makes a veth a container's NIC.
     pub peer_elsewhere: bool,
+    /// The value of IFLA_LINK_NETNSID: the id this namespace gives the peer's namespace (what
+    /// `RTM_GETNSID` answers for a process in that namespace).
+    pub netnsid: Option<i32>,
 }
 
 /// Whether a link named `name` exists in this network namespace, from sysfs: a `stat` costs a
@@ -308,6 +311,41 @@ impl Rtnl {
             }
         }
         bail!("{what} dump kept being interrupted by concurrent changes")
+    }
+
+    /// RTM_GETNSID for the network namespace of process `pid` (`NETNSA_PID`): the id this
+    /// namespace gives it, as a peer's IFLA_LINK_NETNSID reports it. `Ok(None)` when it has none
+    /// (no link of this namespace has its peer there: the kernel assigns none on a query) or the
+    /// process is gone.
+    pub fn nsid_of_pid(&mut self, pid: u32) -> Result<Option<i32>> {
+        use std::os::fd::AsRawFd;
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let msg = raw::nsid_request(seq, pid);
+        // SAFETY: `msg` is valid for reads of `msg.len()` bytes for the whole call.
+        let n = unsafe { libc::send(self.sock.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error()).context("sending RTM_GETNSID");
+        }
+        let mut buf = vec![0u8; raw::DATAGRAM];
+        loop {
+            let len = self.recv_raw(&mut buf)?;
+            for msg in raw::messages(&buf[..len]) {
+                let msg = msg.context("parsing RTM_GETNSID reply")?;
+                if msg.seq != seq {
+                    continue;
+                }
+                return match msg.ty {
+                    raw::RTM_NEWNSID => raw::nsid(msg.payload),
+                    raw::NLMSG_ERROR => match raw::error(msg.flags, msg.payload, true)? {
+                        Some(e) if raw_errno(&e) == Some(libc::ESRCH) => Ok(None),
+                        Some(e) => Err(e).with_context(|| format!("RTM_GETNSID for pid {pid}")),
+                        None => Ok(None),
+                    },
+                    other => Err(anyhow!("unexpected rtnetlink reply of type {other}")),
+                };
+            }
+        }
     }
 
     /// Receives one datagram into `buf` (sized for the largest the kernel sends in a dump).
@@ -611,6 +649,43 @@ mod raw {
         out
     }
 
+    pub const RTM_NEWNSID: u16 = 88;
+    const RTM_GETNSID: u16 = 90;
+    /// `struct rtgenmsg` (one byte: the family), padded.
+    const RTGENMSG: usize = 4;
+    const NETNSA_NSID: u16 = 1;
+    const NETNSA_PID: u16 = 2;
+
+    /// An RTM_GETNSID request for the namespace of process `pid`.
+    pub fn nsid_request(seq: u32, pid: u32) -> Vec<u8> {
+        let pid = attr(NETNSA_PID, &pid.to_ne_bytes());
+        let len = HEADER + RTGENMSG + pid.len();
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(&(len as u32).to_ne_bytes());
+        out.extend_from_slice(&RTM_GETNSID.to_ne_bytes());
+        out.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+        out.extend_from_slice(&seq.to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        out.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+        out.extend_from_slice(&pid);
+        out
+    }
+
+    /// NETNSA_NSID of an RTM_NEWNSID payload; `None` for "not assigned" (a negative id).
+    pub fn nsid(payload: &[u8]) -> Result<Option<i32>> {
+        if payload.len() < RTGENMSG {
+            bail!("truncated rtgenmsg");
+        }
+        for attr in attributes(&payload[RTGENMSG..]) {
+            let (ty, value) = attr?;
+            if ty == NETNSA_NSID {
+                let id = u32_payload(value)? as i32;
+                return Ok((id >= 0).then_some(id));
+            }
+        }
+        Ok(None)
+    }
+
     fn u16_at(b: &[u8], at: usize) -> u16 {
         u16::from_ne_bytes([b[at], b[at + 1]])
     }
@@ -693,7 +768,7 @@ mod raw {
             .with_context(|| format!("kernel sent negative ifindex {raw_index}"))?;
         let ctx = || format!("parsing attributes of ifindex {index}");
         let (mut name, mut master, mut kind, mut mtu, mut alias) = (None, None, None, None, None);
-        let mut peer_elsewhere = false;
+        let mut netnsid = None;
         for &(ty, value) in attrs {
             match ty {
                 IFLA_IFNAME => name = Some(c_string(value).with_context(ctx)?),
@@ -701,7 +776,7 @@ mod raw {
                 IFLA_MASTER => master = Some(u32_payload(value).with_context(ctx)?),
                 IFLA_MTU => mtu = Some(u32_payload(value).with_context(ctx)?),
                 IFLA_LINKINFO => kind = link_kind(value).with_context(ctx)?,
-                IFLA_LINK_NETNSID => peer_elsewhere = true,
+                IFLA_LINK_NETNSID => netnsid = Some(u32_payload(value).with_context(ctx)? as i32),
                 _ => {}
             }
         }
@@ -713,7 +788,8 @@ mod raw {
             mtu,
             up: u32_at(payload, 8) & libc::IFF_UP as u32 != 0,
             alias,
-            peer_elsewhere,
+            peer_elsewhere: netnsid.is_some(),
+            netnsid,
         })
     }
 
@@ -864,7 +940,7 @@ mod tests {
                 attr(4, &1500u32.to_ne_bytes()),
                 attr(10, &3u32.to_ne_bytes()),
                 attr(18, &attr(1, b"veth\0")),
-                attr(37, &0i32.to_ne_bytes()),
+                attr(37, &4i32.to_ne_bytes()),
             ],
         );
         let mut dgram = message(raw::RTM_NEWLINK, 2, 9, &veth);
@@ -890,6 +966,7 @@ mod tests {
                 up: false,
                 alias: None,
                 peer_elsewhere: true,
+                netnsid: Some(4),
             }
         );
         let lo = raw::link(msgs[1].payload).unwrap().unwrap();

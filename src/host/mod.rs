@@ -4,7 +4,8 @@
 //! [`config`] reads the tool's configuration file, [`links`] speaks rtnetlink and [`linkops`]
 //! carries out link changes with it, [`sysctl`] and [`tc`] the IPv6 switch and rate limits,
 //! [`ovsdb`] is an RFC 7047 client and [`vswitch`] the Open vSwitch schema over it, [`pve`]
-//! reads guest configurations and sees which guests Proxmox is working on, [`namespace`] checks
+//! reads guest configurations and sees which guests Proxmox is working on, [`lxc`] finds a raw
+//! container NIC's LXC container and reads its configuration, [`namespace`] checks
 //! that the run is on the host, [`files`] writes files atomically, [`hostfiles`] keeps the host
 //! files in step, [`lock`] serializes runs, and [`syslog`] sends log lines to the system log.
 //! [`promisc`] sets a link's promiscuous flag (for traffic mirrors), and [`vswitchd`] sends
@@ -16,6 +17,7 @@ pub(crate) mod hostfiles;
 pub(crate) mod linkops;
 pub(crate) mod links;
 pub mod lock;
+pub(crate) mod lxc;
 pub(crate) mod namespace;
 pub(crate) mod ovsdb;
 pub(crate) mod promisc;

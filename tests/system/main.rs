@@ -17,6 +17,7 @@ mod mirrors;
 mod package;
 mod preload;
 mod races;
+mod raw;
 mod reload;
 mod replug;
 mod sequences;

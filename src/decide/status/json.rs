@@ -39,6 +39,7 @@ impl Report {
                     actual: n.actual.as_ref().map(ActualView::of),
                     state: n.state.as_str(),
                     reason: n.reason.as_deref(),
+                    source: n.source.as_deref(),
                     pending: n.pending.as_ref().map(|p| PendingView {
                         value: &p.value,
                         following: match p.following {
@@ -116,6 +117,9 @@ struct NicView<'a> {
     actual: Option<ActualView<'a>>,
     state: &'static str,
     reason: Option<&'a str>,
+    // Only NICs no Proxmox configuration describes have one; the key is absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a str>,
     // Only QEMU NICs with a `[PENDING]` network value have one; the key is absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pending: Option<PendingView<'a>>,

@@ -137,6 +137,9 @@ struct Nic {
     /// A QEMU NIC's `[PENDING]` network value, beside the current one the other columns show
     /// (or which they show, when the pending value is the one in place).
     pending: Option<PendingNote>,
+    /// What placed a NIC no Proxmox configuration describes (`lxc config ct1`, `rule 2`,
+    /// `raw_default`, `default bridge`).
+    source: Option<String>,
 }
 
 /// A pending network value, as `status` shows it.
@@ -484,6 +487,7 @@ impl Report {
                         value: p.value.clone(),
                         following: p.chosen,
                     }),
+                    source: desired.sources.get(name).map(ToString::to_string),
                 }
             })
             .collect();
@@ -665,6 +669,7 @@ fn unconsidered(
                 state: State::Ignored,
                 reason: Some(reason),
                 pending: None,
+                source: None,
             }
         })
         .collect()

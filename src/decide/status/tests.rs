@@ -68,6 +68,7 @@ impl Host {
                     )
                 })
                 .collect(),
+            containers: BTreeMap::new(),
         };
         let seen = desired::Seen {
             observed: &observed,
@@ -315,6 +316,12 @@ fn json_document() {
     assert_eq!(raw["reason"], Value::Null);
     assert_eq!(raw["actual"]["owned"], true);
     assert_eq!(raw["actual"]["vlan"]["trunks"], json!([]));
+    // What placed the raw NIC; a Proxmox NIC has no such key.
+    assert_eq!(raw["source"], "default bridge");
+    assert!(v.get("source").is_none());
+    let table = r.nic_table();
+    let row = table.lines().find(|l| l.starts_with("vethRaw")).unwrap();
+    assert!(row.contains("  default bridge  ok"), "{table}");
     for key in ["stale", "files", "mirrors", "other"] {
         assert_eq!(doc[key], json!([]), "{key}");
     }

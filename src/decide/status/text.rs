@@ -23,7 +23,11 @@ impl Report {
                 order(&n.name, n.guest),
                 [
                     shown(&n.name),
-                    guest_text(n.guest),
+                    match (n.guest, &n.source) {
+                        // A raw NIC's GUEST column says what placed it.
+                        (None, Some(source)) => source.as_str().into(),
+                        _ => guest_text(n.guest),
+                    },
                     n.state.as_str().into(),
                     n.decision.as_str().into(),
                     {
