@@ -89,7 +89,7 @@ fn build(
             |b| bridge_mtu(&host.mtus, b),
             sysctl::ipv6_enabled,
         ))
-        .map(|op| (op.link().to_string(), op.to_string()))
+        .map(|op| (op.link().to_string(), link_reason(&op)))
         .collect();
     let (files, report, table) = std::thread::scope(|scope| {
         let files = scope.spawn(|| -> anyhow::Result<Vec<FileCheck>> {
@@ -114,6 +114,17 @@ fn build(
         (files, report, table)
     });
     Ok((report.with_files(files?), table))
+}
+
+/// A kernel-link change as the report gives it for a NIC. A rate limit to set on a NIC whose
+/// port stays where it is was lost: ovs-vswitchd replaces a port's qdiscs when it restarts.
+fn link_reason(op: &linkplan::Op) -> String {
+    match op {
+        linkplan::Op::RateLimit { .. } => {
+            format!("rate limit missing (its qdiscs are not Proxmox's): {op}")
+        }
+        _ => op.to_string(),
+    }
 }
 
 /// Each rule's state for the report, and the planned mirror changes no rule claims.
