@@ -16,7 +16,7 @@ pub mod config;
 pub mod decide;
 pub mod host;
 
-use cli::Command;
+use cli::{Command, StatusFormat};
 use config::{Config, UsageError};
 
 /// Runs a parsed command line. `Ok(false)` is a runtime failure already logged, or what
@@ -27,16 +27,47 @@ pub fn run(cli: &cli::Cli) -> anyhow::Result<bool> {
     if let Command::Validate = cli.command {
         return commands::validate(cli.config.as_deref());
     }
-    let config = Config::load(cli.config.as_deref())?;
-    match &cli.command {
+    let config = Config::load(cli.config.as_deref())
+        .map_err(|e| commands::status_config_failed(&cli.command, e))?;
+    let result = match &cli.command {
         Command::Apply { dry_run } => commands::apply(&config, *dry_run),
-        Command::Plug { iface, lock_held } => {
-            let iface =
-                decide::ifname::validate_os(iface).map_err(|e| UsageError(format!("plug: {e}")))?;
-            commands::plug(&config, iface, *lock_held)
-        }
+        Command::Plug { iface, lock_held } => decide::ifname::validate_os(iface)
+            .map_err(|e| UsageError(format!("plug: {e}")).into())
+            .and_then(|iface| commands::plug(&config, iface, *lock_held)),
         Command::Clear { keep_ports } => commands::clear(&config, *keep_ports),
-        Command::Status { json } => commands::status(&config, *json),
+        Command::Status {
+            json,
+            format,
+            output,
+        } => commands::status(
+            &config,
+            &commands::StatusRequest {
+                format: if *json { StatusFormat::Json } else { *format },
+                output: output.clone(),
+            },
+        ),
         Command::Validate => commands::validate(cli.config.as_deref()),
+    };
+    // The runs that change the host count their failures, for monitoring (`status`).
+    let changes = matches!(
+        cli.command,
+        Command::Apply { dry_run: false } | Command::Plug { .. } | Command::Clear { .. }
+    );
+    if changes && !matches!(result, Ok(true)) {
+        host::runstate::record_failure(&config.run_dir);
+    }
+    result
+}
+
+/// A command that printed its whole result and ends with this exit status (a monitoring
+/// plugin's 2 or 3); `main` logs nothing more.
+#[derive(Debug)]
+pub struct Finished(pub u8);
+
+impl std::fmt::Display for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
     }
 }
+
+impl std::error::Error for Finished {}

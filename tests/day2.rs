@@ -218,3 +218,289 @@ fn restart_unit_verifies_and_is_tied_to_open_vswitch() {
         all(&out)
     );
 }
+
+// --- monitoring formats ---
+
+/// Every sample of a Prometheus exposition, read strictly: each family's `# HELP` then
+/// `# TYPE`, then its samples only; valid names, quoted label values, numeric values.
+fn metrics(text: &str) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    let mut family = String::new();
+    let mut typed = false;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            family = rest.split(' ').next().unwrap().to_string();
+            assert!(family.starts_with("ovs_autoattach_"), "{line}");
+            typed = false;
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert_eq!(name, family, "{line}");
+            assert!(kind == "gauge" || (kind == "counter" && name.ends_with("_total")));
+            typed = true;
+        } else {
+            assert!(typed && line.starts_with(&family), "{line}\n{text}");
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+            out.push((series.to_string(), value));
+        }
+    }
+    out
+}
+
+fn metric(samples: &[(String, f64)], series: &str) -> Option<f64> {
+    samples.iter().find(|(s, _)| s == series).map(|s| s.1)
+}
+
+/// `promtool check metrics` (Debian's prometheus package) on an exposition.
+fn promtool(text: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (package prometheus; scripts/deps installs it)");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && all(&out).trim().is_empty(),
+        "promtool check metrics:\n{}\n{text}",
+        all(&out)
+    );
+}
+
+/// The nagios line: exit code, and the line itself (exactly one).
+fn nagios(ovs: &Ovs) -> (i32, String) {
+    let out = ovs.tool(&["status", "--format", "nagios"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{}", all(&out));
+    (
+        out.status.code().unwrap_or(-1),
+        stdout.trim_end().to_string(),
+    )
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// A converged host: nagios OK (exit 0), the metrics say healthy with every NIC ok and the time
+/// of the apply, promtool accepts them, and the textfile unit's own command line writes them
+/// atomically into its file.
+#[test]
+fn monitoring_formats_on_a_converged_host() {
+    let ovs = Ovs::start();
+    ovs.add_bridge("vmbr1");
+    ovs.guest("qemu-server", 100, "net0: virtio,bridge=vmbr1,tag=10\n");
+    ovs.guest("lxc", 200, "net0: name=eth0,bridge=ovsbr0,type=veth\n");
+    ovs.tap("tap100i0");
+    ovs.veth("veth200i0");
+    let before = now();
+    ovs.tool_ok(&["apply"]);
+
+    let (code, line) = nagios(&ovs);
+    assert_eq!(code, 0, "{line}");
+    assert!(
+        line.starts_with("OVS-AUTOATTACH OK - 2 guest NICs ok, ")
+            && line.contains(" | ok=2;;;0 missing=0;;;0 drift=0;;;0 ")
+            && line.contains(" failed_runs=0c;;;0 last_apply_age="),
+        "{line}"
+    );
+
+    let out = ovs.tool(&["status", "--format", "prometheus"]);
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    let exposition = text(&out.stdout);
+    println!("{exposition}");
+    let m = metrics(&exposition);
+    for (series, value) in [
+        ("ovs_autoattach_up", 1.0),
+        ("ovs_autoattach_healthy", 1.0),
+        ("ovs_autoattach_nics{state=\"ok\"}", 2.0),
+        ("ovs_autoattach_nics{state=\"missing\"}", 0.0),
+        ("ovs_autoattach_nics{state=\"stale\"}", 0.0),
+        ("ovs_autoattach_host_files{state=\"out-of-sync\"}", 0.0),
+        ("ovs_autoattach_mirror_rules{state=\"invalid\"}", 0.0),
+        ("ovs_autoattach_failed_runs_total", 0.0),
+    ] {
+        assert_eq!(metric(&m, series), Some(value), "{series}\n{exposition}");
+    }
+    let at = metric(&m, "ovs_autoattach_last_apply_timestamp_seconds").unwrap();
+    assert!(at >= before.floor() && at <= now(), "{at} {before}");
+    assert!(metric(&m, "ovs_autoattach_last_apply_duration_seconds").unwrap() < 30.0);
+    assert!(metric(&m, "ovs_autoattach_status_duration_seconds").is_some());
+    promtool(&exposition);
+    // The JSON and --json agree.
+    let a: Value = serde_json::from_slice(&ovs.tool(&["status", "--json"]).stdout).unwrap();
+    let b: Value =
+        serde_json::from_slice(&ovs.tool(&["status", "--format", "json"]).stdout).unwrap();
+    assert_eq!(a, b);
+
+    // The textfile unit's command line, into a stand-in for node_exporter's directory.
+    let unit = std::fs::read_to_string(repo("debian/ovs-autoattach-prometheus.service")).unwrap();
+    let argv = exec_start(&unit);
+    let shipped = "/var/lib/prometheus/node-exporter/ovs-autoattach.prom";
+    assert_eq!(argv.last().map(String::as_str), Some(shipped), "{argv:?}");
+    let prom = ovs.dir.join("textfile/ovs-autoattach.prom");
+    let argv: Vec<String> = argv
+        .into_iter()
+        .map(|a| {
+            if a == shipped {
+                prom.display().to_string()
+            } else {
+                a
+            }
+        })
+        .collect();
+    for round in 0..2 {
+        let out = common::run(
+            Command::new("ip")
+                .args(["netns", "exec", &ovs.ns, "env"])
+                .arg(format!(
+                    "OVS_AUTOATTACH_CONFIG={}",
+                    ovs.config_path().display()
+                ))
+                .args(&argv),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+        assert!(out.stdout.is_empty(), "{}", all(&out));
+        let written = std::fs::read_to_string(&prom).unwrap();
+        assert_eq!(
+            metric(&metrics(&written), "ovs_autoattach_up"),
+            Some(1.0),
+            "{round}"
+        );
+        let names: Vec<_> = std::fs::read_dir(prom.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["ovs-autoattach.prom"], "no temporary file left");
+    }
+}
+
+/// A broken host: drift alone is WARNING (exit 1); an invalid guest configuration is CRITICAL
+/// (exit 2), and the apply that failed on it counts in `ovs_autoattach_failed_runs_total`; an
+/// unreachable OVSDB is UNKNOWN (exit 3) with `ovs_autoattach_up 0`; a configuration that does
+/// not load is CRITICAL.
+#[test]
+fn monitoring_formats_on_a_broken_host() {
+    let ovs = Ovs::start();
+    ovs.guest("qemu-server", 100, "net0: virtio,bridge=ovsbr0,tag=10\n");
+    ovs.tap("tap100i0");
+    ovs.tool_ok(&["apply"]);
+    ovs.vsctl(&["set", "Port", "tap100i0", "tag=20"]);
+    let (code, line) = nagios(&ovs);
+    assert_eq!(code, 1, "{line}");
+    assert!(
+        line.starts_with("OVS-AUTOATTACH WARNING - 1 drift: run apply (tap100i0 drift) | "),
+        "{line}"
+    );
+    let out = ovs.tool(&["status", "--format", "prometheus"]);
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    let m = metrics(&text(&out.stdout));
+    assert_eq!(metric(&m, "ovs_autoattach_healthy"), Some(0.0));
+    assert_eq!(metric(&m, "ovs_autoattach_needs_apply"), Some(1.0));
+    assert_eq!(
+        metric(&m, "ovs_autoattach_nics{state=\"drift\"}"),
+        Some(1.0)
+    );
+
+    // An invalid guest configuration: apply fails (counted), nagios is CRITICAL.
+    ovs.guest("qemu-server", 101, "net0: virtio,bridge=ovsbr0,tag=5000\n");
+    ovs.tap("tap101i0");
+    ovs.tool_code(&["apply"], 1);
+    ovs.tool_code(&["apply"], 1);
+    let (code, line) = nagios(&ovs);
+    assert_eq!(code, 2, "{line}");
+    assert!(
+        line.starts_with(
+            "OVS-AUTOATTACH CRITICAL - 1 invalid: needs an admin (tap101i0 invalid) | "
+        ) && line.contains(" invalid=1;;;0 ")
+            && line.contains(" failed_runs=2c;;;0"),
+        "{line}"
+    );
+    let out = ovs.tool(&["status", "--format", "prometheus"]);
+    let exposition = text(&out.stdout);
+    let m = metrics(&exposition);
+    assert_eq!(metric(&m, "ovs_autoattach_failed_runs_total"), Some(2.0));
+    assert_eq!(metric(&m, "ovs_autoattach_needs_admin"), Some(1.0));
+    assert_eq!(
+        metric(&m, "ovs_autoattach_nics{state=\"invalid\"}"),
+        Some(1.0)
+    );
+    promtool(&exposition);
+    // A dry run is no failed run; status is none either.
+    ovs.tool_code(&["apply", "--dry-run"], 1);
+    ovs.tool_code(&["status"], 1);
+    let (_, line) = nagios(&ovs);
+    assert!(line.contains(" failed_runs=2c;;;0"), "{line}");
+
+    // OVSDB unreachable: UNKNOWN, and the metrics say up 0 (exit 1).
+    ovs.stop("vswitchd");
+    ovs.stop("ovsdb");
+    let (code, line) = nagios(&ovs);
+    assert_eq!(code, 3, "{line}");
+    assert!(line.starts_with("OVS-AUTOATTACH UNKNOWN - "), "{line}");
+    assert!(!line.contains('|'), "{line}");
+    let out = ovs.tool(&["status", "--format", "prometheus"]);
+    assert_eq!(out.status.code(), Some(1), "{}", all(&out));
+    let exposition = text(&out.stdout);
+    let m = metrics(&exposition);
+    assert_eq!(metric(&m, "ovs_autoattach_up"), Some(0.0), "{exposition}");
+    assert_eq!(metric(&m, "ovs_autoattach_failed_runs_total"), Some(2.0));
+    assert!(metric(&m, "ovs_autoattach_healthy").is_none());
+    promtool(&exposition);
+
+    // A configuration that does not load: CRITICAL, exit 2, still one line.
+    std::fs::write(ovs.config_path(), "timeout_secs: 0\n").unwrap();
+    let (code, line) = nagios(&ovs);
+    assert_eq!(code, 2, "{line}");
+    assert!(
+        line.starts_with("OVS-AUTOATTACH CRITICAL - ") && line.contains("timeout_secs"),
+        "{line}"
+    );
+}
+
+/// The textfile service and its timer pass `systemd-analyze verify`; the timer is meant to be
+/// enabled by the admin (installed, not enabled: its [Install] says timers.target).
+#[test]
+fn prometheus_textfile_units_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let service =
+        std::fs::read_to_string(repo("debian/ovs-autoattach-prometheus.service")).unwrap();
+    let timer = std::fs::read_to_string(repo("debian/ovs-autoattach-prometheus.timer")).unwrap();
+    assert_eq!(unit_values(&service, "Type"), ["oneshot"]);
+    assert!(unit_values(&service, "WantedBy").is_empty());
+    assert_eq!(unit_values(&timer, "WantedBy"), ["timers.target"]);
+    let copy = service.replace("=/usr/sbin/ovs-autoattach ", &format!("={BIN} "));
+    std::fs::write(tmp.path().join("ovs-autoattach-prometheus.service"), copy).unwrap();
+    std::fs::write(tmp.path().join("ovs-autoattach-prometheus.timer"), timer).unwrap();
+    let man = tmp.path().join("man/man8");
+    std::fs::create_dir_all(&man).unwrap();
+    std::fs::copy(
+        repo("debian/ovs-autoattach.8"),
+        man.join("ovs-autoattach.8"),
+    )
+    .unwrap();
+    let out = common::run(
+        Command::new("systemd-analyze")
+            .env("MANPATH", tmp.path().join("man"))
+            .current_dir(tmp.path())
+            .arg("verify")
+            .arg(tmp.path().join("ovs-autoattach-prometheus.timer"))
+            .arg(tmp.path().join("ovs-autoattach-prometheus.service")),
+    );
+    assert!(
+        out.status.success() && all(&out).trim().is_empty(),
+        "systemd-analyze verify:\n{}",
+        all(&out)
+    );
+}

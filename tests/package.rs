@@ -214,6 +214,8 @@ fn package_builds_installs_and_purges_cleanly() {
         "/usr/share/ovs-autoattach/install-hookscript",
         "/usr/lib/systemd/system/ovs-autoattach.service",
         "/usr/lib/systemd/system/ovs-autoattach-ovs-restart.service",
+        "/usr/lib/systemd/system/ovs-autoattach-prometheus.service",
+        "/usr/lib/systemd/system/ovs-autoattach-prometheus.timer",
         "/etc/ovs-autoattach/config.yaml",
         "/usr/share/man/man8/ovs-autoattach.8.gz",
         "/usr/share/bash-completion/completions/ovs-autoattach",
@@ -289,6 +291,11 @@ fn package_builds_installs_and_purges_cleanly() {
     for wants in RESTART_WANTS {
         assert!(Path::new(wants).exists(), "{wants} missing");
     }
+    // The textfile timer is installed, not enabled.
+    assert!(
+        !Path::new("/etc/systemd/system/timers.target.wants/ovs-autoattach-prometheus.timer")
+            .exists()
+    );
     // The installed unit, binary and man page together pass systemd's own check.
     for unit in [
         "ovs-autoattach.service",

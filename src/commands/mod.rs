@@ -24,7 +24,7 @@ mod validate;
 pub use apply::apply;
 pub use clear::clear;
 pub use plug::plug;
-pub use status::status;
+pub use status::{Request as StatusRequest, config_failed as status_config_failed, status};
 pub use validate::validate;
 
 use std::time::Instant;

@@ -5,6 +5,7 @@
 //! schema over it, [`pve`] reads guest configurations, [`files`] writes files atomically,
 //! [`hostfiles`] keeps the host files in step, [`lock`] serializes runs, and [`syslog`] sends log
 //! lines to the system log. [`promisc`] sets a link's promiscuous flag (for traffic mirrors).
+//! [`runstate`] records the runs since boot in the run directory (last apply, failures).
 
 pub mod files;
 pub mod hostfiles;
@@ -15,6 +16,7 @@ pub mod namespace;
 pub mod ovsdb;
 pub mod promisc;
 pub mod pve;
+pub mod runstate;
 pub mod sysctl;
 pub mod syslog;
 pub mod tc;
