@@ -106,6 +106,11 @@ pub enum Command {
         /// over FILE) instead of standard output, e.g. for node_exporter's textfile directory
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Every node's summary from the cluster file system
+        /// (/etc/pve/nodes/*/ovs-autoattach.json) instead of this host's report, as text or json;
+        /// exit 1 if a node needs apply or an admin, or its summary is stale (older than 24 h)
+        #[arg(long)]
+        cluster: bool,
     },
     /// Check the configuration and every guest configuration; needs no OVS and no root
     Validate,

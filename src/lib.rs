@@ -39,11 +39,13 @@ pub fn run(cli: &cli::Cli) -> anyhow::Result<bool> {
             json,
             format,
             output,
+            cluster,
         } => commands::status(
             &config,
             &commands::StatusRequest {
                 format: if *json { StatusFormat::Json } else { *format },
                 output: output.clone(),
+                cluster: *cluster,
             },
         ),
         Command::Validate => commands::validate(cli.config.as_deref()),
@@ -55,6 +57,10 @@ pub fn run(cli: &cli::Cli) -> anyhow::Result<bool> {
     );
     if changes && !matches!(result, Ok(true)) {
         host::runstate::record_failure(&config.run_dir);
+    }
+    // This node's summary for `status --cluster`, once apply has released its lock.
+    if matches!(cli.command, Command::Apply { dry_run: false }) {
+        commands::refresh_cluster_summary(&config);
     }
     result
 }

@@ -504,3 +504,174 @@ fn prometheus_textfile_units_verify() {
         all(&out)
     );
 }
+
+// --- the cluster view ---
+
+/// This node's name as the tool writes it: the short host name.
+fn node() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    name.trim().split('.').next().unwrap().to_string()
+}
+
+fn summary_path(ovs: &Ovs, node: &str) -> PathBuf {
+    ovs.dir
+        .join(format!("pve/nodes/{node}/ovs-autoattach.json"))
+}
+
+fn read_summary(ovs: &Ovs) -> Value {
+    let path = summary_path(ovs, &node());
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// A directory standing in for /etc/pve (`cluster_summary: always`): `apply` writes this node's
+/// summary, `status` rewrites it only when it changed; `status --cluster` lists every node, and
+/// a node whose summary is older than a day makes it exit 1. With the default (`auto`), a
+/// directory that is not pmxcfs gets nothing.
+#[test]
+fn cluster_view_through_a_stand_in_for_pmxcfs() {
+    let ovs = Ovs::start();
+    ovs.guest("qemu-server", 100, "net0: virtio,bridge=ovsbr0,tag=10\n");
+    ovs.tap("tap100i0");
+    ovs.tool_ok(&["apply"]);
+    assert!(
+        !ovs.dir.join("pve/nodes").exists(),
+        "auto: not pmxcfs, no summary"
+    );
+
+    ovs.write_config("cluster_summary: always\n");
+    let before = now();
+    ovs.tool_ok(&["apply"]);
+    let s = read_summary(&ovs);
+    println!("{s:#}");
+    assert_eq!(s["node"], node().as_str());
+    assert_eq!(s["healthy"], true);
+    assert_eq!(s["counts"]["ok"], 1);
+    assert_eq!(s["counts"]["drift"], 0);
+    assert!(s["file_counts"]["in-sync"].as_u64().unwrap() > 0);
+    assert!(s["last_apply"].as_f64().unwrap() >= before.floor());
+    assert!(s["written_at"].as_f64().unwrap() >= before.floor());
+
+    // Unchanged: not written again (pmxcfs replicates every write).
+    let path = summary_path(&ovs, &node());
+    let first = std::fs::read_to_string(&path).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    ovs.tool_ok(&["status"]);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), first);
+    // Changed: written by status too.
+    ovs.vsctl(&["set", "Port", "tap100i0", "tag=20"]);
+    ovs.tool_code(&["status"], 1);
+    let s = read_summary(&ovs);
+    assert_eq!(
+        (s["healthy"].clone(), s["counts"]["drift"].clone()),
+        (Value::from(false), Value::from(1))
+    );
+    ovs.tool_ok(&["apply"]);
+    assert_eq!(read_summary(&ovs)["healthy"], true);
+
+    // Another node, healthy but silent for more than a day; and a node without the tool.
+    let mut other = read_summary(&ovs);
+    other["node"] = "pve-old".into();
+    other["written_at"] = Value::from(now() as u64 - 25 * 3600);
+    let old_dir = ovs.dir.join("pve/nodes/pve-old");
+    std::fs::create_dir_all(&old_dir).unwrap();
+    std::fs::write(old_dir.join("ovs-autoattach.json"), other.to_string()).unwrap();
+    std::fs::create_dir_all(ovs.dir.join("pve/nodes/pve-none")).unwrap();
+
+    let out = ovs.tool(&["status", "--cluster"]);
+    let table = text(&out.stdout);
+    println!("{table}");
+    assert_eq!(out.status.code(), Some(1), "{}", all(&out));
+    let row = |n: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(&format!("{n} ")))
+            .unwrap_or_else(|| panic!("{n}:\n{table}"))
+            .to_string()
+    };
+    assert!(
+        row(&node()).contains(" ok ") && row(&node()).contains("1 ok"),
+        "{table}"
+    );
+    assert!(row("pve-old").contains(" stale "), "{table}");
+    assert!(row("pve-none").contains(" no summary "), "{table}");
+    let out = ovs.tool(&["status", "--cluster", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["healthy"], false);
+    let states: Vec<(String, String)> = doc["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap().into(),
+                n["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&("pve-old".into(), "stale".into())),
+        "{states:?}"
+    );
+    assert!(states.contains(&(node(), "ok".into())), "{states:?}");
+
+    // The stale node gone: the cluster is healthy.
+    std::fs::remove_dir_all(&old_dir).unwrap();
+    let out = ovs.tool(&["status", "--cluster"]);
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    let out = ovs.tool(&["status", "--cluster", "--format", "nagios"]);
+    assert_eq!(out.status.code(), Some(2), "{}", all(&out));
+}
+
+/// pmxcfs without quorum refuses writes; a read-only bind mount of the stand-in does the same
+/// (EROFS). `apply` still does its work, exits 0 and warns about nothing, and the summary stays
+/// as it was.
+#[test]
+fn a_read_only_cluster_file_system_never_fails_a_run() {
+    let ovs = Ovs::start();
+    ovs.write_config("cluster_summary: always\n");
+    ovs.guest("qemu-server", 100, "net0: virtio,bridge=ovsbr0,tag=10\n");
+    ovs.tap("tap100i0");
+    ovs.tool_ok(&["apply"]);
+    let path = summary_path(&ovs, &node());
+    let before = std::fs::read_to_string(&path).unwrap();
+    let listing = |dir: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let files_before = listing(path.parent().unwrap());
+
+    // A new guest NIC: the summary would change.
+    ovs.guest("qemu-server", 101, "net0: virtio,bridge=ovsbr0,tag=11\n");
+    ovs.tap("tap101i0");
+    let pve = ovs.dir.join("pve").display().to_string();
+    let out = common::run(Command::new("unshare").args([
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-ec",
+        &format!(
+            "mount --bind {pve} {pve}; mount -o remount,ro,bind {pve}; touch {pve}/probe 2>/dev/null && exit 9; ip netns exec {ns} {BIN} --config {cfg} apply",
+            ns = ovs.ns,
+            cfg = ovs.config_path().display()
+        ),
+    ]));
+    let printed = all(&out);
+    println!("{printed}");
+    assert_eq!(out.status.code(), Some(0), "{printed}");
+    assert!(
+        !printed.contains("warning") && !printed.contains("error"),
+        "{printed}"
+    );
+    assert_eq!(ovs.bridge_of("tap101i0").as_deref(), Some("ovsbr0"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+    assert_eq!(listing(path.parent().unwrap()), files_before);
+    // Writable again: the next run catches up.
+    ovs.tool_ok(&["apply"]);
+    assert_eq!(read_summary(&ovs)["counts"]["ok"], 2);
+}

@@ -38,6 +38,8 @@ pub struct Request {
     pub format: StatusFormat,
     /// Written atomically instead of standard output.
     pub output: Option<PathBuf>,
+    /// Every node's summary instead of this host's report.
+    pub cluster: bool,
 }
 
 /// `status`: the report on standard output (or `--output`). Text and JSON: `Ok(false)` (exit 1)
@@ -45,9 +47,16 @@ pub struct Request {
 /// (the health is in the metrics), 1 with `ovs_autoattach_up 0` when not. Nagios: the plugin's
 /// exit code, 2 and 3 as [`Finished`].
 pub fn status(config: &Config, request: &Request) -> anyhow::Result<Success> {
+    if request.cluster {
+        return super::cluster::show(config, request.format, request.output.as_deref());
+    }
     let started = Instant::now();
     let observed = observe_and_build(config, request.format == StatusFormat::Text);
     let stats = || runstate::read(&config.run_dir, started.elapsed());
+    // This node's summary for the cluster view, from the same report.
+    if let Ok((report, _)) = &observed {
+        super::cluster::publish(config, report, &stats());
+    }
     let emit = |text: &str| emit(text, request.output.as_deref());
     match request.format {
         StatusFormat::Text | StatusFormat::Json => {
@@ -88,6 +97,7 @@ pub fn config_failed(command: &Command, error: anyhow::Error) -> anyhow::Error {
     match command {
         Command::Status {
             format: StatusFormat::Nagios,
+            cluster: false,
             output,
             ..
         } => {
@@ -113,7 +123,10 @@ pub(super) fn emit(text: &str, output: Option<&Path>) -> anyhow::Result<()> {
 
 /// Observes and decides exactly as `apply` does, and builds the report (with the NIC table
 /// rendered when `table`).
-fn observe_and_build(config: &Config, table: bool) -> anyhow::Result<(Report, Option<String>)> {
+pub(super) fn observe_and_build(
+    config: &Config,
+    table: bool,
+) -> anyhow::Result<(Report, Option<String>)> {
     namespace::check_host()?;
     let mut ovs = Vswitch::connect(config)?;
     super::pass::check_switch(&mut ovs, &mut Rtnl::open()?)?;

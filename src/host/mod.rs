@@ -5,7 +5,8 @@
 //! schema over it, [`pve`] reads guest configurations, [`files`] writes files atomically,
 //! [`hostfiles`] keeps the host files in step, [`lock`] serializes runs, and [`syslog`] sends log
 //! lines to the system log. [`promisc`] sets a link's promiscuous flag (for traffic mirrors).
-//! [`runstate`] records the runs since boot in the run directory (last apply, failures).
+//! [`runstate`] records the runs since boot in the run directory (last apply, failures), and
+//! [`pmxcfs`] keeps the node summaries of the cluster view in the cluster file system.
 
 pub mod files;
 pub mod hostfiles;
@@ -14,6 +15,7 @@ pub mod links;
 pub mod lock;
 pub mod namespace;
 pub mod ovsdb;
+pub mod pmxcfs;
 pub mod promisc;
 pub mod pve;
 pub mod runstate;

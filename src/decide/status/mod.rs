@@ -27,6 +27,7 @@
 //! [`prometheus`] (metrics for node_exporter's textfile collector) and [`nagios`] (a monitoring
 //! plugin's line and exit code); the last two add the runs since boot ([`RunStats`]).
 
+pub(crate) mod cluster;
 mod json;
 pub(crate) mod nagios;
 pub(crate) mod prometheus;
