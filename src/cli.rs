@@ -53,6 +53,19 @@ pub enum LogTarget {
     Syslog,
 }
 
+/// What `status` prints (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// The NIC, host file and mirror tables and a summary line
+    Text,
+    /// One JSON document
+    Json,
+    /// Prometheus metrics in the text exposition format
+    Prometheus,
+    /// One line as a Nagios/Icinga plugin prints it, with the plugin exit codes
+    Nagios,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Full pass: rescan links, reconcile every guest NIC, prune stale ports of ours
@@ -81,9 +94,23 @@ pub enum Command {
     /// Show every guest NIC's state, stale ports and host files; change nothing
     Status {
         /// Print one JSON document instead of the table (schema: status.md in
-        /// /usr/share/doc/ovs-autoattach)
-        #[arg(long)]
+        /// /usr/share/doc/ovs-autoattach); the same as --format json
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// What to print: the tables, the JSON document, Prometheus metrics (node_exporter's
+        /// textfile format) or one monitoring-plugin line (Nagios, Icinga; exit 0 OK, 1 WARNING,
+        /// 2 CRITICAL, 3 UNKNOWN). See monitoring.md in /usr/share/doc/ovs-autoattach
+        #[arg(long, value_name = "FORMAT", value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
+        /// Write the output to FILE atomically (a temporary file in the same directory, renamed
+        /// over FILE) instead of standard output, e.g. for node_exporter's textfile directory
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Every node's summary from the cluster file system
+        /// (/etc/pve/nodes/*/ovs-autoattach.json) instead of this host's report, as text or json;
+        /// exit 1 if a node needs apply or an admin, or its summary is stale (older than 24 h)
+        #[arg(long)]
+        cluster: bool,
     },
     /// Check the configuration and every guest configuration; needs no OVS and no root
     Validate,

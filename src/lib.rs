@@ -16,7 +16,7 @@ pub mod decide;
 pub mod error;
 pub mod host;
 
-use cli::Command;
+use cli::{Command, StatusFormat};
 use error::UsageError;
 
 /// Runs a parsed command line. `Ok(false)` is a runtime failure already logged, or what
@@ -24,18 +24,51 @@ use error::UsageError;
 /// means nothing was touched (exit 2).
 pub fn run(cli: &cli::Cli) -> anyhow::Result<bool> {
     let path = cli.config.as_deref();
-    let load = || host::config::load(path);
+    let load =
+        || host::config::load(path).map_err(|e| commands::status_config_failed(&cli.command, e));
     match &cli.command {
         // `validate` loads the configuration itself: a bad one is a finding it reports at its
         // line.
         Command::Validate => commands::validate(path),
-        Command::Apply { dry_run } => commands::apply(&load()?, *dry_run),
+        Command::Status {
+            json,
+            format,
+            output,
+            cluster,
+        } => commands::status(
+            &load()?,
+            &commands::StatusRequest {
+                format: if *json { StatusFormat::Json } else { *format },
+                output: output.clone(),
+                cluster: *cluster,
+            },
+        ),
+        Command::Apply { dry_run: true } => commands::apply(&load()?, true),
+        Command::Apply { dry_run: false } => {
+            let config = load()?;
+            let result = counted(&config, commands::apply(&config, false));
+            // This node's summary for `status --cluster`, once apply has released its lock.
+            commands::refresh_cluster_summary(&config);
+            result
+        }
         Command::Plug { iface, lock_held } => {
             let iface =
                 decide::ifname::validate_os(iface).map_err(|e| UsageError(format!("plug: {e}")))?;
-            commands::plug(&load()?, iface, *lock_held)
+            let config = load()?;
+            counted(&config, commands::plug(&config, iface, *lock_held))
         }
-        Command::Clear { keep_ports } => commands::clear(&load()?, *keep_ports),
-        Command::Status { json } => commands::status(&load()?, *json),
+        Command::Clear { keep_ports } => {
+            let config = load()?;
+            counted(&config, commands::clear(&config, *keep_ports))
+        }
     }
+}
+
+/// The result of a run that changes the host; a failed one is counted in the run directory,
+/// for monitoring (`status`).
+fn counted(config: &decide::config::Config, result: anyhow::Result<bool>) -> anyhow::Result<bool> {
+    if !matches!(result, Ok(true)) {
+        host::runstate::record_failure(&config.run_dir);
+    }
+    result
 }

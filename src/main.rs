@@ -21,6 +21,10 @@ fn main() -> ExitCode {
     match ovs_autoattach::run(&cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
+        Err(e) if e.is::<ovs_autoattach::error::Finished>() => ExitCode::from(
+            e.downcast_ref::<ovs_autoattach::error::Finished>()
+                .map_or(1, |f| f.0),
+        ),
         Err(e) => {
             log::error!("{e:#}");
             ExitCode::from(if e.is::<UsageError>() { 2 } else { 1 })

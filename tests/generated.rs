@@ -155,7 +155,11 @@ fn extra_sections() -> Roff {
         ),
         (
             "/run/ovs-autoattach/",
-            "Lock files serializing concurrent runs (the directory is created 0700, the files 0600).",
+            "Lock files serializing concurrent runs (the directory is created 0700, the files 0600); last-apply, when the last successful apply ended and how long it took, and failures, one byte per failed apply, plug or clear since boot (status reads both for its monitoring formats).",
+        ),
+        (
+            "/etc/pve/nodes/<node>/ovs-autoattach.json",
+            "This node's summary for status --cluster (cluster_summary), written by apply and status into the mounted cluster file system when it changed, and hourly.",
         ),
         (
             "/run/lock/qemu-server/lock-<vmid>.conf, /run/lock/lxc/pve-config-<vmid>.lock",
@@ -172,6 +176,14 @@ fn extra_sections() -> Roff {
         (
             "ovs-autoattach.service",
             "Runs apply at boot, after Open vSwitch and before networking.service and pve-guests.service.",
+        ),
+        (
+            "ovs-autoattach-ovs-restart.service",
+            "Runs apply after every start, restart or reload of ovs-vswitchd.service or openvswitch-switch.service (a package upgrade, systemd's restart after a crash): a restarted ovs-vswitchd drops the ports' rate limits.",
+        ),
+        (
+            "ovs-autoattach-prometheus.timer",
+            "Not enabled by default: every minute, status --format prometheus into /var/lib/prometheus/node-exporter/ovs-autoattach.prom for node_exporter's textfile collector; see monitoring.md.",
         ),
     ] {
         para(&mut r, path, what);

@@ -18,6 +18,7 @@ use crate::host::hostfiles;
 use crate::host::links::Rtnl;
 use crate::host::lock::{self, Mode};
 use crate::host::namespace;
+use crate::host::runstate;
 use crate::host::vswitch::Vswitch;
 
 /// `apply [--dry-run]`: full rescan and reconcile of every guest NIC, then both host files.
@@ -34,7 +35,7 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
     let _lock = lock::main(&config.run_dir, mode, lock::wait(config))?;
     let rules = Mirrors::read(config, None);
     rules.log_refused(log::Level::Warn);
-    retrying(|| {
+    let done = retrying(|| {
         let mut lap = Instant::now();
         // Observe.
         let (host, observed) = pass::observe(config, &mut ovs)?;
@@ -58,7 +59,12 @@ pub fn apply(config: &Config, dry_run: bool) -> anyhow::Result<Success> {
             invalid,
         };
         carry_out(config, &mut ovs, &rules, &attempt, started)
-    })
+    })?;
+    // For monitoring: when the host was last brought fully in line, still under the lock.
+    if done && !dry_run {
+        runstate::record_apply(&config.run_dir, started.elapsed());
+    }
+    Ok(done)
 }
 
 /// One attempt's observation and decision.

@@ -3,7 +3,8 @@
 //! - [`apply`]: the full pass over every guest NIC, the mirrors and both host files;
 //! - [`plug`]: the fast additive path for one interface, for hooks and the preload library;
 //! - [`clear`]: the tool's ports and files go (package removal);
-//! - [`status`]: `apply`'s own observation and decision, reported; it changes nothing;
+//! - [`status`]: `apply`'s own observation and decision, reported; it changes nothing on the
+//!   host (only this node's summary for the cluster view, [`cluster`]);
 //! - [`validate`]: the configurations parsed and reported, without OVS or root.
 //!
 //! What they share lives where its name says: [`pass`] observes and decides (the switch check,
@@ -14,6 +15,7 @@
 mod act;
 mod apply;
 mod clear;
+mod cluster;
 mod mirrors;
 mod pass;
 mod plug;
@@ -23,8 +25,9 @@ mod validate;
 
 pub use apply::apply;
 pub use clear::clear;
+pub use cluster::refresh as refresh_cluster_summary;
 pub use plug::plug;
-pub use status::status;
+pub use status::{Request as StatusRequest, config_failed as status_config_failed, status};
 pub use validate::validate;
 
 use std::time::Instant;

@@ -79,6 +79,22 @@ pub struct Config {
     pub pve_lock_dir: PathBuf,
     /// Bound on every wait for OVSDB and ovs-vswitchd.
     pub timeout_secs: u64,
+    /// Whether `apply` and `status` keep this node's summary in
+    /// `<pve_config_dir>/nodes/<node>/ovs-autoattach.json` for `status --cluster`.
+    pub cluster_summary: ClusterSummary,
+}
+
+/// `cluster_summary`: when the node's summary is written.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterSummary {
+    /// Only when `pve_config_dir` is a mounted pmxcfs (the Proxmox cluster file system).
+    #[default]
+    Auto,
+    /// Whatever `pve_config_dir` is (a directory standing in for pmxcfs).
+    Always,
+    /// Never.
+    Off,
 }
 
 impl Default for Config {
@@ -100,6 +116,7 @@ impl Default for Config {
             run_dir: "/run/ovs-autoattach".into(),
             pve_lock_dir: "/run/lock".into(),
             timeout_secs: 10,
+            cluster_summary: ClusterSummary::Auto,
         }
     }
 }

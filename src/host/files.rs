@@ -99,6 +99,13 @@ pub fn write_if_changed(path: &Path, content: &str, links: Links) -> anyhow::Res
     Ok(true)
 }
 
+/// Writes `content` to `path` atomically even when it already holds it: for a file whose mtime
+/// tells its age to its reader (node_exporter's textfiles).
+pub fn write(path: &Path, content: &str, links: Links) -> anyhow::Result<()> {
+    let target = target(path, links, "write")?;
+    write_atomic(&target, content.as_bytes(), links)
+}
+
 /// Whether `path` holds exactly `content`, the comparison [`write_if_changed`] makes; a missing
 /// file holds nothing. Fails where [`write_if_changed`] would refuse. Reads only.
 pub fn holds(path: &Path, content: &str, links: Links) -> anyhow::Result<bool> {

@@ -9,7 +9,9 @@
 //! that the run is on the host, [`files`] writes files atomically, [`hostfiles`] keeps the host
 //! files in step, [`lock`] serializes runs, and [`syslog`] sends log lines to the system log.
 //! [`promisc`] sets a link's promiscuous flag (for traffic mirrors), and [`vswitchd`] sends
-//! ovs-vswitchd its control commands.
+//! ovs-vswitchd its control commands. [`runstate`] records the runs since boot in the run
+//! directory (last apply, failures), and [`pmxcfs`] keeps the node summaries of the cluster view
+//! in the cluster file system.
 
 pub(crate) mod config;
 pub(crate) mod files;
@@ -20,8 +22,10 @@ pub mod lock;
 pub(crate) mod lxc;
 pub(crate) mod namespace;
 pub(crate) mod ovsdb;
+pub(crate) mod pmxcfs;
 pub(crate) mod promisc;
 pub(crate) mod pve;
+pub(crate) mod runstate;
 pub(crate) mod sysctl;
 pub mod syslog;
 pub(crate) mod tc;

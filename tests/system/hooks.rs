@@ -340,6 +340,47 @@ fn if_up_hook_restores_guest_ports_after_ifdown_ifup_of_a_bridge() {
     assert_eq!(calls(&log), ["ovsbr0 apply"]);
 }
 
+/// ifupdown2 runs every file of `if-up.d`, whatever its name (it does not filter names as
+/// run-parts does), so a copy dpkg leaves beside a changed conffile would run the tool a second
+/// time on every reload. Only the file named exactly `ovs-autoattach` acts.
+#[test]
+fn if_up_hook_copies_under_other_names_do_nothing() {
+    if common::without_root() {
+        return;
+    }
+    let ovs = host();
+    ovs.write_config("interfaces_file: null\n");
+    ovs.tool_ok(&["apply"]);
+    let hook = common::if_up_hook();
+    let (bin, log) = recording_bin(&ovs);
+    let reload = format!("export OVS_AUTOATTACH_BIN={}; ifreload -a", bin.display());
+    let copies = [
+        ("ovs-autoattach.dpkg-old", hook.as_str()),
+        ("ovs-autoattach.dpkg-dist", hook.as_str()),
+        ("ovs-autoattach.dpkg-new", hook.as_str()),
+        ("ovs-autoattach~", hook.as_str()),
+    ];
+    // The copies alone: ifupdown2 runs them (upstream ifupdown2 drops the guest ports, and
+    // nothing puts them back), and they call nothing.
+    ifupdown_ok(&ovs, &copies, &reload);
+    assert_eq!(calls(&log), Vec::<String>::new(), "a copy ran the tool");
+    for (p, _, _) in GUESTS {
+        assert_eq!(
+            ovs.bridge_of(p),
+            None,
+            "{p}: only the real hook restores it"
+        );
+    }
+    // With the real hook beside them: one `apply` per bridge, not one per copy.
+    let mut hooks = copies.to_vec();
+    hooks.push(("ovs-autoattach", hook.as_str()));
+    ifupdown_ok(&ovs, &hooks, &reload);
+    let mut seen = calls(&log);
+    seen.sort();
+    assert_eq!(seen, ["ovsbr0 apply", "vmbr1 apply"]);
+    assert_guests_in_place(&ovs, "ifreload -a with the hook and its copies");
+}
+
 /// The hook itself, run the way ifupdown2 runs it, for each kind of interface and failure: it
 /// always exits 0, and runs the tool only for OVS bridges and guest NICs.
 #[test]
@@ -578,4 +619,83 @@ fn install_hookscript_attaches_to_guests_on_ovs_bridges() {
     let out = install_hookscript(dir, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", all(&out));
     assert!(all(&out).contains("failed: qm set 100"), "{}", all(&out));
+}
+
+/// The snippet an admin changed is never overwritten: install-hookscript refuses (exit 1,
+/// nothing changed, with the diff command and `--force`), `--force` keeps the admin's copy as
+/// `.bak`. A copy it installed itself (its sha256 recorded beside it) is updated silently.
+#[test]
+fn install_hookscript_never_overwrites_a_changed_snippet() {
+    if common::without_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    for d in ["bin", "pve/qemu-server", "pve/lxc"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let snippet = dir.join("snippets/ovs-autoattach-hookscript");
+    let record = dir.join("snippets/.ovs-autoattach-hookscript.sha256");
+    let backup = dir.join("snippets/ovs-autoattach-hookscript.bak");
+    let shipped = std::fs::read(common::hookscript()).unwrap();
+    let sha = |data: &[u8]| -> String {
+        let f = dir.join("sha.in");
+        std::fs::write(&f, data).unwrap();
+        common::check(Command::new("sha256sum").arg(&f))[..64].to_string()
+    };
+
+    // First install: copied, and recorded.
+    let out = install_hookscript(dir, &["--snippet-only"]);
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    assert!(all(&out).contains("copied"), "{}", all(&out));
+    assert_eq!(std::fs::read(&snippet).unwrap(), shipped);
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap().trim(),
+        sha(&shipped)
+    );
+    let out = install_hookscript(dir, &["--snippet-only"]);
+    assert!(all(&out).contains("is up to date"), "{}", all(&out));
+
+    // A copy it installed, of another version: updated, no backup.
+    let older = b"#!/bin/sh\n# an older version of ours\nexit 0\n";
+    std::fs::write(&snippet, older).unwrap();
+    std::fs::write(&record, format!("{}\n", sha(older))).unwrap();
+    let out = install_hookscript(dir, &["--snippet-only"]);
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    assert_eq!(std::fs::read(&snippet).unwrap(), shipped);
+    assert!(!backup.exists());
+
+    // The admin changes it: refused, in a dry run too, and nothing changes.
+    let mut changed = shipped.clone();
+    changed.extend_from_slice(b"logger 'local addition'\n");
+    std::fs::write(&snippet, &changed).unwrap();
+    for args in [&["--snippet-only"][..], &["--dry-run"], &[]] {
+        let out = install_hookscript(dir, args);
+        let printed = all(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {printed}");
+        assert!(
+            printed.contains("changed locally?")
+                && printed.contains("diff -u")
+                && printed.contains("--force"),
+            "{printed}"
+        );
+        assert_eq!(std::fs::read(&snippet).unwrap(), changed, "{args:?}");
+        assert!(!backup.exists(), "{args:?}");
+    }
+    // --force replaces it and keeps the admin's copy.
+    let out = install_hookscript(dir, &["--snippet-only", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    assert!(all(&out).contains(".bak"), "{}", all(&out));
+    assert_eq!(std::fs::read(&snippet).unwrap(), shipped);
+    assert_eq!(std::fs::read(&backup).unwrap(), changed);
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap().trim(),
+        sha(&shipped)
+    );
+
+    // A copy that differs and was never recorded (another tool put it there): refused too.
+    std::fs::remove_file(&record).unwrap();
+    std::fs::write(&snippet, b"#!/bin/sh\nexit 0\n").unwrap();
+    let out = install_hookscript(dir, &["--snippet-only"]);
+    assert_eq!(out.status.code(), Some(1), "{}", all(&out));
 }

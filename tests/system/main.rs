@@ -7,6 +7,7 @@
 
 mod common;
 
+mod day2;
 mod engine;
 mod hardening;
 mod hooks;

@@ -18,6 +18,12 @@ use common::{Ovs, text};
 
 const PKG: &str = "ovs-autoattach";
 
+/// Where enabling the restart unit links it.
+const RESTART_WANTS: [&str; 2] = [
+    "/etc/systemd/system/ovs-vswitchd.service.wants/ovs-autoattach-ovs-restart.service",
+    "/etc/systemd/system/openvswitch-switch.service.wants/ovs-autoattach-ovs-restart.service",
+];
+
 fn all(out: &Output) -> String {
     format!("{}{}", text(&out.stdout), text(&out.stderr))
 }
@@ -198,6 +204,9 @@ fn package_builds_installs_and_purges_cleanly() {
         "/usr/share/ovs-autoattach/ovs-autoattach-hookscript",
         "/usr/share/ovs-autoattach/install-hookscript",
         "/usr/lib/systemd/system/ovs-autoattach.service",
+        "/usr/lib/systemd/system/ovs-autoattach-ovs-restart.service",
+        "/usr/lib/systemd/system/ovs-autoattach-prometheus.service",
+        "/usr/lib/systemd/system/ovs-autoattach-prometheus.timer",
         "/etc/ovs-autoattach/config.yaml",
         "/usr/share/man/man8/ovs-autoattach.8.gz",
         "/usr/share/bash-completion/completions/ovs-autoattach",
@@ -269,16 +278,31 @@ fn package_builds_installs_and_purges_cleanly() {
     assert!(
         Path::new("/etc/systemd/system/multi-user.target.wants/ovs-autoattach.service").exists()
     );
-    // The installed unit, binary and man page together pass systemd's own check.
-    let out = common::run(
-        Command::new("systemd-analyze")
-            .args(["verify", "/usr/lib/systemd/system/ovs-autoattach.service"]),
-    );
+    // The restart unit is pulled in by every (re)start of Open vSwitch.
+    for wants in RESTART_WANTS {
+        assert!(Path::new(wants).exists(), "{wants} missing");
+    }
+    // The textfile timer is installed, not enabled.
     assert!(
-        out.status.success() && all(&out).trim().is_empty(),
-        "systemd-analyze verify:\n{}",
-        all(&out)
+        !Path::new("/etc/systemd/system/timers.target.wants/ovs-autoattach-prometheus.timer")
+            .exists()
     );
+    // The installed unit, binary and man page together pass systemd's own check.
+    for unit in [
+        "ovs-autoattach.service",
+        "ovs-autoattach-ovs-restart.service",
+    ] {
+        let out = common::run(
+            Command::new("systemd-analyze")
+                .arg("verify")
+                .arg(format!("/usr/lib/systemd/system/{unit}")),
+        );
+        assert!(
+            out.status.success() && all(&out).trim().is_empty(),
+            "systemd-analyze verify {unit}:\n{}",
+            all(&out)
+        );
+    }
 
     // --- upgrade in place with Open vSwitch up ---
     // Inside the test namespace, with the test OVS at the system socket path (private mount
@@ -419,6 +443,9 @@ fn package_builds_installs_and_purges_cleanly() {
         "/var/lib/systemd/deb-systemd-helper-enabled/ovs-autoattach.service.dsh-also",
         "/var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/ovs-autoattach.service",
         "/var/lib/systemd/deb-systemd-helper-masked/ovs-autoattach.service",
+        RESTART_WANTS[0],
+        RESTART_WANTS[1],
+        "/var/lib/systemd/deb-systemd-helper-masked/ovs-autoattach-ovs-restart.service",
     ] {
         if Path::new(p).symlink_metadata().is_ok() {
             left.push(p.to_string());

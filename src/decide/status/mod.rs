@@ -22,11 +22,23 @@
 //! The host files come in as [`FileCheck`]s (what `apply` would write, compared with the disk by
 //! the adapter), the traffic mirror rules as the mirror plan (its rule states and changes, [`Report::with_mirrors`]), the
 //! kernel-link work as (link, change) pairs. The JSON schema is docs/status.md.
+//!
+//! The same report renders four ways: [`text`] (the tables), [`json`] (the document),
+//! [`prometheus`] (metrics for node_exporter's textfile collector) and [`nagios`] (a monitoring
+//! plugin's line and exit code); the last two add the runs since boot ([`RunStats`]).
 
+pub(crate) mod cluster;
 mod json;
+pub(crate) mod nagios;
+pub(crate) mod prometheus;
+mod runs;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_support;
 mod text;
+
+pub(crate) use runs::{LastApply, RunStats};
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -201,7 +201,7 @@ fn owned_text(actual: Option<&PortState>) -> Cow<'static, str> {
 
 /// Left-aligned columns two spaces apart; the last column is not padded, no line ends in a
 /// space. Written straight into `out`: at thousands of rows this is most of the report's cost.
-fn table<const N: usize>(out: &mut String, head: [&str; N], rows: &[[Cow<'_, str>; N]]) {
+pub(super) fn table<const N: usize>(out: &mut String, head: [&str; N], rows: &[[Cow<'_, str>; N]]) {
     let width = |cell: &str| cell.chars().count();
     let mut widths = head.map(width);
     for row in rows {
