@@ -115,6 +115,7 @@ fn carry_out(
         |rtnl, changed| match changed {
             false => Ok(host.states.clone()),
             true => Ok(pass::link_states(
+                config,
                 &rtnl.dump()?,
                 Some(&rtnl.rate_limited()?),
             )),

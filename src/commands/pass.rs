@@ -105,7 +105,7 @@ impl Host {
                 .iter()
                 .filter_map(|l| Some((l.name.clone(), l.mtu?)))
                 .collect(),
-            states: link_states(&all, Some(&limited)),
+            states: link_states(config, &all, Some(&limited)),
             links,
             guests,
         })
@@ -118,9 +118,11 @@ impl Host {
 }
 
 /// The links by name as [`linkplan`] sees them, their masters by name; `limited` the links with
-/// Proxmox's rate limit in place, when that was looked at. IPv6 is read for the links named
-/// after a guest NIC only: the others are never asked to drop it.
+/// Proxmox's rate limit in place, when that was looked at. IPv6 is read for the links that may
+/// be asked to drop it: the candidates (Proxmox's NICs, raw container NICs, included links) and
+/// the fwbr and fwln of a Proxmox NIC.
 pub(super) fn link_states(
+    config: &Config,
     all: &[Link],
     limited: Option<&BTreeSet<u32>>,
 ) -> BTreeMap<String, LinkState> {
@@ -135,7 +137,8 @@ pub(super) fn link_states(
                     master: l.master.and_then(|m| names.get(&m).map(|n| n.to_string())),
                     alias: l.alias.clone(),
                     rate_limited: limited.map(|set| set.contains(&l.index)),
-                    ipv6: nic::parse(&l.name).is_some() && sysctl::ipv6_enabled(&l.name),
+                    ipv6: (nic::parse(&l.name).is_some() || config.is_candidate(&l.name))
+                        && sysctl::ipv6_enabled(&l.name),
                 },
             )
         })
@@ -145,6 +148,7 @@ pub(super) fn link_states(
 /// `plug`'s view of the links [`linkplan`] looks at: the NIC, and its fwbr and fwln if it has
 /// the firewall shape or had it. One lookup each, no dump.
 pub(super) fn plug_links(
+    config: &Config,
     rtnl: &mut Rtnl,
     iface: &str,
 ) -> anyhow::Result<BTreeMap<String, LinkState>> {
@@ -165,7 +169,7 @@ pub(super) fn plug_links(
             found.push(link);
         }
     }
-    Ok(link_states(&found, None))
+    Ok(link_states(config, &found, None))
 }
 
 pub(super) fn host_link(link: &Link, master: Option<&Link>, addressed: bool) -> HostLink {

@@ -143,7 +143,7 @@ impl Run<'_> {
             },
             |rtnl, changed| match changed {
                 false => Ok(seen.neighbours.clone()),
-                true => pass::plug_links(rtnl, iface),
+                true => pass::plug_links(config, rtnl, iface),
             },
         )?;
         // Report.
@@ -196,7 +196,7 @@ impl Run<'_> {
             links,
             guests,
             record: hostfiles::record(self.config),
-            neighbours: pass::plug_links(self.rtnl, iface)?,
+            neighbours: pass::plug_links(self.config, self.rtnl, iface)?,
         }))
     }
 

@@ -349,3 +349,32 @@ fn a_run_inside_a_container_touches_nothing() {
     ovs.tool_ok(&["apply"]);
     assert_eq!(ovs.bridge_of("vethAb12Cd").as_deref(), Some("ovsbr0"));
 }
+
+/// Proxmox drops IPv6 on every NIC it plugs; a raw container NIC attached by the tool gets the
+/// same, through `apply` and through `plug`, and `status` names it while it is still on.
+#[test]
+fn a_raw_container_nic_loses_ipv6_like_a_proxmox_nic() {
+    if common::without_root() {
+        return;
+    }
+    let ovs = Ovs::start();
+    let c = ovs.container_ns();
+    ovs.sh(&format!(
+        "ip link add vethA1b2C3 type veth peer name eth0 netns {c}; ip link set vethA1b2C3 up"
+    ));
+    let ipv6_off = |ovs: &Ovs| {
+        let value = ovs.sh("cat /proc/sys/net/ipv6/conf/vethA1b2C3/disable_ipv6");
+        value.trim().to_string()
+    };
+    assert_eq!(ipv6_off(&ovs), "0");
+    let out = ovs.tool_ok(&["apply"]);
+    assert!(out.contains("disable IPv6 on vethA1b2C3"), "{out}");
+    assert_eq!(ipv6_off(&ovs), "1");
+    ovs.sh("echo 0 > /proc/sys/net/ipv6/conf/vethA1b2C3/disable_ipv6");
+    let status = ovs.tool(&["status"]);
+    let shown = text(&status.stdout);
+    assert_eq!(status.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("disable IPv6 on vethA1b2C3"), "{shown}");
+    ovs.tool_ok(&["plug", "vethA1b2C3"]);
+    assert_eq!(ipv6_off(&ovs), "1");
+}
