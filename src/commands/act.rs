@@ -170,7 +170,7 @@ pub(super) fn commit<F: Send>(
         timing(&mut wait, "waiting for ovs-vswitchd");
         // Once ovs-vswitchd holds the new mirrors, not before: flows translated meanwhile
         // would still copy.
-        if waited.is_ok() && mirrors.stops_copies() {
+        if waited.is_ok() && mirrors.stops_copies(plan) {
             purge_flows(ovs);
             timing(&mut wait, "purging datapath flows");
         }

@@ -19,21 +19,21 @@ use serde_json::json;
 use crate::decide::config::Endpoint;
 use crate::host::ovsdb::{Client, Server};
 
-/// ovs-vswitchd's run directory when the OVSDB endpoint does not say it (TCP): Debian's.
-pub const DEFAULT_RUNDIR: &str = "/run/openvswitch";
-
 /// Largest pid file read.
 const MAX_PIDFILE: u64 = 64;
 
 /// The run directory of ovs-vswitchd for the OVSDB endpoint the tool uses: the directory of a
-/// unix socket, [`DEFAULT_RUNDIR`] for TCP.
-pub fn rundir(endpoint: &Endpoint) -> PathBuf {
+/// unix socket. A TCP endpoint says nothing of where the ovs-vswitchd it configures keeps its
+/// control socket (it may be another host's, or another instance's): `None`, and no purge is
+/// sent to a daemon the run did not change.
+pub fn rundir(endpoint: &Endpoint) -> Option<PathBuf> {
     match endpoint {
-        Endpoint::Unix(path) => path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
-        Endpoint::Tcp(_) => PathBuf::from(DEFAULT_RUNDIR),
+        Endpoint::Unix(path) => Some(
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        ),
+        Endpoint::Tcp(_) => None,
     }
 }
 
@@ -138,15 +138,12 @@ mod tests {
     fn the_run_directory_is_the_db_sockets() {
         assert_eq!(
             rundir(&Endpoint::Unix("/run/openvswitch/db.sock".into())),
-            PathBuf::from("/run/openvswitch")
+            Some(PathBuf::from("/run/openvswitch"))
         );
-        assert_eq!(
-            rundir(&Endpoint::Tcp("127.0.0.1:6640".into())),
-            PathBuf::from(DEFAULT_RUNDIR)
-        );
+        assert_eq!(rundir(&Endpoint::Tcp("127.0.0.1:6640".into())), None);
         assert_eq!(
             rundir(&Endpoint::Unix("db.sock".into())),
-            PathBuf::from(".")
+            Some(PathBuf::from("."))
         );
     }
 }

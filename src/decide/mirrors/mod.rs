@@ -35,7 +35,7 @@ use crate::decide::guest::{GuestId, Kind};
 use crate::decide::ifname;
 use crate::decide::nic::Slot;
 use crate::decide::observed::{Observed, ObservedMirror, Uuid};
-use crate::decide::plan::{self, Plan, PortAfter, PortRef};
+use crate::decide::plan::{self, Change, Plan, PortAfter, PortRef};
 
 pub use rules::{Rule, Rules, Select, Source};
 
@@ -398,17 +398,28 @@ impl MirrorPlan {
         self.changes.is_empty()
     }
 
-    /// Whether, once the plan is committed, some copies must stop: a mirror removed, or one
-    /// whose selection or output is rewritten (narrowed or sent elsewhere). ovs-vswitchd does
-    /// not revalidate its cached datapath flows when a mirror is deleted, so those keep copying
-    /// to the former output while traffic flows; the run then has ovs-vswitchd purge them. A
-    /// mirror created, or one only marked, stops nothing.
-    pub fn stops_copies(&self) -> bool {
-        self.changes.iter().any(|c| match c {
-            MirrorChange::Remove { .. } => true,
-            MirrorChange::Update { differs, .. } => differs.iter().any(|d| *d != PROMISC_KEY),
-            MirrorChange::Create(_) => false,
-        })
+    /// Whether, once the plan is committed together with the port plan `ports`, ovs-vswitchd
+    /// must be told to drop its cached datapath flows so that copies stop at once: a mirror
+    /// removed, or one whose selection or output is rewritten (narrowed or sent elsewhere).
+    /// ovs-vswitchd does not revalidate its cached flows when a mirror is deleted, so those keep
+    /// copying to the former output while traffic flows. A mirror created, or one only marked,
+    /// stops nothing; and a transaction that adds, moves or deletes a port makes ovs-vswitchd
+    /// revalidate every flow by itself (a port's construction and destruction), so the purge,
+    /// which costs every flow of the host a new upcall, is left out then (a guest stop that takes
+    /// its mirror with it).
+    pub fn stops_copies(&self, ports: &Plan) -> bool {
+        let revalidated = ports.changes.iter().any(|c| {
+            matches!(
+                c,
+                Change::Attach { .. } | Change::Move { .. } | Change::Prune { .. }
+            )
+        });
+        !revalidated
+            && self.changes.iter().any(|c| match c {
+                MirrorChange::Remove { .. } => true,
+                MirrorChange::Update { differs, .. } => differs.iter().any(|d| *d != PROMISC_KEY),
+                MirrorChange::Create(_) => false,
+            })
     }
 
     /// How many mirror changes of each kind.

@@ -648,18 +648,18 @@ fn only_a_removed_or_rewritten_mirror_stops_copies() {
     let ports = [("eno1", "vmbr1"), ("tap100i1", "vmbr1")];
     // Created: nothing to stop.
     let p = plan_full(&specs, &observed(&ports, vec![]));
-    assert!(!p.is_empty() && !p.stops_copies(), "{p:?}");
+    assert!(!p.is_empty() && !p.stops_copies(&Plan::default()), "{p:?}");
     // As the rule says: nothing at all.
     let right = ours(NAME, "vmbr1", "eno1", "tap100i1");
     let p = plan_full(&specs, &observed(&ports, vec![right.clone()]));
-    assert!(p.is_empty() && !p.stops_copies());
+    assert!(p.is_empty() && !p.stops_copies(&Plan::default()));
     // Adopted without a column to correct: only marked.
     let unmarked = ObservedMirror {
         owner: None,
         ..right.clone()
     };
     let p = plan_full(&specs, &observed(&ports, vec![unmarked]));
-    assert!(!p.is_empty() && !p.stops_copies(), "{p:?}");
+    assert!(!p.is_empty() && !p.stops_copies(&Plan::default()), "{p:?}");
     // Only the promiscuous record differs (it names a link the rule's source is not).
     let recorded = ObservedMirror {
         promisc: Some("eno9".into()),
@@ -667,13 +667,13 @@ fn only_a_removed_or_rewritten_mirror_stops_copies() {
     };
     let p = plan_full(&specs, &observed(&ports, vec![recorded]));
     assert_eq!(lines(&p).len(), 1, "{p:?}");
-    assert!(!p.stops_copies());
+    assert!(!p.stops_copies(&Plan::default()));
     // Selecting everything: narrowed to the rule's source.
     let wide = ObservedMirror {
         select_all: true,
         ..right.clone()
     };
-    assert!(plan_full(&specs, &observed(&ports, vec![wide])).stops_copies());
+    assert!(plan_full(&specs, &observed(&ports, vec![wide])).stops_copies(&Plan::default()));
     // Copying only what Open vSwitch 3.5's `filter` matches: a rule never asks for that.
     let filtered = ObservedMirror {
         filter: Some("icmp".into()),
@@ -686,18 +686,32 @@ fn only_a_removed_or_rewritten_mirror_stops_copies() {
             "updated mirror mirror_vmbr1_eno1_to_vm100i1 on vmbr1: eno1 (select=both) -> tap100i1 (corrected: filter)"
         ]
     );
-    assert!(p.stops_copies());
+    assert!(p.stops_copies(&Plan::default()));
     // Sending its copies elsewhere.
     let elsewhere = ObservedMirror {
         output: Some("P-eno1".into()),
         ..right.clone()
     };
-    assert!(plan_full(&specs, &observed(&ports, vec![elsewhere])).stops_copies());
+    assert!(plan_full(&specs, &observed(&ports, vec![elsewhere])).stops_copies(&Plan::default()));
     // Removed: its rule waits, or no rule asks for it.
     let p = plan_full(&specs, &observed(&[("eno1", "vmbr1")], vec![right.clone()]));
-    assert!(p.stops_copies(), "{p:?}");
+    assert!(p.stops_copies(&Plan::default()), "{p:?}");
     let none = Specs::resolve(&rules(""), &BTreeMap::new());
-    assert!(plan_full(&none, &observed(&ports, vec![right.clone()])).stops_copies());
+    assert!(
+        plan_full(&none, &observed(&ports, vec![right.clone()])).stops_copies(&Plan::default())
+    );
     // `clear` removes every mirror of ours.
-    assert!(clear(&observed(&ports, vec![right]), &BTreeMap::new()).stops_copies());
+    let cleared = clear(&observed(&ports, vec![right]), &BTreeMap::new());
+    assert!(cleared.stops_copies(&Plan::default()));
+    // A port added, moved or pruned in the same transaction: ovs-vswitchd revalidates every flow
+    // by itself, and the purge is left out (a guest stop taking its mirror with it).
+    let prune = Plan {
+        changes: vec![Change::Prune {
+            port: "tap100i1".into(),
+            uuid: "P-tap100i1".into(),
+            bridge: "vmbr1".into(),
+            reason: "its link is gone".into(),
+        }],
+    };
+    assert!(!cleared.stops_copies(&prune));
 }

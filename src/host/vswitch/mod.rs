@@ -60,7 +60,7 @@ pub struct Vswitch {
     client: Client,
     timeout: Duration,
     /// ovs-vswitchd's run directory, where its control socket is ([`vswitchd::rundir`]).
-    rundir: PathBuf,
+    rundir: Option<PathBuf>,
 }
 
 impl Vswitch {
@@ -77,7 +77,15 @@ impl Vswitch {
     /// Has ovs-vswitchd drop its cached datapath flows ([`vswitchd::purge`]), bounded by the
     /// timeout: after a committed change that must stop mirror copies at once.
     pub fn purge_flows(&self) -> anyhow::Result<()> {
-        vswitchd::purge(&self.rundir, self.timeout)
+        match &self.rundir {
+            Some(rundir) => vswitchd::purge(rundir, self.timeout),
+            None => {
+                log::info!(
+                    "OVSDB is reached over TCP, so the control socket of its ovs-vswitchd is not known here: cached flows of a removed mirror copy until they expire (`ovs-appctl revalidator/purge` on that host stops them)"
+                );
+                Ok(())
+            }
+        }
     }
 
     /// Refuses unless the OVSDB server is visible from this PID namespace (see
