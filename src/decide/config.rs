@@ -260,6 +260,7 @@ pub enum Endpoint {
 impl Config {
     /// Parses and validates configuration text. An empty document means all defaults.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let whole = text;
         let config = if text
             .lines()
             .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
@@ -273,6 +274,12 @@ impl Config {
                 let message = match text.rsplit_once(" at line ") {
                     Some((message, _)) if line.is_some() => message.to_string(),
                     _ => text,
+                };
+                // The parser puts a duplicate key at the start of its mapping: the line that
+                // matters is the key's second one.
+                let line = match duplicate_key(&message) {
+                    Some(key) => key_lines(whole, key).nth(1),
+                    None => line,
                 };
                 ConfigError { line, message }
             })?
@@ -413,6 +420,21 @@ impl Config {
     }
 }
 
+/// The key a parser error names as given twice (`duplicate field `bridge``).
+fn duplicate_key(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("duplicate field `")?;
+    rest.split_once('`').map(|(key, _)| key)
+}
+
+/// The 1-based lines that start with `key:` (a top-level key of the file).
+fn key_lines<'a>(text: &'a str, key: &'a str) -> impl Iterator<Item = usize> + 'a {
+    text.lines().enumerate().filter_map(move |(i, l)| {
+        l.strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with(':'))
+            .then_some(i + 1)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,6 +480,11 @@ mod tests {
         let e = Config::parse("bridge: vmbr0\nbirdge: vmbr1\n").unwrap_err();
         assert!(e.message.contains("birdge") && e.line == Some(2), "{e:?}");
         assert!(e.to_string().contains("line 2"), "{e}");
+        // A key given twice: its second line, not the start of the file.
+        let e = Config::parse("# c\n# c\n# c\nbridge: vmbr0\ntimeout_secs: 3\n\nbridge: vmbr1\n")
+            .unwrap_err();
+        assert_eq!(e.line, Some(7), "{e:?}");
+        assert!(e.message.contains("duplicate field `bridge`"), "{e:?}");
         let e = Config::parse("# comment\nbridge: vmbr0\ntimeout_secs: 0\n").unwrap_err();
         assert_eq!(
             e,
