@@ -310,7 +310,7 @@ impl Proxy {
             .arg(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "proxy_process",
+                "races::proxy_process",
                 "--ignored",
                 "--nocapture",
                 "--test-threads=1",
