@@ -5,10 +5,12 @@
 use super::*;
 use crate::decide::desired::{self, GuestFile, Guests, Master};
 use crate::decide::guest::{GuestConfig, GuestId};
+use crate::decide::mirrors::Out;
 use crate::decide::plan::{self, Scope};
 use crate::decide::testing::link_on;
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 
 fn port(bridge: Option<&str>, vlan: Vlan, owned: bool) -> PortState {
     PortState {
@@ -451,12 +453,12 @@ fn mirror_rules_are_read_off_the_mirror_plan() {
     let want = Want {
         name: "m_pending".into(),
         bridge: "vmbr1".into(),
-        source: "eno1".into(),
-        src: PortRef::Row("E".into()),
-        output: "tap100i1".into(),
-        out: PortRef::New("tap100i1".into()),
+        all: false,
+        sources: vec![("eno1".into(), PortRef::Row("E".into()))],
+        out: Out::Port("tap100i1".into(), PortRef::New("tap100i1".into())),
         select: Select::Both,
-        promisc: None,
+        vlans: BTreeSet::new(),
+        promisc: BTreeSet::new(),
     };
     let plan = MirrorPlan {
         changes: vec![
