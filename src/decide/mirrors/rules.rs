@@ -242,6 +242,85 @@ impl Rules {
     }
 }
 
+/// What `validate` knows of this host, to check that what the rules name exists.
+#[derive(Clone, Debug, Default)]
+pub struct Host {
+    /// The links (and so the OVS bridges and ports) that exist, of those asked for
+    /// ([`Rules::link_names`]).
+    pub links: BTreeSet<String>,
+    /// The guest NICs with a `net<n>` line in their guest's configuration on this node.
+    pub nics: BTreeSet<Slot>,
+}
+
+impl Rules {
+    /// The names that must be links for the rules to work: every bridge and every source port.
+    pub fn link_names(&self) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        for rule in &self.rules {
+            names.insert(rule.bridge.clone());
+            for source in rule.sources.list() {
+                if let Source::Port(port) = source {
+                    names.insert(port.clone());
+                }
+            }
+        }
+        names
+    }
+
+    /// What each rule names and `host` does not have, at the rule's line: its bridge, a source
+    /// port (no such link), a guest NIC source or destination (no `net<n>` line in that guest's
+    /// configuration).
+    pub fn missing(&self, host: &Host) -> Vec<LineError> {
+        let mut out = Vec::new();
+        for rule in &self.rules {
+            let mut gone = |message: String| {
+                out.push(LineError {
+                    line: rule.line,
+                    message,
+                })
+            };
+            if !host.links.contains(&rule.bridge) {
+                gone(format!(
+                    "rule's BRIDGE {} does not exist (no such link on this host)",
+                    rule.bridge
+                ));
+            }
+            for source in rule.sources.list() {
+                match source {
+                    Source::Port(port) if !host.links.contains(port) => gone(format!(
+                        "rule's SOURCE {port} does not exist (no such link on this host)"
+                    )),
+                    Source::Guest(nic) if !host.nics.contains(nic) => gone(format!(
+                        "rule's SOURCE vm{}:{} does not exist ({})",
+                        nic.vmid,
+                        nic.index,
+                        no_nic(*nic)
+                    )),
+                    _ => {}
+                }
+            }
+            if let Dest::Nic(nic) = rule.dest
+                && !host.nics.contains(&nic)
+            {
+                gone(format!(
+                    "rule's destination {} {} does not exist ({})",
+                    nic.vmid,
+                    nic.index,
+                    no_nic(nic)
+                ));
+            }
+        }
+        out
+    }
+}
+
+fn no_nic(nic: Slot) -> String {
+    format!(
+        "no net{1} line in qemu-server/{0}.conf or lxc/{0}.conf",
+        nic.vmid, nic.index
+    )
+}
+
 /// The options of one line, each at most once.
 #[derive(Default)]
 struct Options {
@@ -819,5 +898,44 @@ vmbr1 * - - output_vlan=10
         ] {
             assert!(msg(line).contains(part), "line {line}: {}", msg(line));
         }
+    }
+
+    #[test]
+    fn what_a_rule_names_must_exist() {
+        let r = Rules::parse(
+            b"vmbr1 eno1 100 1\n\
+              vmbr9 eno1,eno9,vm200:0,vm201:0 100 2\n\
+              vmbr1 * - - output_vlan=5\n",
+        );
+        assert_eq!(
+            r.link_names(),
+            ["eno1", "eno9", "vmbr1", "vmbr9"].map(String::from).into()
+        );
+        let host = Host {
+            links: ["eno1", "vmbr1"].map(String::from).into(),
+            nics: [nic(100, 1), nic(200, 0)].into(),
+        };
+        let found: Vec<(usize, String)> = r
+            .missing(&host)
+            .into_iter()
+            .map(|e| (e.line, e.message))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (2, "rule's BRIDGE vmbr9 does not exist (no such link on this host)".to_string()),
+                (2, "rule's SOURCE eno9 does not exist (no such link on this host)".into()),
+                (
+                    2,
+                    "rule's SOURCE vm201:0 does not exist (no net0 line in qemu-server/201.conf or lxc/201.conf)"
+                        .into()
+                ),
+                (
+                    2,
+                    "rule's destination 100 2 does not exist (no net2 line in qemu-server/100.conf or lxc/100.conf)"
+                        .into()
+                ),
+            ]
+        );
     }
 }
