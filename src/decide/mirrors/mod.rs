@@ -3,7 +3,8 @@
 //!
 //! Pure, in three steps:
 //! 1. [`Specs::resolve`] turns each rule into the mirror it asks for: its name, its bridge, the
-//!    OVS port it mirrors and the one it sends the copies out of (guest NICs resolved with the
+//!    OVS ports it mirrors (or the whole bridge), the VLANs it selects, and the port it sends the
+//!    copies out of or the VLAN it sends them into (guest NICs resolved with the
 //!    guest configurations: `tap`, `veth` for a container, `fwln` behind Proxmox's firewall).
 //! 2. [`build`] compares those with the mirrors OVS holds, as they will be once the port plan of
 //!    the same run is committed ([`ports_after`]): a port the run attaches is referenced by the
@@ -13,8 +14,10 @@
 //!    makes an active rule whose mirror the run would still change pending.
 //!
 //! Invariants, enforced here and nowhere else:
-//! - A rule's mirror exists exactly while its source and output ports are both on its bridge;
-//!   when either is missing, a mirror of ours is removed and the rule is "waiting" (not an error).
+//! - A rule's mirror exists exactly while its output port (none for an output VLAN) and at
+//!   least one of its sources (any port for `*`) are on its bridge; otherwise a mirror of ours is
+//!   removed and the rule is "waiting" (not an error). A rule of several sources some of which
+//!   are missing mirrors the others and is waiting for the rest.
 //! - Only mirrors carrying the mark (`external_ids:owner=ovs-autoattach`) are ever rewritten or
 //!   removed. The one exception is adoption: an unmarked mirror (no `owner` at all) with exactly
 //!   a rule's name, on the rule's bridge, is marked and corrected. That is how the seed tool's
