@@ -139,7 +139,7 @@ pub fn clear_plan(observed: &Observed) -> anyhow::Result<MirrorPlan> {
         .mirrors
         .iter()
         .filter(|m| m.owned())
-        .filter_map(|m| m.promisc.clone())
+        .flat_map(|m| mirrors::links(m.promisc.as_deref()).map(String::from))
         .collect();
     let flags = if recorded.is_empty() {
         Default::default()

@@ -8,10 +8,14 @@
 //! several lines is judged by the value the tool uses (see [`GuestConfig::parse`]), and its line
 //! is that value's line.
 //!
+//! The mirror rules are checked line by line as `apply` reads them, and on the host they are for
+//! (see [`missing`]) for what they name: each bridge and source port must be a link here, each
+//! guest NIC a `net<n>` line of its guest's configuration.
+//!
 //! Exit codes: 0 no problem; 1 problems in guest configurations (or rules); 2 the tool's own
 //! configuration is invalid, and nothing else was checked, since it says where to look.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::{ErrorKind, Write as _};
 use std::path::{Path, PathBuf};
@@ -22,10 +26,11 @@ use super::Success;
 use crate::decide::config::Config;
 use crate::decide::desired::GuestFile;
 use crate::decide::guest::{GuestConfig, GuestId, Kind};
-use crate::decide::mirrors::rules::Rules;
+use crate::decide::mirrors::rules::{Host, LineError, Rules};
+use crate::decide::nic::Slot;
 use crate::error::UsageError;
 use crate::host::config::{self as host_config, LoadError};
-use crate::host::pve;
+use crate::host::{links, pve};
 
 /// A problem at a file and, when known, a 1-based line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,12 +57,14 @@ pub fn validate(config_path: Option<&Path>) -> anyhow::Result<Success> {
     // Guest configurations.
     let dir = &config.pve_config_dir;
     let (ids, mut problems) = guests(dir);
-    for (id, file) in pve::read_guests(dir, &ids) {
-        problems.extend(guest_problems(&id.config_path(dir), &file));
+    let files = pve::read_guests(dir, &ids);
+    for (id, file) in &files {
+        problems.extend(guest_problems(&id.config_path(dir), file));
     }
-    // The mirror rules, each refused line with its file and line (exit 1).
+    // The mirror rules, each refused line with its file and line, and what a rule names that
+    // does not exist (exit 1).
     let rules_checked = config.mirrors_file.as_ref().and_then(|path| {
-        let (count, found) = rule_problems(path);
+        let (count, found) = rule_problems(path, &files);
         problems.extend(found);
         count.map(|n| (path.clone(), n))
     });
@@ -112,13 +119,20 @@ fn guests(dir: &Path) -> (BTreeSet<GuestId>, Vec<Problem>) {
     (ids, problems)
 }
 
-/// The refused lines of the rules file `path`, and how many rules it holds (`None`: no file).
-fn rule_problems(path: &Path) -> (Option<usize>, Vec<Problem>) {
+/// The refused lines of the rules file `path` and what its rules name that does not exist
+/// ([`missing`]), and how many rules it holds (`None`: no file).
+fn rule_problems(
+    path: &Path,
+    guests: &BTreeMap<GuestId, GuestFile>,
+) -> (Option<usize>, Vec<Problem>) {
     match super::mirrors::read_rules(path) {
         Ok(None) => (None, Vec::new()),
         Ok(Some(bytes)) => {
             let rules = Rules::parse(&bytes);
-            let problems = rules.errors.into_iter().map(|e| Problem {
+            let mut errors = rules.errors.clone();
+            errors.extend(missing(&rules, guests));
+            errors.sort_by_key(|e| e.line);
+            let problems = errors.into_iter().map(|e| Problem {
                 file: path.to_path_buf(),
                 line: Some(e.line),
                 message: e.message,
@@ -134,6 +148,41 @@ fn rule_problems(path: &Path) -> (Option<usize>, Vec<Problem>) {
             }],
         ),
     }
+}
+
+/// What the rules name and this host does not have ([`Rules::missing`]): each bridge and source
+/// port as a link here (sysfs), each guest NIC as a `net<n>` line of its guest's configuration.
+/// Only on the host the rules are for, where at least one bridge that the rules or the guest
+/// configurations name is a link: run elsewhere (configuration management checking a copy of
+/// the files), `validate` checks the lines alone, and says so on standard error.
+fn missing(rules: &Rules, guests: &BTreeMap<GuestId, GuestFile>) -> Vec<LineError> {
+    if rules.rules.is_empty() {
+        return Vec::new();
+    }
+    let mut bridges: BTreeSet<String> = rules.rules.iter().map(|r| r.bridge.clone()).collect();
+    let mut nics = BTreeSet::new();
+    for (id, file) in guests {
+        let GuestFile::Parsed(conf) = file else {
+            continue;
+        };
+        for (index, net) in &conf.nets {
+            nics.insert(Slot {
+                vmid: id.vmid,
+                index: *index,
+            });
+            bridges.extend(net.as_ref().ok().and_then(|n| n.bridge.clone()));
+        }
+    }
+    let mut names = rules.link_names();
+    names.extend(bridges.iter().cloned());
+    let links: BTreeSet<String> = names.into_iter().filter(|n| links::exists(n)).collect();
+    if !bridges.iter().any(|b| links.contains(b)) {
+        log::warn!(
+            "no bridge the mirror rules or the guest configurations name is a link here: this is not the host they are for, so what the rules name is not checked"
+        );
+        return Vec::new();
+    }
+    rules.missing(&Host { links, nics })
 }
 
 /// The closing line: what was checked, and how many problems.

@@ -50,8 +50,8 @@ pub struct ObservedMirror {
     pub select_all: bool,
     pub select_src: BTreeSet<Uuid>,
     pub select_dst: BTreeSet<Uuid>,
-    /// Whether `select_vlan` is non-empty.
-    pub select_vlan: bool,
+    /// `select_vlan`: the VLANs mirrored, none for all.
+    pub select_vlan: BTreeSet<i64>,
     pub output: Option<Uuid>,
     pub output_vlan: Option<i64>,
     /// `filter`, when set (Open vSwitch 3.5's flow-match filter on what is mirrored).
@@ -60,7 +60,8 @@ pub struct ObservedMirror {
     pub stats: Option<MirrorStats>,
     /// `external_ids:owner`, whoever it names.
     pub owner: Option<String>,
-    /// `external_ids:`[`crate::decide::mirrors::PROMISC_KEY`].
+    /// `external_ids:`[`crate::decide::mirrors::PROMISC_KEY`]: a link, or several separated by
+    /// commas ([`crate::decide::mirrors::links`]).
     pub promisc: Option<String>,
 }
 

@@ -56,9 +56,9 @@ const MIRRORS: [(&str, &str, &str, bool); 3] = [
 /// namespaces of their own), and VM 400, configured but not running.
 struct Host {
     ovs: Ovs,
-    /// Namespace and device of each far end: the switch, and guests 201 and 300 (guest 200's is
-    /// only pinged).
+    /// Namespace and device of each far end: the switch, and guests 200, 201 and 300.
     span: (String, String),
+    g200: (String, String),
     g201: (String, String),
     g300: (String, String),
 }
@@ -85,8 +85,8 @@ fn host() -> Host {
     ovs.vsctl(&["add-port", "vmbr1", "eno12419"]);
     std::fs::write(ovs.mirrors_path(), RULES).unwrap();
     let ns = |peer: &String, addr: &str| (ovs.guest_ns(peer, addr), peer.clone());
-    ns(&peers[0], "10.88.0.3/24");
     Host {
+        g200: ns(&peers[0], "10.88.0.3/24"),
         span: ns(&span, "10.88.0.1/24"),
         g201: ns(&peers[1], "10.99.1.1/24"),
         g300: ns(&peers[2], "10.99.3.1/24"),
@@ -105,6 +105,8 @@ struct Row {
     out: Vec<String>,
     select_all: bool,
     external_ids: BTreeMap<String, String>,
+    select_vlan: Vec<i64>,
+    output_vlan: Option<i64>,
 }
 
 fn list(ovs: &Ovs, table: &str, columns: &str) -> Vec<Vec<Value>> {
@@ -148,12 +150,16 @@ fn mirrors(ovs: &Ovs) -> BTreeMap<String, Row> {
             holder.insert(uuid(&m), b[0].as_str().unwrap().to_string());
         }
     }
-    let names =
-        |v: &Value| -> Vec<String> { items(v).iter().map(|u| ports[&uuid(u)].clone()).collect() };
+    // A set's order is the server's: by name here.
+    let names = |v: &Value| -> Vec<String> {
+        let mut names: Vec<String> = items(v).iter().map(|u| ports[&uuid(u)].clone()).collect();
+        names.sort();
+        names
+    };
     list(
         ovs,
         "Mirror",
-        "_uuid,name,select_src_port,select_dst_port,output_port,select_all,external_ids",
+        "_uuid,name,select_src_port,select_dst_port,output_port,select_all,external_ids,select_vlan,output_vlan",
     )
     .iter()
     .map(|r| {
@@ -177,6 +183,8 @@ fn mirrors(ovs: &Ovs) -> BTreeMap<String, Row> {
                 out: names(&r[4]),
                 select_all: r[5].as_bool().unwrap(),
                 external_ids,
+                select_vlan: items(&r[7]).iter().filter_map(Value::as_i64).collect(),
+                output_vlan: items(&r[8]).first().and_then(Value::as_i64),
             },
         )
     })
@@ -196,6 +204,8 @@ fn kept(source: &str, output: &str, both: bool) -> Row {
         out: vec![output.into()],
         select_all: false,
         external_ids: marked(),
+        select_vlan: vec![],
+        output_vlan: None,
     }
 }
 
@@ -226,7 +236,12 @@ struct Capture {
     out: PathBuf,
 }
 
-fn capture(ovs: &Ovs, (ns, dev): &(String, String), count: usize) -> Capture {
+fn capture(ovs: &Ovs, who: &(String, String), count: usize) -> Capture {
+    capture_of(ovs, who, count, "icmp")
+}
+
+/// [`capture`] with a tcpdump filter of its own.
+fn capture_of(ovs: &Ovs, (ns, dev): &(String, String), count: usize, filter: &str) -> Capture {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = format!(
         "{ns}-{dev}-{}",
@@ -242,7 +257,7 @@ fn capture(ovs: &Ovs, (ns, dev): &(String, String), count: usize) -> Capture {
         cmd.args(["-c", &count.to_string()]);
     }
     let child = cmd
-        .arg("icmp")
+        .args(filter.split(' '))
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(&err).unwrap())
@@ -1035,4 +1050,281 @@ fn a_mirror_filter_is_drift_where_the_schema_has_one_and_never_named_where_not()
         rule_status(ovs, name),
         (Some(0), "active".into(), "".into())
     );
+}
+
+// --- rules beyond one port: '*', several sources, vlans=, output_vlan= ---
+
+/// A guest of the shape tests: its VMID, the namespace and device of its far end, its address.
+struct Guest {
+    vmid: u32,
+    at: (String, String),
+    addr: &'static str,
+    tag: Option<u16>,
+}
+
+/// [`host`] with the SPAN port and bridge of [`NETWORK`] in the interfaces file, these rules,
+/// containers 200, 201 and 300 tagged as `tags` says, and extra containers `more` (a veth each,
+/// its far end in a namespace of its own with the address given); after a first `apply`.
+fn shape_host(
+    rules: &str,
+    tags: &[(u32, u16)],
+    more: &[(u32, &'static str)],
+) -> (Host, Vec<Guest>) {
+    let h = host();
+    let ovs = &h.ovs;
+    let conf = |vmid: u32| {
+        let tag = tags
+            .iter()
+            .find(|(v, _)| *v == vmid)
+            .map(|(_, t)| format!(",tag={t}"))
+            .unwrap_or_default();
+        format!("net0: name=eth0,bridge=vmbr1,hwaddr=BC:24:11:00:02:00,type=veth{tag}\n")
+    };
+    for vmid in [200, 201, 300] {
+        ovs.guest("lxc", vmid, &conf(vmid));
+    }
+    let mut guests = Vec::new();
+    for (vmid, addr) in more {
+        ovs.guest("lxc", *vmid, &conf(*vmid));
+        let peer = ovs.veth(&format!("veth{vmid}i0"));
+        guests.push(Guest {
+            vmid: *vmid,
+            at: (ovs.guest_ns(&peer, addr), peer),
+            addr,
+            tag: tags.iter().find(|(v, _)| v == vmid).map(|(_, t)| *t),
+        });
+    }
+    std::fs::write(
+        ovs.interfaces_path(),
+        format!("{NETWORK}\n{}", ovs.source_line()),
+    )
+    .unwrap();
+    std::fs::write(ovs.mirrors_path(), rules).unwrap();
+    ovs.tool_ok(&["apply"]);
+    (h, guests)
+}
+
+/// Pings `target` from namespace `ns` (3 requests), and asserts that it answers.
+fn ping_from(ns: &str, target: &str) {
+    let out = common::run(Command::new("ip").args([
+        "netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-W", "1", target,
+    ]));
+    assert!(out.status.success(), "{target}: {}", text(&out.stdout));
+}
+
+/// A guest restart as Proxmox does it: the container's veth goes (and its far end with it), a
+/// new one is made with the far end in the container again, Proxmox deletes and re-adds the
+/// port (with the guest's tag), then the hookscript's `post-start` runs `plug`.
+fn restart_guest(ovs: &Ovs, g: &Guest) {
+    let name = format!("veth{}i0", g.vmid);
+    let (ns, dev) = &g.at;
+    ovs.sh(&format!(
+        "ip link del {name}; ip link add {name} type veth peer name {dev} netns {ns}; ip link set {name} up"
+    ));
+    common::check(Command::new("ip").args([
+        "netns",
+        "exec",
+        ns,
+        "bash",
+        "-ec",
+        &format!("ip link set {dev} up; ip addr add {} dev {dev}", g.addr),
+    ]));
+    ovs.vsctl(&["--if-exists", "del-port", &name]);
+    let tag = g.tag.map(|t| format!("tag={t}"));
+    let mut add = vec!["add-port", "vmbr1", name.as_str()];
+    add.extend(tag.as_deref());
+    ovs.vsctl(&add);
+    ovs.tool_ok(&["plug", &name]);
+}
+
+/// Runs `check` after the first `apply`, after `ifreload -a` with the hook, after `ifdown` and
+/// `ifup` of the bridge (`del-br`; then the SPAN port's own `ifup`), and after a restart of
+/// guest `restart`.
+fn through_disruptions(h: &Host, restart: &Guest, check: impl Fn(&str)) {
+    let ovs = &h.ovs;
+    check("apply");
+    let (out, _) = with_hook(ovs, "ifreload -a");
+    check(&format!("ifreload -a\n{out}"));
+    let (out, _) = with_hook(ovs, "ifdown vmbr1; ifup vmbr1; ifup eno12419");
+    check(&format!("ifdown/ifup vmbr1\n{out}"));
+    restart_guest(ovs, restart);
+    check("a guest restart");
+    // Everything as the rules say: a run has nothing to do.
+    let cfg = ovs.next_cfg();
+    ovs.tool_ok(&["apply"]);
+    assert_eq!(ovs.next_cfg(), cfg);
+}
+
+/// The one mirror of ours, by name.
+fn the_mirror(ovs: &Ovs, name: &str, after: &str) -> Row {
+    let all = mirrors(ovs);
+    assert_eq!(all.len(), 1, "after {after}: {all:#?}");
+    all.into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("{name} missing after {after}"))
+        .1
+}
+
+fn the_guest(h: &Host, vmid: u32) -> Guest {
+    let (at, addr) = match vmid {
+        201 => (h.g201.clone(), "10.99.1.1/24"),
+        300 => (h.g300.clone(), "10.99.3.1/24"),
+        _ => panic!("no guest {vmid} here"),
+    };
+    Guest {
+        vmid,
+        at,
+        addr,
+        tag: None,
+    }
+}
+
+/// `*`: the whole bridge, `select_all`; what the switch sends guest 200 reaches guest 300.
+#[test]
+fn the_whole_bridge_is_mirrored_through_reloads_and_restarts() {
+    if common::without_root() {
+        return;
+    }
+    let (h, _) = shape_host("vmbr1  *  300  0\n", &[], &[]);
+    let ovs = &h.ovs;
+    let name = "mirror_vmbr1_*_to_vm300i0";
+    through_disruptions(&h, &the_guest(&h, 300), |after| {
+        let row = the_mirror(ovs, name, after);
+        assert_eq!(
+            row,
+            Row {
+                src: vec![],
+                dst: vec![],
+                select_all: true,
+                ..kept("x", "veth300i0", false)
+            },
+            "after {after}"
+        );
+        let in300 = capture(ovs, &h.g300, 0);
+        ping_200(&h);
+        in300.wait_for(REQUEST);
+    });
+}
+
+/// `vlans=10`: of two selected sources, the frames in VLAN 10 are copied, those in VLAN 20 not.
+#[test]
+fn only_the_selected_vlans_are_mirrored_through_reloads_and_restarts() {
+    if common::without_root() {
+        return;
+    }
+    // Guests 200 and 201 talk in VLAN 10, 202 and 203 in VLAN 20; the rule selects 200 and 202.
+    let (h, guests) = shape_host(
+        "vmbr1  vm200:0,vm202:0  300  0  vlans=10\n",
+        &[(200, 10), (201, 10), (202, 20), (203, 20)],
+        &[(202, "10.77.0.2/24"), (203, "10.77.0.3/24")],
+    );
+    let ovs = &h.ovs;
+    common::check(Command::new("ip").args([
+        "netns",
+        "exec",
+        &h.g201.0,
+        "ip",
+        "addr",
+        "add",
+        "10.88.0.9/24",
+        "dev",
+        &h.g201.1,
+    ]));
+    let name = "mirror_vmbr1_veth200i0,veth202i0_to_vm300i0";
+    let request_10 = "10.88.0.9 > 10.88.0.3: ICMP echo request";
+    let request_20 = "10.77.0.2 > 10.77.0.3: ICMP echo request";
+    through_disruptions(&h, &guests[0], |after| {
+        let row = the_mirror(ovs, name, after);
+        let both = vec!["veth200i0".to_string(), "veth202i0".into()];
+        let mut got = row.src.clone();
+        got.sort();
+        assert_eq!(got, both, "after {after}");
+        assert_eq!((row.select_vlan.clone(), row.output_vlan), (vec![10], None));
+        // VLAN-tagged copies: the output port is a trunk.
+        let in300 = capture_of(ovs, &h.g300, 0, "icmp or (vlan and icmp)");
+        ping_from(&guests[0].at.0, "10.77.0.3");
+        ping_from(&h.g201.0, "10.88.0.3");
+        in300.wait_for(request_10);
+        let frames = in300.stop();
+        assert!(
+            !frames.contains(request_20),
+            "after {after}, VLAN 20 copied:\n{frames}"
+        );
+    });
+}
+
+/// Several sources in one mirror: the SPAN port and guest 201's NIC.
+#[test]
+fn several_sources_are_mirrored_through_reloads_and_restarts() {
+    if common::without_root() {
+        return;
+    }
+    let (h, _) = shape_host("vmbr1  eno12419,vm201:0  300  0  select=src\n", &[], &[]);
+    let ovs = &h.ovs;
+    // Guest 201 talks to guest 200 on a subnet of their own.
+    let g200 = &h.g200;
+    common::check(Command::new("ip").args([
+        "netns",
+        "exec",
+        &g200.0,
+        "ip",
+        "addr",
+        "add",
+        "10.99.1.3/24",
+        "dev",
+        &g200.1,
+    ]));
+    let name = "mirror_vmbr1_eno12419,veth201i0_to_vm300i0";
+    let from_201 = "10.99.1.1 > 10.99.1.3: ICMP echo request";
+    through_disruptions(&h, &the_guest(&h, 201), |after| {
+        let row = the_mirror(ovs, name, after);
+        assert_eq!(
+            row,
+            Row {
+                src: vec!["eno12419".into(), "veth201i0".into()],
+                ..kept("x", "veth300i0", false)
+            },
+            "after {after}"
+        );
+        let in300 = capture(ovs, &h.g300, 0);
+        ping_200(&h);
+        ping_from(&h.g201.0, "10.99.1.3");
+        in300.wait_for(REQUEST);
+        in300.wait_for(from_201);
+    });
+}
+
+/// RSPAN: the SPAN port's traffic into VLAN 30, received by guest 300's access port in VLAN 30.
+#[test]
+fn an_output_vlan_reaches_its_access_port_through_reloads_and_restarts() {
+    if common::without_root() {
+        return;
+    }
+    let (h, _) = shape_host("vmbr1  eno12419  -  -  output_vlan=30\n", &[(300, 30)], &[]);
+    let ovs = &h.ovs;
+    assert!(
+        ovs.vlan("veth300i0").starts_with("30 "),
+        "{}",
+        ovs.vlan("veth300i0")
+    );
+    let name = "mirror_vmbr1_eno12419_to_vlan30";
+    let receiver = Guest {
+        tag: Some(30),
+        ..the_guest(&h, 300)
+    };
+    through_disruptions(&h, &receiver, |after| {
+        let row = the_mirror(ovs, name, after);
+        assert_eq!(
+            row,
+            Row {
+                out: vec![],
+                output_vlan: Some(30),
+                ..kept("eno12419", "x", true)
+            },
+            "after {after}"
+        );
+        let in300 = capture(ovs, &h.g300, 0);
+        ping_200(&h);
+        in300.wait_for(REQUEST);
+    });
 }

@@ -676,3 +676,61 @@ fn firewall_and_mirror_drift() {
     ovs.tool_ok(&["apply"]);
     assert_eq!(status_json(&ovs).0, 0);
 }
+
+/// On the host the rules are for (a bridge they name is a link here), `validate` also reports
+/// what a rule names that does not exist: a bridge or source port that is no link, a guest NIC
+/// with no `net<n>` line. Off that host (the test above) the same rules pass.
+#[test]
+fn validate_on_the_host_reports_what_the_rules_name_and_does_not_exist() {
+    if common::without_root() {
+        return;
+    }
+    let tmp = validate_tree();
+    let d = tmp.path().display().to_string();
+    std::fs::write(
+        tmp.path().join("pve/qemu-server/100.conf"),
+        "net0: virtio,bridge=vmbr1\nnet1: virtio,bridge=vmbr1\n",
+    )
+    .unwrap();
+    std::fs::write(tmp.path().join("pve/qemu-server/101.conf"), "").unwrap();
+    std::fs::write(
+        tmp.path().join("mirrors.conf"),
+        "vmbr1 eno12419 100 1\nvmbr1 eno1,eno9,vm200:0 100 5\nvmbr9 * - - output_vlan=5\nvmbr1 vm300:0 - - output_vlan=7\n",
+    )
+    .unwrap();
+    let ns = format!("oaa-validate-{}", std::process::id());
+    common::check(Command::new("ip").args(["netns", "add", &ns]));
+    for link in ["vmbr1", "eno12419", "eno1"] {
+        common::check(Command::new("ip").args(["-n", &ns, "tuntap", "add", link, "mode", "tap"]));
+    }
+    let out = run(Command::new("ip")
+        .args(["netns", "exec", &ns, BIN, "--config"])
+        .arg(tmp.path().join("config.yaml"))
+        .arg("validate"));
+    let _ = run(Command::new("ip").args(["netns", "del", &ns]));
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[..4],
+        [
+            format!(
+                "{d}/mirrors.conf:2: rule's SOURCE eno9 does not exist (no such link on this host)"
+            ),
+            format!(
+                "{d}/mirrors.conf:2: rule's destination 100 5 does not exist (no net5 line in qemu-server/100.conf or lxc/100.conf)"
+            ),
+            format!(
+                "{d}/mirrors.conf:3: rule's BRIDGE vmbr9 does not exist (no such link on this host)"
+            ),
+            format!(
+                "{d}/mirrors.conf:4: rule's SOURCE vm300:0 does not exist (no net0 line in qemu-server/300.conf or lxc/300.conf)"
+            ),
+        ],
+        "{stdout}"
+    );
+    assert!(
+        lines[4].ends_with(&format!("4 mirror rules in {d}/mirrors.conf; 4 problems")),
+        "{stdout}"
+    );
+}

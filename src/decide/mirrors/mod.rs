@@ -3,7 +3,8 @@
 //!
 //! Pure, in three steps:
 //! 1. [`Specs::resolve`] turns each rule into the mirror it asks for: its name, its bridge, the
-//!    OVS port it mirrors and the one it sends the copies out of (guest NICs resolved with the
+//!    OVS ports it mirrors (or the whole bridge), the VLANs it selects, and the port it sends the
+//!    copies out of or the VLAN it sends them into (guest NICs resolved with the
 //!    guest configurations: `tap`, `veth` for a container, `fwln` behind Proxmox's firewall).
 //! 2. [`build`] compares those with the mirrors OVS holds, as they will be once the port plan of
 //!    the same run is committed ([`ports_after`]): a port the run attaches is referenced by the
@@ -13,8 +14,10 @@
 //!    makes an active rule whose mirror the run would still change pending.
 //!
 //! Invariants, enforced here and nowhere else:
-//! - A rule's mirror exists exactly while its source and output ports are both on its bridge;
-//!   when either is missing, a mirror of ours is removed and the rule is "waiting" (not an error).
+//! - A rule's mirror exists exactly while its output port (none for an output VLAN) and at
+//!   least one of its sources (any port for `*`) are on its bridge; otherwise a mirror of ours is
+//!   removed and the rule is "waiting" (not an error). A rule of several sources some of which
+//!   are missing mirrors the others and is waiting for the rest.
 //! - Only mirrors carrying the mark (`external_ids:owner=ovs-autoattach`) are ever rewritten or
 //!   removed. The one exception is adoption: an unmarked mirror (no `owner` at all) with exactly
 //!   a rule's name, on the rule's bridge, is marked and corrected. That is how the seed tool's
@@ -37,7 +40,7 @@ use crate::decide::nic::Slot;
 use crate::decide::observed::{Observed, ObservedMirror, Uuid};
 use crate::decide::plan::{self, Change, Plan, PortAfter, PortRef};
 
-pub use rules::{Rule, Rules, Select, Source};
+pub use rules::{Dest, Rule, Rules, Select, Source, Sources};
 
 /// `Mirror.external_ids` key saying that the tool set the source link promiscuous for this
 /// mirror; the value is the link's name.
@@ -48,9 +51,11 @@ pub const PROMISC_KEY: &str = "ovs-autoattach-promisc";
 pub fn guests_to_read(rules: &Rules) -> BTreeSet<GuestId> {
     let mut vmids = BTreeSet::new();
     for rule in &rules.rules {
-        vmids.insert(rule.dest.vmid);
-        if let Source::Guest(nic) = &rule.source {
-            vmids.insert(nic.vmid);
+        vmids.extend(rule.dest.nic().map(|nic| nic.vmid));
+        for source in rule.sources.list() {
+            if let Source::Guest(nic) = source {
+                vmids.insert(nic.vmid);
+            }
         }
     }
     vmids
@@ -92,23 +97,55 @@ pub fn nic_ports(nic: Slot, guests: &BTreeMap<GuestId, GuestFile>) -> NicPorts {
     NicPorts { host, port }
 }
 
+/// Where a mirror's copies go, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Out of this OVS port.
+    Port(String),
+    /// Into this VLAN (`output_vlan`, RSPAN).
+    Vlan(u16),
+}
+
+impl Output {
+    /// The OVS port, when the copies go out of one.
+    pub fn port(&self) -> Option<&str> {
+        match self {
+            Output::Port(p) => Some(p),
+            Output::Vlan(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Output::Port(p) => f.write_str(p),
+            Output::Vlan(v) => write!(f, "vlan {v}"),
+        }
+    }
+}
+
 /// The mirror one rule asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Spec {
     pub line: usize,
-    /// `mirror_<bridge>_<source>_to_vm<vmid>i<n>`, the seed tool's name, where `<source>` is the
-    /// source port as written or, for `vm<VMID>:<N>`, the guest NIC's host interface
-    /// (`tap200i0`, `veth200i0` for a container): for a VM that is exactly the seed's name, so
-    /// its mirrors are adopted.
+    /// `mirror_<bridge>_<sources>_to_<dest>`, the seed tool's name, where `<sources>` is the
+    /// source field as written with each `vm<VMID>:<N>` replaced by the guest NIC's host
+    /// interface (`tap200i0`, `veth200i0` for a container): for a VM that is exactly the seed's
+    /// name, so its mirrors are adopted. `<dest>` is `vm<vmid>i<n>`, or `vlan<N>`.
     pub name: String,
     pub bridge: String,
-    /// The OVS port whose traffic is mirrored.
-    pub source: String,
-    /// The OVS port the copies go out of.
-    pub output: String,
+    /// `*`: every port of the bridge; `sources` is then empty.
+    pub all: bool,
+    /// The OVS ports whose traffic is mirrored, in the order written.
+    pub sources: Vec<String>,
+    /// Only the traffic of these VLANs; empty: all.
+    pub vlans: BTreeSet<u16>,
+    pub output: Output,
     pub select: Select,
-    pub promisc: bool,
-    /// Interface names whose `plug` reconciles this rule: both ports and the guests' host
+    /// The sources whose link should be promiscuous.
+    pub promisc: BTreeSet<String>,
+    /// Interface names whose `plug` reconciles this rule: every port and the guests' host
     /// interfaces.
     pub involves: BTreeSet<String>,
 }
@@ -166,7 +203,12 @@ impl Specs {
     /// The OVS ports the rules that involve `iface` need to see.
     pub fn ports_involving(&self, iface: &str) -> BTreeSet<String> {
         self.involving(iface)
-            .flat_map(|s| [s.source.clone(), s.output.clone()])
+            .flat_map(|s| {
+                s.sources
+                    .iter()
+                    .cloned()
+                    .chain(s.output.port().map(String::from))
+            })
             .collect()
     }
 
@@ -175,42 +217,68 @@ impl Specs {
     pub fn promisc_links(&self, observed: &Observed) -> BTreeSet<String> {
         self.specs
             .iter()
-            .filter(|s| s.promisc)
-            .map(|s| s.source.clone())
+            .flat_map(|s| s.promisc.iter().cloned())
             .chain(recorded(observed).into_iter().map(String::from))
             .collect()
     }
 }
 
 fn resolve_one(rule: &Rule, guests: &BTreeMap<GuestId, GuestFile>) -> Result<Spec, String> {
-    let dest = nic_ports(rule.dest, guests);
-    let (label, source, mut involves) = match &rule.source {
-        Source::Port(name) => (name.clone(), name.clone(), BTreeSet::from([name.clone()])),
-        Source::Guest(nic) => {
-            let p = nic_ports(*nic, guests);
-            (
-                p.host.clone(),
-                p.port.clone(),
-                BTreeSet::from([p.host, p.port]),
-            )
+    let mut involves = BTreeSet::new();
+    let (output, dest_label) = match rule.dest {
+        Dest::Nic(slot) => {
+            let dest = nic_ports(slot, guests);
+            involves.insert(dest.host);
+            involves.insert(dest.port.clone());
+            (Output::Port(dest.port), slot.label())
         }
+        Dest::Vlan(v) => (Output::Vlan(v), rule.dest.label()),
     };
-    for name in [&label, &source, &dest.host, &dest.port] {
-        ifname::validate(name).map_err(|e| format!("no such interface can exist: {e}"))?;
+    let mut labels = Vec::new();
+    let mut sources = Vec::new();
+    let mut promisc = BTreeSet::new();
+    for source in rule.sources.list() {
+        let (label, port) = match source {
+            Source::Port(name) => (name.clone(), name.clone()),
+            Source::Guest(nic) => {
+                let p = nic_ports(*nic, guests);
+                (p.host, p.port)
+            }
+        };
+        for name in [&label, &port] {
+            ifname::validate(name).map_err(|e| format!("no such interface can exist: {e}"))?;
+        }
+        if Some(port.as_str()) == output.port() {
+            return Err(format!("the source is the destination itself ({port})"));
+        }
+        if sources.contains(&port) {
+            return Err(format!("{port} is named twice among the sources"));
+        }
+        if rule.promisc(source) {
+            promisc.insert(port.clone());
+        }
+        involves.insert(label.clone());
+        involves.insert(port.clone());
+        labels.push(label);
+        sources.push(port);
     }
-    if source == dest.port {
-        return Err(format!("the source is the destination itself ({source})"));
+    if let Some(port) = output.port() {
+        ifname::validate(port).map_err(|e| format!("no such interface can exist: {e}"))?;
     }
-    involves.insert(dest.host.clone());
-    involves.insert(dest.port.clone());
+    let label = match rule.sources {
+        Sources::All => "*".to_string(),
+        Sources::List(_) => labels.join(","),
+    };
     Ok(Spec {
         line: rule.line,
-        name: format!("mirror_{}_{label}_to_{}", rule.bridge, rule.dest.label()),
+        name: format!("mirror_{}_{label}_to_{dest_label}", rule.bridge),
         bridge: rule.bridge.clone(),
-        source,
-        output: dest.port,
+        all: rule.sources == Sources::All,
+        sources,
+        vlans: rule.vlans.clone(),
+        output,
         select: rule.select,
-        promisc: rule.promisc,
+        promisc,
         involves,
     })
 }
@@ -221,8 +289,29 @@ fn recorded(observed: &Observed) -> BTreeSet<&str> {
         .mirrors
         .iter()
         .filter(|m| m.owned())
-        .filter_map(|m| m.promisc.as_deref())
+        .flat_map(|m| links(m.promisc.as_deref()))
         .collect()
+}
+
+/// The links of a promiscuous record: one name, or several separated by commas (a mirror of
+/// several sources). No interface name holds a comma.
+pub fn links(record: Option<&str>) -> impl Iterator<Item = &str> {
+    record
+        .unwrap_or_default()
+        .split(',')
+        .filter(|l| !l.is_empty())
+}
+
+/// The record of `links`, `None` when there is none.
+pub fn record(links: &BTreeSet<String>) -> Option<String> {
+    (!links.is_empty()).then(|| links.iter().cloned().collect::<Vec<_>>().join(","))
+}
+
+/// Where a mirror as the tool writes it sends its copies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Out {
+    Port(String, PortRef),
+    Vlan(u16),
 }
 
 /// A mirror as the tool writes it.
@@ -230,27 +319,69 @@ fn recorded(observed: &Observed) -> BTreeSet<&str> {
 pub struct Want {
     pub name: String,
     pub bridge: String,
-    pub source: String,
-    pub src: PortRef,
-    pub output: String,
-    pub out: PortRef,
+    /// `select_all`.
+    pub all: bool,
+    /// The source ports (those on the bridge), with their rows.
+    pub sources: Vec<(String, PortRef)>,
     pub select: Select,
-    /// The link this mirror records as set promiscuous by the tool ([`PROMISC_KEY`]).
-    pub promisc: Option<String>,
+    /// `select_vlan`.
+    pub vlans: BTreeSet<u16>,
+    pub out: Out,
+    /// The links this mirror records as set promiscuous by the tool ([`PROMISC_KEY`]).
+    pub promisc: BTreeSet<String>,
 }
 
 impl fmt::Display for Want {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sources = if self.all {
+            "*".to_string()
+        } else {
+            let names: Vec<&str> = self.sources.iter().map(|(n, _)| n.as_str()).collect();
+            names.join(",")
+        };
+        let vlans = if self.vlans.is_empty() {
+            String::new()
+        } else {
+            format!(", vlans={}", vlan_list(&self.vlans))
+        };
+        let output = match &self.out {
+            Out::Port(name, _) => name.clone(),
+            Out::Vlan(v) => format!("vlan {v}"),
+        };
         write!(
             f,
-            "{} on {}: {} (select={}) -> {}",
+            "{} on {}: {sources} (select={}{vlans}) -> {output}",
             self.name,
             self.bridge,
-            self.source,
             self.select.as_str(),
-            self.output
         )
     }
+}
+
+/// VLANs as a rule writes them: `10,20-30`.
+pub fn vlan_list(vlans: &BTreeSet<u16>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut run: Option<(u16, u16)> = None;
+    let mut flush = |run: (u16, u16)| {
+        parts.push(match run {
+            (a, b) if a == b => a.to_string(),
+            (a, b) => format!("{a}-{b}"),
+        })
+    };
+    for &v in vlans {
+        run = match run {
+            Some((a, b)) if b + 1 == v => Some((a, v)),
+            Some(r) => {
+                flush(r);
+                Some((v, v))
+            }
+            None => Some((v, v)),
+        };
+    }
+    if let Some(r) = run {
+        flush(r);
+    }
+    parts.join(",")
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -522,63 +653,43 @@ pub fn build(
                     }));
                 (RuleState::Waiting, Some(waiting))
             }
-            Ok((src, dst)) => {
-                let off = promisc.get(&spec.source) == Some(&false);
-                if spec.promisc && off {
-                    out.promisc_on.insert(spec.source.clone());
+            Ok(ends) => {
+                let mut record = BTreeSet::new();
+                for (source, _) in &ends.sources {
+                    if !spec.promisc.contains(source) {
+                        continue;
+                    }
+                    let off = promisc.get(source) == Some(&false);
+                    if off {
+                        out.promisc_on.insert(source.clone());
+                    }
+                    if off || recorded.contains(source.as_str()) {
+                        record.insert(source.clone());
+                    }
                 }
-                let record = spec.promisc && (off || recorded.contains(spec.source.as_str()));
                 let want = Want {
                     name: spec.name.clone(),
                     bridge: spec.bridge.clone(),
-                    source: spec.source.clone(),
-                    src,
-                    output: spec.output.clone(),
-                    out: dst,
+                    all: spec.all,
+                    sources: ends.sources,
                     select: spec.select,
-                    promisc: record.then(|| spec.source.clone()),
+                    vlans: spec.vlans.clone(),
+                    out: ends.out,
+                    promisc: record,
                 };
-                records.extend(want.promisc.clone());
-                if let Some((first, extra)) = ours.split_first() {
-                    let differs = differs(first, &want);
-                    if !differs.is_empty() {
-                        out.changes.push(MirrorChange::Update {
-                            uuid: first.uuid.clone(),
-                            want,
-                            adopt: false,
-                            differs,
-                        });
-                    }
-                    out.changes
-                        .extend(extra.iter().map(|m| MirrorChange::Remove {
-                            uuid: m.uuid.clone(),
-                            name: m.name.clone(),
-                            bridge: spec.bridge.clone(),
-                            reason: "a second mirror of ours with this name".into(),
-                        }));
-                } else if let Some(m) = observed
-                    .mirrors
-                    .iter()
-                    .filter(same)
-                    .find(|m| m.owner.is_none())
-                {
-                    out.changes.push(MirrorChange::Update {
-                        uuid: m.uuid.clone(),
-                        differs: differs(m, &want),
-                        want,
-                        adopt: true,
-                    });
-                } else {
-                    out.changes.push(MirrorChange::Create(want));
+                records.extend(want.promisc.iter().cloned());
+                out.changes.extend(keep(&ours, observed, &same, want));
+                match ends.missing {
+                    None => (RuleState::Active, None),
+                    Some(missing) => (RuleState::Waiting, Some(missing)),
                 }
-                (RuleState::Active, None)
             }
         };
         out.rules.push(RuleStatus {
             line: spec.line,
             mirror: Some(spec.name.clone()),
             bridge: Some(spec.bridge.clone()),
-            output: Some(spec.output.clone()),
+            output: spec.output.port().map(String::from),
             state,
             detail,
         });
@@ -603,7 +714,7 @@ pub fn build(
             .mirrors
             .iter()
             .filter(|m| m.owned() && m.bridge.is_some() && !handled.contains(m.uuid.as_str()))
-            .filter_map(|m| m.promisc.clone()),
+            .flat_map(|m| links(m.promisc.as_deref()).map(String::from)),
     );
     out.promisc_off = recorded
         .into_iter()
@@ -614,41 +725,124 @@ pub fn build(
     out
 }
 
-/// The ports of a spec once the port plan is committed, or what it waits for.
+/// The changes that make the mirrors of ours with a rule's name (`ours`), or an unmarked
+/// namesake (adopted), what `want` says; or the mirror created.
+fn keep(
+    ours: &[&ObservedMirror],
+    observed: &Observed,
+    same: &dyn Fn(&&ObservedMirror) -> bool,
+    want: Want,
+) -> Vec<MirrorChange> {
+    let mut changes = Vec::new();
+    if let Some((first, extra)) = ours.split_first() {
+        let bridge = want.bridge.clone();
+        let differs = differs(first, &want);
+        if !differs.is_empty() {
+            changes.push(MirrorChange::Update {
+                uuid: first.uuid.clone(),
+                want,
+                adopt: false,
+                differs,
+            });
+        }
+        changes.extend(extra.iter().map(|m| MirrorChange::Remove {
+            uuid: m.uuid.clone(),
+            name: m.name.clone(),
+            bridge: bridge.clone(),
+            reason: "a second mirror of ours with this name".into(),
+        }));
+    } else if let Some(m) = observed
+        .mirrors
+        .iter()
+        .filter(same)
+        .find(|m| m.owner.is_none())
+    {
+        changes.push(MirrorChange::Update {
+            uuid: m.uuid.clone(),
+            differs: differs(m, &want),
+            want,
+            adopt: true,
+        });
+    } else {
+        changes.push(MirrorChange::Create(want));
+    }
+    changes
+}
+
+/// A rule's ports once the port plan is committed.
+struct Ends {
+    /// The sources on the bridge, with their rows.
+    sources: Vec<(String, PortRef)>,
+    out: Out,
+    /// The sources not on the bridge, when some are (the mirror copies the others meanwhile).
+    missing: Option<String>,
+}
+
+/// The ports of a spec once the port plan is committed, or what it waits for: the bridge, the
+/// output port, or every source. A rule of several sources some of which are missing keeps
+/// mirroring those on the bridge, and says which it waits for.
 fn endpoints(
     spec: &Spec,
     after: &BTreeMap<String, PortAfter>,
     observed: &Observed,
-) -> Result<(PortRef, PortRef), String> {
+) -> Result<Ends, String> {
     if !observed.bridges.contains_key(&spec.bridge) {
         return Err(format!("bridge {} (it does not exist)", spec.bridge));
     }
-    let mut missing = Vec::new();
-    let mut at = |name: &str| match after.get(name) {
-        Some(p) if p.bridge == spec.bridge => Some(p.row.clone()),
-        Some(p) => {
-            missing.push(format!("{name} (now on {})", p.bridge));
-            None
-        }
-        None => {
-            missing.push(name.to_string());
-            None
-        }
+    let at = |name: &str| match after.get(name) {
+        Some(p) if p.bridge == spec.bridge => Ok(p.row.clone()),
+        Some(p) => Err(format!("{name} (now on {})", p.bridge)),
+        None => Err(name.to_string()),
     };
-    match (at(&spec.source), at(&spec.output)) {
-        (Some(src), Some(out)) => Ok((src, out)),
-        _ => Err(format!("{} on {}", missing.join(" and "), spec.bridge)),
+    let out = match &spec.output {
+        Output::Vlan(v) => Ok(Out::Vlan(*v)),
+        Output::Port(name) => at(name).map(|row| Out::Port(name.clone(), row)),
+    };
+    let mut sources = Vec::new();
+    let mut missing = Vec::new();
+    for name in &spec.sources {
+        match at(name) {
+            Ok(row) => sources.push((name.clone(), row)),
+            Err(why) => missing.push(why),
+        }
+    }
+    let on = |what: Vec<String>| format!("{} on {}", what.join(" and "), spec.bridge);
+    match out {
+        Err(why) => {
+            missing.push(why);
+            Err(on(missing))
+        }
+        Ok(_) if sources.is_empty() && !spec.all => Err(on(missing)),
+        Ok(out) => Ok(Ends {
+            missing: (!missing.is_empty()).then(|| {
+                let copying: Vec<&str> = sources.iter().map(|(n, _)| n.as_str()).collect();
+                format!("{} (copying {} meanwhile)", on(missing), copying.join(", "))
+            }),
+            sources,
+            out,
+        }),
     }
 }
 
 /// The columns of `m` that differ from `want` (the mark aside).
 fn differs(m: &ObservedMirror, want: &Want) -> Vec<&'static str> {
-    let set_is = |set: &BTreeSet<Uuid>, wanted: bool| match wanted {
-        true => set.len() == 1 && set.iter().all(|u| want.src.is(u)),
+    let set_is = |set: &BTreeSet<Uuid>, wanted: bool| match wanted && !want.all {
+        true => {
+            set.len() == want.sources.len()
+                && want
+                    .sources
+                    .iter()
+                    .all(|(_, r)| set.iter().any(|u| r.is(u)))
+        }
         false => set.is_empty(),
     };
+    let vlans: BTreeSet<i64> = want.vlans.iter().map(|&v| i64::from(v)).collect();
+    let (port, vlan) = match &want.out {
+        Out::Port(_, r) => (Some(r), None),
+        Out::Vlan(v) => (None, Some(i64::from(*v))),
+    };
     let mut d = Vec::new();
-    if m.select_all {
+    if m.select_all != want.all {
         d.push("select_all");
     }
     if !set_is(&m.select_src, want.select.src()) {
@@ -657,19 +851,25 @@ fn differs(m: &ObservedMirror, want: &Want) -> Vec<&'static str> {
     if !set_is(&m.select_dst, want.select.dst()) {
         d.push("select_dst_port");
     }
-    if m.select_vlan {
+    if m.select_vlan != vlans {
         d.push("select_vlan");
     }
-    if !m.output.as_deref().is_some_and(|u| want.out.is(u)) {
+    let out_ok = match (&m.output, port) {
+        (None, None) => true,
+        (Some(u), Some(r)) => r.is(u),
+        _ => false,
+    };
+    if !out_ok {
         d.push("output_port");
     }
-    if m.output_vlan.is_some() {
+    if m.output_vlan != vlan {
         d.push("output_vlan");
     }
     if m.filter.is_some() {
         d.push("filter");
     }
-    if m.owned() && m.promisc != want.promisc {
+    let recorded: BTreeSet<String> = links(m.promisc.as_deref()).map(String::from).collect();
+    if m.owned() && recorded != want.promisc {
         d.push(PROMISC_KEY);
     }
     d

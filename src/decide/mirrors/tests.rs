@@ -89,8 +89,8 @@ fn names_are_the_seed_tools() {
             "mirror_ovs_zone1_eno12419_to_vm102i1",
         ]
     );
-    assert_eq!(specs.specs[4].source, "tap200i0");
-    assert_eq!(specs.specs[4].output, "tap100i3");
+    assert_eq!(specs.specs[4].sources, ["tap200i0"]);
+    assert_eq!(specs.specs[4].output, Output::Port("tap100i3".into()));
 }
 
 #[test]
@@ -106,8 +106,8 @@ fn guest_nics_resolve_to_tap_veth_or_fwln() {
     let s = &specs.specs[0];
     assert_eq!(s.name, "mirror_vmbr1_veth200i0_to_vm300i1");
     assert_eq!(
-        (s.source.as_str(), s.output.as_str()),
-        ("veth200i0", "fwln300o1")
+        (s.sources[0].as_str(), s.output.port()),
+        ("veth200i0", Some("fwln300o1"))
     );
     assert_eq!(
         s.involves,
@@ -116,14 +116,14 @@ fn guest_nics_resolve_to_tap_veth_or_fwln() {
             .into()
     );
     assert!(
-        !s.promisc,
+        s.promisc.is_empty(),
         "a guest source is not made promiscuous by default"
     );
     let s = &specs.specs[1];
     assert_eq!(s.name, "mirror_vmbr1_veth400i0_to_vm500i0");
     assert_eq!(
-        (s.source.as_str(), s.output.as_str()),
-        ("fwln400o0", "tap500i0")
+        (s.sources[0].as_str(), s.output.port()),
+        ("fwln400o0", Some("tap500i0"))
     );
     // Which guest configurations that takes.
     assert_eq!(guests_to_read(&r).len(), 8);
@@ -207,10 +207,10 @@ fn creates_exactly_the_mirrors_whose_ports_exist() {
         panic!()
     };
     assert_eq!(
-        (&w.src, &w.out, w.select),
+        (&w.sources, &w.out, w.select),
         (
-            &PortRef::Row("P-tap200i0".into()),
-            &PortRef::Row("P-tap300i0".into()),
+            &vec![("tap200i0".to_string(), PortRef::Row("P-tap200i0".into()))],
+            &Out::Port("tap300i0".into(), PortRef::Row("P-tap300i0".into())),
             Select::Src
         )
     );
@@ -240,7 +240,7 @@ fn a_correct_mirror_is_left_alone_and_a_wrong_one_corrected() {
 
     let mut odd = right;
     odd.select_all = true;
-    odd.select_vlan = true;
+    odd.select_vlan = [5].into();
     odd.output_vlan = Some(5);
     odd.select_dst = BTreeSet::new();
     odd.output = Some("P-tap9i9".into());
@@ -384,8 +384,11 @@ fn a_port_attached_in_the_same_run_is_referenced_by_its_new_row() {
     let MirrorChange::Create(w) = &p.changes[0] else {
         panic!("{p:?}")
     };
-    assert_eq!(w.src, PortRef::Row("P-tap200i0".into()));
-    assert_eq!(w.out, PortRef::New("tap300i0".into()));
+    assert_eq!(w.sources[0].1, PortRef::Row("P-tap200i0".into()));
+    assert_eq!(
+        w.out,
+        Out::Port("tap300i0".into(), PortRef::New("tap300i0".into()))
+    );
 }
 
 #[test]
@@ -459,7 +462,7 @@ fn promisc_is_set_when_off_recorded_and_cleared_only_if_ours() {
         .changes
         .iter()
         .map(|c| match c {
-            MirrorChange::Create(w) => w.promisc.as_deref(),
+            MirrorChange::Create(w) => w.promisc.first().map(String::as_str),
             _ => panic!(),
         })
         .collect();
@@ -476,7 +479,7 @@ fn promisc_is_set_when_off_recorded_and_cleared_only_if_ours() {
     assert!(
         p.changes
             .iter()
-            .all(|c| matches!(c, MirrorChange::Create(w) if w.promisc.is_none()))
+            .all(|c| matches!(c, MirrorChange::Create(w) if w.promisc.is_empty()))
     );
 
     // Ours: the first mirror goes (its rule is deleted): the second still records it, so the
@@ -714,4 +717,281 @@ fn only_a_removed_or_rewritten_mirror_stops_copies() {
         }],
     };
     assert!(!cleared.stops_copies(&prune));
+}
+
+/// A mirror of ours as the tool writes it for `spec`'s rule, its ports as in [`observed`].
+fn written(p: &MirrorPlan) -> ObservedMirror {
+    let MirrorChange::Create(w) = &p.changes[0] else {
+        panic!("{p:?}")
+    };
+    let rows = |on: bool| -> BTreeSet<Uuid> {
+        w.sources
+            .iter()
+            .filter(|_| on && !w.all)
+            .map(|(_, r)| match r {
+                PortRef::Row(u) => u.clone(),
+                PortRef::New(n) => n.clone(),
+            })
+            .collect()
+    };
+    let (output, output_vlan) = match &w.out {
+        Out::Port(name, _) => (Some(format!("P-{name}")), None),
+        Out::Vlan(v) => (None, Some(i64::from(*v))),
+    };
+    ObservedMirror {
+        uuid: format!("M-{}", w.name),
+        name: w.name.clone(),
+        bridge: Some(w.bridge.clone()),
+        select_all: w.all,
+        select_src: rows(w.select.src()),
+        select_dst: rows(w.select.dst()),
+        select_vlan: w.vlans.iter().map(|&v| i64::from(v)).collect(),
+        output,
+        output_vlan,
+        owner: Some(OWNER_VALUE.into()),
+        promisc: record(&w.promisc),
+        ..ObservedMirror::default()
+    }
+}
+
+/// Each new shape: the columns it is written with, nothing to do once they are, and each column
+/// that drifts corrected, as stopping copies.
+#[test]
+fn every_shape_sets_its_columns_and_drift_on_each_is_corrected() {
+    let r = rules(
+        "vmbr1 * 100 1 vlans=10\n\
+         vmbr1 eno1,vm200:0,eno2 100 1 select=src\n\
+         vmbr1 eno1 100 1 vlans=10,20-21\n\
+         vmbr1 eno1,eno2 - - output_vlan=30\n",
+    );
+    let specs = Specs::resolve(&r, &BTreeMap::new());
+    assert_eq!(specs.invalid, vec![]);
+    let names: Vec<&str> = specs.specs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "mirror_vmbr1_*_to_vm100i1",
+            "mirror_vmbr1_eno1,tap200i0,eno2_to_vm100i1",
+            "mirror_vmbr1_eno1_to_vm100i1",
+            "mirror_vmbr1_eno1,eno2_to_vlan30",
+        ]
+    );
+    let ports = [
+        ("eno1", "vmbr1"),
+        ("eno2", "vmbr1"),
+        ("tap200i0", "vmbr1"),
+        ("tap100i1", "vmbr1"),
+    ];
+    let on = |spec: &Spec| Specs {
+        specs: vec![spec.clone()],
+        invalid: vec![],
+    };
+    let expected = [
+        "created mirror mirror_vmbr1_*_to_vm100i1 on vmbr1: * (select=both, vlans=10) -> tap100i1",
+        "created mirror mirror_vmbr1_eno1,tap200i0,eno2_to_vm100i1 on vmbr1: eno1,tap200i0,eno2 (select=src) -> tap100i1",
+        "created mirror mirror_vmbr1_eno1_to_vm100i1 on vmbr1: eno1 (select=both, vlans=10,20-21) -> tap100i1",
+        "created mirror mirror_vmbr1_eno1,eno2_to_vlan30 on vmbr1: eno1,eno2 (select=both) -> vlan 30",
+    ];
+    for (spec, line) in specs.specs.iter().zip(expected) {
+        let one = on(spec);
+        let p = plan_full(&one, &observed(&ports, vec![]));
+        assert_eq!(lines(&p), [line]);
+        assert_eq!(p.rules[0].state, RuleState::Active);
+        let right = written(&p);
+        // As written: nothing to do.
+        let p = plan_full(&one, &observed(&ports, vec![right.clone()]));
+        assert!(p.is_empty(), "{}: {p:?}", spec.name);
+        // Each column drifting: corrected, and the copies it made stop.
+        let drifts: [(&str, ObservedMirror); 6] = [
+            (
+                "select_all",
+                ObservedMirror {
+                    select_all: !right.select_all,
+                    ..right.clone()
+                },
+            ),
+            (
+                "select_src_port",
+                ObservedMirror {
+                    select_src: ["P-tap100i1".to_string()].into(),
+                    ..right.clone()
+                },
+            ),
+            (
+                "select_vlan",
+                ObservedMirror {
+                    select_vlan: [10, 11].into(),
+                    ..right.clone()
+                },
+            ),
+            (
+                "output_port",
+                ObservedMirror {
+                    output: match right.output {
+                        Some(_) => None,
+                        None => Some("P-tap100i1".into()),
+                    },
+                    ..right.clone()
+                },
+            ),
+            (
+                "output_vlan",
+                ObservedMirror {
+                    output_vlan: Some(31),
+                    ..right.clone()
+                },
+            ),
+            (
+                "select_dst_port",
+                ObservedMirror {
+                    select_dst: ["P-eno9".to_string()].into(),
+                    ..right.clone()
+                },
+            ),
+        ];
+        for (column, drifted) in drifts {
+            let p = plan_full(&one, &observed(&ports, vec![drifted]));
+            let [MirrorChange::Update { differs, .. }] = p.changes.as_slice() else {
+                panic!("{column}: {p:?}")
+            };
+            assert!(differs.contains(&column), "{}: {differs:?}", spec.name);
+            assert!(p.stops_copies(), "{} {column}", spec.name);
+        }
+    }
+}
+
+/// Narrowing a mirror stops copies (ovs-vswitchd's cached flows are purged): fewer sources,
+/// fewer VLANs, the whole bridge no more, the output moved to a VLAN.
+#[test]
+fn narrowing_stops_copies() {
+    let ports = [("eno1", "vmbr1"), ("eno2", "vmbr1"), ("tap100i1", "vmbr1")];
+    let plan_of = |from: &str, to: &str| {
+        let before = Specs::resolve(&rules(from), &BTreeMap::new());
+        let mut m = written(&plan_full(&before, &observed(&ports, vec![])));
+        let after = Specs::resolve(&rules(to), &BTreeMap::new());
+        // The same mirror name, so that the rule's edit rewrites it.
+        m.name = after.specs[0].name.clone();
+        plan_full(&after, &observed(&ports, vec![m]))
+    };
+    for (from, to) in [
+        ("vmbr1 eno1,eno2 100 1\n", "vmbr1 eno1 100 1\n"),
+        (
+            "vmbr1 eno1 100 1 vlans=10,20\n",
+            "vmbr1 eno1 100 1 vlans=10\n",
+        ),
+        ("vmbr1 eno1 100 1\n", "vmbr1 eno1 100 1 vlans=10\n"),
+        ("vmbr1 * 100 1\n", "vmbr1 eno1 100 1\n"),
+        ("vmbr1 eno1 100 1\n", "vmbr1 eno1 - - output_vlan=10\n"),
+        (
+            "vmbr1 eno1 - - output_vlan=10\n",
+            "vmbr1 eno1 - - output_vlan=11\n",
+        ),
+    ] {
+        let p = plan_of(from, to);
+        assert!(
+            matches!(p.changes.as_slice(), [MirrorChange::Update { .. }]),
+            "{from} -> {to}: {p:?}"
+        );
+        assert!(p.stops_copies(), "{from} -> {to}");
+    }
+}
+
+/// A rule of several sources whose some are missing mirrors the others and waits for the rest;
+/// with none of them, or without its output, it waits whole and its mirror goes.
+#[test]
+fn several_sources_some_missing() {
+    let r = rules("vmbr1 eno1,eno2,vm200:0 100 1\nvmbr1 * 101 0\nvmbr1 * - - output_vlan=5\n");
+    let specs = Specs::resolve(&r, &BTreeMap::new());
+    let ports = [("eno1", "vmbr1"), ("tap100i1", "vmbr1")];
+    let p = plan_full(&specs, &observed(&ports, vec![]));
+    assert_eq!(
+        lines(&p),
+        [
+            "created mirror mirror_vmbr1_eno1,eno2,tap200i0_to_vm100i1 on vmbr1: eno1 (select=both) -> tap100i1",
+            "created mirror mirror_vmbr1_*_to_vlan5 on vmbr1: * (select=both) -> vlan 5",
+        ]
+    );
+    let states: Vec<(RuleState, Option<&str>)> = p
+        .rules
+        .iter()
+        .map(|r| (r.state, r.detail.as_deref()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (
+                RuleState::Waiting,
+                Some("eno2 and tap200i0 on vmbr1 (copying eno1 meanwhile)")
+            ),
+            (RuleState::Waiting, Some("tap101i0 on vmbr1")),
+            (RuleState::Active, None),
+        ]
+    );
+    assert_eq!(p.rules[2].output, None);
+    // eno2 comes: the mirror widens to it.
+    let partial = written(&p);
+    let more = [("eno2", "vmbr1"), ("eno1", "vmbr1"), ("tap100i1", "vmbr1")];
+    let one = Specs {
+        specs: vec![specs.specs[0].clone()],
+        invalid: vec![],
+    };
+    let p = plan_full(&one, &observed(&more, vec![partial.clone()]));
+    assert_eq!(
+        lines(&p),
+        [
+            "updated mirror mirror_vmbr1_eno1,eno2,tap200i0_to_vm100i1 on vmbr1: eno1,eno2 (select=both) -> tap100i1 (corrected: select_src_port, select_dst_port)"
+        ]
+    );
+    // eno1 goes too: no source left, the mirror goes.
+    let p = plan_full(&one, &observed(&[("tap100i1", "vmbr1")], vec![partial]));
+    assert!(
+        matches!(p.changes.as_slice(), [MirrorChange::Remove { .. }]),
+        "{p:?}"
+    );
+    assert_eq!(
+        p.rules[0].detail.as_deref(),
+        Some("eno1 and eno2 and tap200i0 on vmbr1")
+    );
+}
+
+/// The promiscuous record of a mirror of several sources names each link the tool set.
+#[test]
+fn several_sources_record_each_link_they_set_promiscuous() {
+    let r = rules("vmbr1 eno1,eno2,vm200:0 100 1\n");
+    let specs = Specs::resolve(&r, &BTreeMap::new());
+    assert_eq!(
+        specs.specs[0].promisc,
+        ["eno1".to_string(), "eno2".into()].into()
+    );
+    let ports = [
+        ("eno1", "vmbr1"),
+        ("eno2", "vmbr1"),
+        ("tap200i0", "vmbr1"),
+        ("tap100i1", "vmbr1"),
+    ];
+    let flags: BTreeMap<String, bool> = [("eno1".to_string(), false), ("eno2".into(), true)].into();
+    let p = build(
+        &specs,
+        &observed(&ports, vec![]),
+        &Plan::default(),
+        &flags,
+        Scope::Full,
+    );
+    assert_eq!(p.promisc_on, ["eno1".to_string()].into());
+    let m = ObservedMirror {
+        promisc: Some("eno1,eno9".into()),
+        ..written(&p)
+    };
+    assert_eq!(m.promisc.as_deref(), Some("eno1,eno9"));
+    // The rule goes: both recorded links are cleared where they are on.
+    let none = Specs::resolve(&rules(""), &BTreeMap::new());
+    let on: BTreeMap<String, bool> = [("eno1".to_string(), true), ("eno9".into(), true)].into();
+    let p = build(
+        &none,
+        &observed(&ports, vec![m]),
+        &Plan::default(),
+        &on,
+        Scope::Full,
+    );
+    assert_eq!(p.promisc_off, ["eno1".to_string(), "eno9".into()].into());
 }

@@ -306,7 +306,12 @@ impl Mirror {
                 }
             }
             RuleState::Pending => (RuleState::Pending, Some(detail)),
-            RuleState::Waiting => (RuleState::Waiting, Some(format!("waiting for {detail}"))),
+            // A rule of several sources waiting for some of them: its mirror of the others may
+            // still be missing or wrong.
+            RuleState::Waiting => match rule.mirror.as_deref().and_then(planned) {
+                Some(what) => (RuleState::Pending, Some(what)),
+                None => (RuleState::Waiting, Some(format!("waiting for {detail}"))),
+            },
             RuleState::Invalid => (
                 RuleState::Invalid,
                 Some(format!("line {}: {detail}", rule.line)),

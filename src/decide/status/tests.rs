@@ -5,10 +5,12 @@
 use super::*;
 use crate::decide::desired::{self, GuestFile, Guests, Master};
 use crate::decide::guest::{GuestConfig, GuestId};
+use crate::decide::mirrors::Out;
 use crate::decide::plan::{self, Scope};
 use crate::decide::testing::link_on;
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 
 fn port(bridge: Option<&str>, vlan: Vlan, owned: bool) -> PortState {
     PortState {
@@ -451,12 +453,12 @@ fn mirror_rules_are_read_off_the_mirror_plan() {
     let want = Want {
         name: "m_pending".into(),
         bridge: "vmbr1".into(),
-        source: "eno1".into(),
-        src: PortRef::Row("E".into()),
-        output: "tap100i1".into(),
-        out: PortRef::New("tap100i1".into()),
+        all: false,
+        sources: vec![("eno1".into(), PortRef::Row("E".into()))],
+        out: Out::Port("tap100i1".into(), PortRef::New("tap100i1".into())),
         select: Select::Both,
-        promisc: None,
+        vlans: BTreeSet::new(),
+        promisc: BTreeSet::new(),
     };
     let plan = MirrorPlan {
         changes: vec![
@@ -579,5 +581,51 @@ fn mirror_rules_are_read_off_the_mirror_plan() {
         [
             "active", "pending", "waiting", "invalid", "waiting", "waiting"
         ]
+    );
+}
+
+/// A rule of several sources waiting for some of them shows pending while its mirror of the
+/// others is still to be made, and waiting (for those it lacks) once it is.
+#[test]
+fn a_rule_waiting_for_some_sources_is_pending_until_its_mirror_of_the_others_is_made() {
+    use crate::decide::mirrors::{Select, Want};
+    use crate::decide::plan::PortRef;
+    let rule = RuleStatus {
+        line: 1,
+        mirror: Some("m_part".into()),
+        bridge: Some("vmbr1".into()),
+        output: Some("tap100i1".into()),
+        state: RuleState::Waiting,
+        detail: Some("eno2 on vmbr1 (copying eno1 meanwhile)".into()),
+    };
+    let want = Want {
+        name: "m_part".into(),
+        bridge: "vmbr1".into(),
+        all: false,
+        sources: vec![("eno1".into(), PortRef::Row("E".into()))],
+        out: Out::Port("tap100i1".into(), PortRef::Row("T".into())),
+        select: Select::Both,
+        vlans: BTreeSet::new(),
+        promisc: BTreeSet::new(),
+    };
+    let to_make = MirrorPlan {
+        changes: vec![MirrorChange::Create(want)],
+        rules: vec![rule.clone()],
+        ..MirrorPlan::default()
+    };
+    let m = Mirror::of(&rule, &to_make, &Observed::default(), &BTreeMap::new());
+    assert_eq!(m.state, RuleState::Pending);
+    assert!(m.reason.unwrap().starts_with("create mirror m_part"));
+    let made = MirrorPlan {
+        rules: vec![rule.clone()],
+        ..MirrorPlan::default()
+    };
+    let m = Mirror::of(&rule, &made, &Observed::default(), &BTreeMap::new());
+    assert_eq!(
+        (m.state, m.reason.as_deref()),
+        (
+            RuleState::Waiting,
+            Some("waiting for eno2 on vmbr1 (copying eno1 meanwhile)")
+        )
     );
 }

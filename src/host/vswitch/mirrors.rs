@@ -14,7 +14,7 @@ use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 
 use super::{DB, PORT_COLUMNS, Vswitch, bridge_map, port_row, port_state, rows, select};
-use crate::decide::mirrors::{MirrorChange, MirrorPlan, PROMISC_KEY, Want};
+use crate::decide::mirrors::{self, MirrorChange, MirrorPlan, Out, PROMISC_KEY, Want};
 use crate::decide::observed::{MirrorStats, OWNER_KEY, OWNER_VALUE, Observed, ObservedMirror};
 use crate::decide::plan::PortRef;
 use crate::decide::plan::{Change, Plan};
@@ -70,7 +70,7 @@ pub(super) fn decode(
                 select_all: row["select_all"].as_bool() == Some(true),
                 select_src: uuids("select_src_port"),
                 select_dst: uuids("select_dst_port"),
-                select_vlan: !datum::ints(&row["select_vlan"]).is_empty(),
+                select_vlan: datum::ints(&row["select_vlan"]).into_iter().collect(),
                 output: uuids("output_port").into_iter().next(),
                 output_vlan: datum::opt_int(&row["output_vlan"]),
                 filter: datum::opt_str(&row["filter"]).map(String::from),
@@ -172,7 +172,7 @@ pub fn ops(observed: &Observed, plan: &Plan, mirrors: &MirrorPlan) -> anyhow::Re
             MirrorChange::Create(want) => {
                 let mut row = columns(want, &attached, &mut referenced)?;
                 row["name"] = json!(want.name);
-                row["external_ids"] = datum::map(marks(want));
+                row["external_ids"] = marks(want);
                 let id = format!("mirror{j}");
                 ops.push(json!({"op": "insert", "table": "Mirror", "row": row, "uuid-name": id}));
                 inserts
@@ -194,7 +194,7 @@ pub fn ops(observed: &Observed, plan: &Plan, mirrors: &MirrorPlan) -> anyhow::Re
                 ops.push(json!({"op": "update", "table": "Mirror", "where": here, "row": row}));
                 ops.push(json!({"op": "mutate", "table": "Mirror", "where": here, "mutations": [
                     ["external_ids", "delete", datum::set([json!(OWNER_KEY), json!(PROMISC_KEY)])],
-                    ["external_ids", "insert", datum::map(marks(want))],
+                    ["external_ids", "insert", marks(want)],
                 ]}));
             }
             MirrorChange::Remove { uuid, bridge, .. } => {
@@ -231,26 +231,39 @@ fn columns<'a>(
                 .ok_or_else(|| anyhow!("port {port} is not attached by this transaction")),
         }
     };
-    let src = port(&want.src, &want.source)?;
-    let out = port(&want.out, &want.output)?;
-    let only = |on: bool| datum::set(on.then(|| src.clone()));
+    let mut sources = Vec::new();
+    for (name, r) in &want.sources {
+        sources.push(port(r, name)?);
+    }
+    let (out, vlan) = match &want.out {
+        Out::Port(name, r) => (Some(port(r, name)?), None),
+        Out::Vlan(v) => (None, Some(json!(v))),
+    };
+    let only = |on: bool| {
+        datum::set(if on && !want.all {
+            sources.clone()
+        } else {
+            vec![]
+        })
+    };
     Ok(json!({
-        "select_all": false,
+        "select_all": want.all,
         "select_src_port": only(want.select.src()),
         "select_dst_port": only(want.select.dst()),
-        "select_vlan": datum::set([]),
-        "output_port": datum::set([out]),
-        "output_vlan": datum::set([]),
+        "select_vlan": datum::set(want.vlans.iter().map(|v| json!(v))),
+        "output_port": datum::set(out),
+        "output_vlan": datum::set(vlan),
     }))
 }
 
 /// The mark, and the promiscuous record when there is one.
-fn marks(want: &Want) -> Vec<(&str, &str)> {
+fn marks(want: &Want) -> Value {
+    let links = mirrors::record(&want.promisc);
     let mut pairs = vec![(OWNER_KEY, OWNER_VALUE)];
-    if let Some(link) = &want.promisc {
-        pairs.push((PROMISC_KEY, link.as_str()));
+    if let Some(links) = &links {
+        pairs.push((PROMISC_KEY, links.as_str()));
     }
-    pairs
+    datum::map(pairs)
 }
 
 #[cfg(test)]
@@ -270,12 +283,12 @@ mod tests {
         Want {
             name: "mirror_vmbr1_eno1_to_vm100i1".into(),
             bridge: "vmbr1".into(),
-            source: "eno1".into(),
-            src,
-            output: "tap100i1".into(),
-            out,
+            all: false,
+            sources: vec![("eno1".into(), src)],
+            out: Out::Port("tap100i1".into(), out),
             select,
-            promisc: Some("eno1".into()),
+            vlans: BTreeSet::new(),
+            promisc: ["eno1".to_string()].into(),
         }
     }
 
@@ -427,14 +440,15 @@ mod tests {
         ];
         let m = decode(&rows, &holders(&bridges)).unwrap();
         assert_eq!(m[0].bridge.as_deref(), Some("vmbr1"));
-        assert!(m[0].owned() && !m[0].select_all && !m[0].select_vlan);
+        assert!(m[0].owned() && !m[0].select_all && m[0].select_vlan.is_empty());
         assert_eq!(m[0].select_dst.len(), 2);
         assert_eq!(
             (m[0].output.as_deref(), m[0].promisc.as_deref()),
             (Some("P3"), Some("eno1"))
         );
         assert_eq!(m[1].bridge, None);
-        assert!(m[1].select_all && m[1].select_vlan && !m[1].owned());
+        assert!(m[1].select_all && !m[1].owned());
+        assert_eq!(m[1].select_vlan, [10, 20].into());
         assert_eq!((m[1].output.as_deref(), m[1].output_vlan), (None, Some(7)));
         assert!(decode(&[json!({"name": "x"})], &BTreeMap::new()).is_err());
         // Open vSwitch 3.1 rows have no `filter`; 3.5 rows have it, set or empty.
