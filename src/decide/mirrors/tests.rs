@@ -855,7 +855,7 @@ fn every_shape_sets_its_columns_and_drift_on_each_is_corrected() {
                 panic!("{column}: {p:?}")
             };
             assert!(differs.contains(&column), "{}: {differs:?}", spec.name);
-            assert!(p.stops_copies(), "{} {column}", spec.name);
+            assert!(p.stops_copies(&Plan::default()), "{} {column}", spec.name);
         }
     }
 }
@@ -892,7 +892,7 @@ fn narrowing_stops_copies() {
             matches!(p.changes.as_slice(), [MirrorChange::Update { .. }]),
             "{from} -> {to}: {p:?}"
         );
-        assert!(p.stops_copies(), "{from} -> {to}");
+        assert!(p.stops_copies(&Plan::default()), "{from} -> {to}");
     }
 }
 
