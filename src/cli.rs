@@ -114,4 +114,9 @@ pub enum Command {
     },
     /// Check the configuration and every guest configuration; needs no OVS and no root
     Validate,
+    /// Internal: writes this node's cluster summary, read from standard input, to PATH if it replaces
+    /// what is there. `apply` and `status` run it as a child process they do not wait for
+    /// beyond a bound, so that a hung cluster file system holds up only this process.
+    #[command(hide = true)]
+    PublishSummary { path: std::path::PathBuf },
 }

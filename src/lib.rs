@@ -30,6 +30,7 @@ pub fn run(cli: &cli::Cli) -> anyhow::Result<bool> {
         // `validate` loads the configuration itself: a bad one is a finding it reports at its
         // line.
         Command::Validate => commands::validate(path),
+        Command::PublishSummary { path } => commands::publish_summary(path),
         Command::Status {
             json,
             format,

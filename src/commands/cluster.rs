@@ -2,6 +2,8 @@
 //! `status`, and `status --cluster`, which reports every node's summary.
 
 use std::path::Path;
+
+use anyhow::Context as _;
 use std::time::Instant;
 
 use super::Success;
@@ -9,7 +11,7 @@ use crate::cli::StatusFormat;
 use crate::decide::config::{ClusterSummary, Config};
 use crate::decide::status::cluster;
 use crate::decide::status::{Report, RunStats};
-use crate::error::UsageError;
+use crate::error::{Finished, UsageError};
 use crate::host::{pmxcfs, runstate};
 
 /// Whether this node keeps a summary: `cluster_summary` says so, and for `auto`
@@ -73,4 +75,19 @@ pub(super) fn show(
     };
     super::status::emit(&text, output)?;
     Ok(cluster::healthy(&nodes, now))
+}
+
+/// `publish-summary PATH`, the child [`pmxcfs::publish`] starts: the summary from standard
+/// input written to `path` if it replaces what is there. Its exit status says what happened.
+pub fn publish_summary(path: &Path) -> anyhow::Result<Success> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::io::stdin()
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .context("reading the summary from standard input")?;
+    match pmxcfs::write_summary(path, &text) {
+        0 => Ok(true),
+        code => Err(Finished(code as u8).into()),
+    }
 }

@@ -25,7 +25,7 @@ mod validate;
 
 pub use apply::apply;
 pub use clear::clear;
-pub use cluster::refresh as refresh_cluster_summary;
+pub use cluster::{publish_summary, refresh as refresh_cluster_summary};
 pub use plug::plug;
 pub use status::{Request as StatusRequest, config_failed as status_config_failed, status};
 pub use validate::validate;

@@ -95,6 +95,12 @@ pub fn write_if_changed(path: &Path, content: &str, links: Links) -> anyhow::Res
     if holds_at(&target, content)? {
         return Ok(false);
     }
+    // The host files' writes run under the files lock, so stale temporary files of killed runs
+    // can go; [`write`] runs without it (`status --output`, the run records) and cleans nothing,
+    // since another writer's live temporary file would go too.
+    if let Some(dir) = target.parent() {
+        clean_stale_temps(dir);
+    }
     write_atomic(&target, content.as_bytes(), links)?;
     Ok(true)
 }
@@ -206,7 +212,6 @@ fn write_atomic(path: &Path, content: &[u8], links: Links) -> anyhow::Result<()>
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     create_dirs(dir)?;
-    clean_stale_temps(dir);
     // The mode and owner of the file being replaced, never of what a link names.
     let (mode, owner) = match fs::symlink_metadata(path) {
         Ok(m) if m.is_file() => (m.permissions().mode() & 0o7777, Some((m.uid(), m.gid()))),

@@ -132,7 +132,7 @@ fn seconds(d: Duration) -> String {
 
 /// Creates the run directory 0700 if it is missing (its missing parents 0755), and refuses one
 /// that is not a real directory.
-fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
     match std::fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => bail!("{} exists but is not a directory", dir.display()),

@@ -4,13 +4,12 @@
 //!
 //! Writing a summary never fails or holds up a run: pmxcfs refuses writes without quorum
 //! (`EACCES`, `EPERM`, or `EROFS` on a read-only mount), which is logged at debug level; any
-//! other error is a warning; and the write runs on a thread of its own that the run waits for at
+//! other error is a warning; and the write is made by a child process that the run waits for at
 //! most [`WRITE_WAIT`]. The file is written as Proxmox writes its own (a temporary file in the
 //! same directory, renamed over it), without the mode and owner changes pmxcfs refuses.
 
 use std::io::{ErrorKind, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -66,33 +65,91 @@ pub fn summary_path(pve_dir: &Path, node: &str) -> PathBuf {
     pve_dir.join("nodes").join(node).join(FILE)
 }
 
-/// Writes `summary` to its node's file if it [`Summary::replaces`] what is there; never fails.
+/// The child's exit status: the summary was current already.
+pub const CURRENT: i32 = 10;
+/// The child's exit status: pmxcfs (or a read-only mount) refused the write.
+pub const REFUSED: i32 = 11;
+
+/// Writes `summary` to its node's file if it [`Summary::replaces`] what is there; never fails
+/// and never holds up the run. The write is made by a child process (`publish-summary`, this
+/// same binary) that the run waits for at most [`WRITE_WAIT`]: a thread would not do, since a
+/// process whose thread hangs in a request to a stuck FUSE file system cannot exit, even on
+/// SIGKILL, and the run's callers (dpkg, ifupdown2, systemd) would hang with it.
 pub(crate) fn publish(pve_dir: &Path, summary: Summary) {
     let path = summary_path(pve_dir, &summary.node);
-    let (tx, rx) = mpsc::channel();
-    let target = path.clone();
-    let spawned = std::thread::Builder::new()
-        .name("cluster-summary".into())
-        .spawn(move || {
-            let _ = tx.send(write(&target, &summary));
-        });
-    let outcome = match spawned {
-        Ok(_) => rx.recv_timeout(WRITE_WAIT).unwrap_or_else(|_| {
-            Err(anyhow::anyhow!(
-                "no answer within {} s; left to the next run",
-                WRITE_WAIT.as_secs()
-            ))
-        }),
-        Err(e) => Err(e.into()),
-    };
+    let outcome = spawn_writer(&path, &summary.render());
     match outcome {
-        Ok(true) => log::debug!("wrote the cluster summary {}", path.display()),
-        Ok(false) => log::debug!("the cluster summary {} is current", path.display()),
-        Err(e) if refused(&e) => log::debug!(
-            "cluster summary {} not written (read-only, no quorum?): {e:#}",
+        Ok(Some(0)) => log::debug!("wrote the cluster summary {}", path.display()),
+        Ok(Some(CURRENT)) => log::debug!("the cluster summary {} is current", path.display()),
+        Ok(Some(REFUSED)) => log::debug!(
+            "cluster summary {} not written (read-only, no quorum?)",
             path.display()
         ),
+        Ok(Some(code)) => log::warn!(
+            "cluster summary {} not written (exit status {code}; `ovs-autoattach -v status` says more)",
+            path.display()
+        ),
+        Ok(None) => log::debug!(
+            "cluster summary {}: no answer within {} s; left to finish on its own",
+            path.display(),
+            WRITE_WAIT.as_secs()
+        ),
         Err(e) => log::warn!("cluster summary {} not written: {e:#}", path.display()),
+    }
+}
+
+/// Starts the writer child with `text` on its standard input and waits for it at most
+/// [`WRITE_WAIT`]: its exit status, or `None` when it is still running (it is left to finish;
+/// init reaps it once this run has exited).
+fn spawn_writer(path: &Path, text: &str) -> anyhow::Result<Option<i32>> {
+    let exe = std::env::current_exe().context("finding this program's path")?;
+    let mut child = std::process::Command::new(&exe)
+        .arg("publish-summary")
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    // A summary is far smaller than a pipe's buffer: this write never waits for the child.
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(text.as_bytes())
+            .context("handing the summary to its writer")?;
+    }
+    let deadline = std::time::Instant::now() + WRITE_WAIT;
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .context("waiting for the summary's writer")?
+        {
+            return Ok(Some(status.code().unwrap_or(1)));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `publish-summary PATH`: writes the summary `text` to `path` if it replaces what is there.
+/// The exit status says what happened: 0 written, [`CURRENT`], [`REFUSED`], 1 another error.
+pub(crate) fn write_summary(path: &Path, text: &str) -> i32 {
+    let summary = match Summary::parse(text) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("publish-summary: the summary on standard input is refused: {e}");
+            return 1;
+        }
+    };
+    match write(path, &summary) {
+        Ok(true) => 0,
+        Ok(false) => CURRENT,
+        Err(e) if refused(&e) => REFUSED,
+        Err(e) => {
+            log::warn!("cluster summary {} not written: {e:#}", path.display());
+            1
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::files::{self, Links};
+use super::lock;
 use crate::decide::status::{LastApply, RunStats};
 
 pub const LAST_APPLY: &str = "last-apply";
@@ -48,7 +49,7 @@ pub fn record_apply(run_dir: &Path, took: Duration) {
 /// Counts one failed run.
 pub fn record_failure(run_dir: &Path) {
     let path = run_dir.join(FAILURES);
-    let result = files::create_dirs(run_dir).and_then(|()| -> anyhow::Result<()> {
+    let result = lock::ensure_dir(run_dir).and_then(|()| -> anyhow::Result<()> {
         let mut file = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
