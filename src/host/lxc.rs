@@ -13,7 +13,9 @@
 //! - LXC 4 and later run a container's processes in a cgroup v2 directory `lxc.payload.<name>`
 //!   (each process's `cgroup` file, kernel-made, a few bytes, read without touching the
 //!   process's memory). The outermost such component counts, and only when root owns its
-//!   directory (a delegated subtree is its user's); its container lives under `lxc_path`.
+//!   directory (a delegated subtree is its user's), or, where the hierarchy is not mounted in
+//!   this mount namespace, when it is at the hierarchy's top; its container lives under
+//!   `lxc_path`.
 //!
 //! One process is kept per network namespace (`/proc/<pid>/ns/net`), and the kernel is asked
 //! which id this namespace gives that one (`RTM_GETNSID` with `NETNSA_PID`; a query assigns no
@@ -393,7 +395,9 @@ fn run_by_root(pid: u32) -> bool {
 }
 
 /// What the cgroup v2 line of process `dir`'s `cgroup` file claims, if it runs in an LXC
-/// payload cgroup: trusted when root owns that cgroup's directory under `cgroup_root`.
+/// payload cgroup: trusted when root owns that cgroup's directory under `cgroup_root`, or,
+/// where the hierarchy cannot be looked at, when it is at its top (only the host's root makes
+/// cgroups there; a delegated subtree lies deeper).
 fn payload(dir: &Path, cgroup_root: Option<&Path>, lxc_path: &Path) -> Option<Claim> {
     use std::os::unix::fs::MetadataExt;
     let cgroup = std::fs::read(dir.join("cgroup")).ok()?;
@@ -407,23 +411,37 @@ fn payload(dir: &Path, cgroup_root: Option<&Path>, lxc_path: &Path) -> Option<Cl
             let owner = cgroup_root
                 .and_then(|root| std::fs::metadata(root.join(dir.trim_start_matches('/'))).ok())
                 .map(|m| m.uid());
+            let top = dir.matches('/').count() == 1;
             Some(match owner {
                 Some(0) => Claim::Trusted(Ident {
                     lxc_path: lxc_path.to_path_buf(),
                     names,
                 }),
-                _ => Claim::Untrusted(format!("the payload cgroup {dir} is not root's")),
+                None if top => Claim::Trusted(Ident {
+                    lxc_path: lxc_path.to_path_buf(),
+                    names,
+                }),
+                _ => Claim::Untrusted(format!(
+                    "the payload cgroup {dir} is not root's, or cannot be looked at"
+                )),
             })
         }
     }
 }
 
 /// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a
-/// hybrid host).
+/// hybrid host); through init's root (`/proc/1/root/...`) when this process's mount namespace
+/// has none (`ip netns exec` mounts a sysfs of its own over `/sys`).
 fn cgroup2_root() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(' ').collect();
-        (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
+    let mounted = |mounts: &str| {
+        let text = std::fs::read_to_string(mounts).ok()?;
+        text.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
+        })
+    };
+    mounted("/proc/self/mounts").or_else(|| {
+        let at = mounted("/proc/1/mounts")?;
+        Some(Path::new("/proc/1/root").join(at.strip_prefix("/").ok()?))
     })
 }
