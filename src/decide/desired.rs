@@ -10,7 +10,7 @@ use crate::decide::config::{Config, RawPlace};
 use crate::decide::firewall;
 use crate::decide::guest::{GuestConfig, GuestId, Kind, NetSpec, NicId};
 use crate::decide::ifname;
-use crate::decide::lxc::LxcConfig;
+use crate::decide::lxc::{LxcConfig, VethMode};
 use crate::decide::observed::{Observed, Uuid};
 use crate::decide::vlan::Vlan;
 
@@ -506,9 +506,14 @@ fn from_container(
             ))
         });
     };
-    if net.router {
+    let mode = match net.mode {
+        VethMode::Bridge => None,
+        VethMode::Router => Some("router"),
+        VethMode::Cleared => Some("empty"),
+    };
+    if let Some(mode) = mode {
         return Some(Decision::Ignore(format!(
-            "{} lxc.net.{n}.veth.mode is router: LXC routes through it and attaches it to no bridge",
+            "{} lxc.net.{n}.veth.mode is {mode}: LXC attaches it to no bridge",
             c.path
         )));
     }
@@ -1513,7 +1518,7 @@ mod tests {
             "lxc.net.0.type = veth\nlxc.net.0.veth.mode = router\nlxc.net.0.link = vmbr1\n";
         ignored(
             decide(ct(router, false, &["vethOff"]), false, false),
-            "veth.mode is router",
+            "veth.mode is router: LXC attaches it to no bridge",
         );
         // A look that did not complete: on a port, left; on none, the rules (default bridge).
         let unknown = || Lookup::Unknown("the scan took too long".into());

@@ -30,6 +30,18 @@ pub enum VlanId {
     Id(u16),
 }
 
+/// `lxc.net.N.veth.mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VethMode {
+    #[default]
+    Bridge,
+    /// `router`: LXC routes for the container through the host end.
+    Router,
+    /// An empty value: LXC is left with no mode (`clr_config_net_veth_mode`), and attaches the
+    /// host end to no bridge either.
+    Cleared,
+}
+
 /// One `lxc.net.N` entry.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Net {
@@ -39,11 +51,12 @@ pub struct Net {
     pub link: Option<String>,
     /// `lxc.net.N.veth.pair`: the host end's name, when the configuration chooses it.
     pub pair: Option<String>,
-    /// `lxc.net.N.veth.mode = router`: LXC routes for the container through the host end and
-    /// attaches it to no bridge, whatever `link` says (`netdev_configure_server_veth` attaches
-    /// only in mode `bridge`, the default).
-    pub router: bool,
+    /// `lxc.net.N.veth.mode`: LXC attaches the host end to `link` in mode `bridge` (the
+    /// default) only (`netdev_configure_server_veth`).
+    pub mode: VethMode,
     pub vlan_id: Option<VlanId>,
+    /// The line of the `veth.vlan.id` in force, for messages.
+    pub vlan_id_line: usize,
     /// `lxc.net.N.veth.vlan.tagged.id`, in the order of the lines.
     pub tagged: Vec<u16>,
     /// The first value LXC would refuse, with its line: LXC does not start such a container.
@@ -88,6 +101,9 @@ impl LxcConfig {
                 continue;
             }
             let net = config.nets.entry(index).or_default();
+            if sub == "veth.vlan.id" {
+                net.vlan_id_line = i + 1;
+            }
             if let Err(e) = net.set(sub, value) {
                 net.error
                     .get_or_insert_with(|| format!("line {}: {key}: {e}", i + 1));
@@ -129,7 +145,9 @@ impl LxcConfig {
     /// would matter.
     pub fn places_unnamed(&self) -> bool {
         self.nets.values().any(|n| {
-            n.kind.as_deref() == Some("veth") && n.pair.is_none() && (n.link.is_some() || n.router)
+            n.kind.as_deref() == Some("veth")
+                && n.pair.is_none()
+                && (n.link.is_some() || n.mode != VethMode::Bridge)
         })
     }
 }
@@ -154,9 +172,10 @@ impl Net {
             "link" => self.link = text,
             "veth.pair" => self.pair = text,
             "veth.mode" => {
-                self.router = match value {
-                    "" | "bridge" => false,
-                    "router" => true,
+                self.mode = match value {
+                    "" => VethMode::Cleared,
+                    "bridge" => VethMode::Bridge,
+                    "router" => VethMode::Router,
                     v => return Err(format!("{v:?} is no veth mode (bridge or router)")),
                 }
             }
@@ -190,9 +209,10 @@ impl Net {
             // LXC sets `tag=0 vlan_mode=access` for `vlan.id = 0`, as for any other ID.
             Some(VlanId::Id(id)) => Some(id),
             Some(VlanId::None) if trunks.is_empty() => {
-                return Err(
-                    "veth.vlan.id none without veth.vlan.tagged.id: LXC refuses that on an Open vSwitch bridge".into(),
-                );
+                return Err(format!(
+                    "line {}: veth.vlan.id none without veth.vlan.tagged.id: LXC refuses that on an Open vSwitch bridge",
+                    self.vlan_id_line
+                ));
             }
             Some(VlanId::None) | None => None,
         };
@@ -378,11 +398,13 @@ mod tests {
             "lxc.net.0.type = veth\nlxc.net.0.link = br9\nlxc.net.0.veth.vlan.tagged.id = 7\nlxc.net.0.veth.mode = router\nlxc.net.0.type = veth\n",
         );
         assert_eq!(
-            (retyped.link, retyped.tagged.len(), retyped.router),
-            (None, 0, false)
+            (retyped.link, retyped.tagged.len(), retyped.mode),
+            (None, 0, VethMode::Bridge)
         );
         let router = net("lxc.net.0.type = veth\nlxc.net.0.veth.mode = router\n");
-        assert!(router.router);
+        assert_eq!(router.mode, VethMode::Router);
+        let cleared = net("lxc.net.0.type = veth\nlxc.net.0.veth.mode =\n");
+        assert_eq!(cleared.mode, VethMode::Cleared);
         assert_eq!(reset.ovs_vlan(), Ok(Vlan::default()));
     }
 
@@ -404,6 +426,10 @@ mod tests {
             (
                 "lxc.net.0.type = veth\nlxc.net.0.veth.vlan.id = -1\n",
                 "is not a VLAN ID",
+            ),
+            (
+                "lxc.net.0.type = veth\n\nlxc.net.0.veth.vlan.id = none\n",
+                "line 3: veth.vlan.id none without veth.vlan.tagged.id",
             ),
             (
                 "lxc.net.0.veth.vlan.id = 30\nlxc.net.0.type = veth\n",
