@@ -291,12 +291,21 @@ fn scan_proc(lxc_path: &Path) -> Vec<Group> {
         else {
             continue;
         };
+        // A process's better claim stays (a monitor's on a tie): a monitor the tool does not
+        // trust takes nothing from a payload cgroup root owns.
+        let mut claim_for = |pid: u32, claim: Claim, from_monitor: bool| match claims.get(&pid) {
+            Some((have, _)) if have.rank() < claim.rank() => {}
+            Some((have, true)) if have.rank() == claim.rank() => {}
+            _ => {
+                claims.insert(pid, (claim, from_monitor));
+            }
+        };
         if let Some((children, claim)) = monitored(pid, &own) {
             for child in children {
-                claims.insert(child, (claim.clone(), true));
+                claim_for(child, claim.clone(), true);
             }
         } else if let Some(claim) = payload(&entry.path(), cgroup_root.as_deref(), lxc_path) {
-            claims.entry(pid).or_insert((claim, false));
+            claim_for(pid, claim, false);
         }
     }
     let mut by_netns: BTreeMap<std::ffi::OsString, (Group, bool)> = BTreeMap::new();
