@@ -218,6 +218,7 @@ fn decide_full(
         observed,
         record: &host.record,
         busy,
+        plug: false,
     };
     let desired = desired::build(config, &host.links, &host.guests, seen);
     let plan = plan::build(

@@ -208,6 +208,7 @@ impl Run<'_> {
                 observed: &seen.observed,
                 record: &seen.record,
                 busy,
+                plug: true,
             };
             let desired = desired::build(self.config, &seen.links, &seen.guests, view);
             let plan = plan::build(self.config, &desired, &seen.observed, Scope::Additive);

@@ -10,7 +10,7 @@ use crate::decide::config::{Config, RawPlace};
 use crate::decide::firewall;
 use crate::decide::guest::{GuestConfig, GuestId, Kind, NetSpec, NicId};
 use crate::decide::ifname;
-use crate::decide::lxc::LxcConfig;
+use crate::decide::lxc::{LxcConfig, VethMode};
 use crate::decide::observed::{Observed, Uuid};
 use crate::decide::vlan::Vlan;
 
@@ -133,14 +133,29 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// The LXC container a raw NIC belongs to, as the adapters found it: the container whose
-/// processes (in LXC's payload cgroup `lxc.payload.<name>`) live in the network namespace of
-/// the NIC's peer.
+/// What the adapters found of the LXC container a raw NIC belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    Found(Container),
+    /// A complete look found no LXC container the tool trusts in the network namespace of the
+    /// NIC's peer.
+    NoContainer,
+    /// The look did not complete (the reason): the NIC may well be a container's.
+    Unknown(String),
+}
+
+/// The LXC container a raw NIC belongs to, as the adapters found it: the container whose LXC
+/// monitor (`[lxc monitor] <lxcpath> <name>`, run by root) is the parent of a process in the
+/// network namespace of the NIC's peer, or whose processes run there in LXC's payload cgroup
+/// `lxc.payload.<name>` (root's).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Container {
     pub name: String,
-    /// `<lxc_path>/<name>/config`, as messages name it.
+    /// `<lxcpath>/<name>/config`, as messages name it.
     pub path: String,
+    /// LXC is still setting the container up: no process in its network namespace has left
+    /// `lxc-start` (its init has not exec'd yet), so LXC may be about to plug its NICs.
+    pub starting: bool,
     /// Its configuration; `Ok(None)` when there is no such file, `Err` when it cannot be read.
     pub config: Result<Option<LxcConfig>, String>,
     /// The container's host ends (the host's veths whose peer is in its network namespace,
@@ -184,6 +199,9 @@ pub struct Seen<'a> {
     /// `add-port` without `--may-exist`) fails if a port appears between its two steps. Their
     /// NICs are left to Proxmox; the post-start hookscript or the next run checks them.
     pub busy: &'a BTreeSet<GuestId>,
+    /// The decisions are `plug`'s, for a NIC just made: a NIC its container manager plugs
+    /// itself is left to it.
+    pub plug: bool,
 }
 
 /// The links [`build`] decides: named like a guest NIC (a configured prefix or an `include`
@@ -296,8 +314,9 @@ pub struct Guests {
     pub proxmox: bool,
     /// One entry for each of [`guests_to_read`].
     pub files: BTreeMap<GuestId, GuestFile>,
-    /// The LXC containers of the raw NICs ([`raw_nics`]) whose container was found, by NIC.
-    pub containers: BTreeMap<String, Container>,
+    /// The LXC containers of the raw NICs ([`raw_nics`]), by NIC; a NIC without an entry has
+    /// none ([`Lookup::NoContainer`]).
+    pub containers: BTreeMap<String, Lookup>,
 }
 
 /// The raw container NICs whose container the adapters look for: veths whose peer is in
@@ -397,8 +416,10 @@ fn decide(
         // No Proxmox configuration: a raw container's NIC, an `include` match, or a
         // Proxmox-named NIC on a host without Proxmox.
         _ => {
-            let (decision, source) = raw(config, &link.name, guests, &seen.observed.bridges);
-            sources.insert(link.name.clone(), source);
+            let (decision, source) = raw(config, link, guests, seen);
+            if let Some(source) = source {
+                sources.insert(link.name.clone(), source);
+            }
             decision
         }
     }
@@ -407,44 +428,42 @@ fn decide(
 /// Where a NIC goes that no Proxmox configuration describes, and what said so. In this order:
 ///
 /// 1. its LXC container's own configuration, when the `lxc.net.N` entry that made the NIC names
-///    a bridge (`link`): on an OVS bridge, the port LXC itself makes there (see
-///    [`crate::decide::lxc`]); on any other bridge, kept off OVS;
+///    a bridge (`link`) or routes (`veth.mode router`, left alone): on an OVS bridge, the port
+///    LXC itself makes there (see [`crate::decide::lxc`]), which `plug` and a container that
+///    is starting leave to LXC; on any other bridge, kept off OVS;
 /// 2. the first `raw` rule that matches the container's name or the NIC's;
 /// 3. `raw_default`;
 /// 4. `bridge`, untagged.
+///
+/// A NIC already on a port stays as it is when its container is not known for sure (the look
+/// did not complete, or which entry made the NIC cannot be told and one could place it):
+/// a miss must not move a placed NIC to the fallback, which may carry every VLAN.
 fn raw(
     config: &Config,
-    name: &str,
+    link: &HostLink,
     guests: &Guests,
-    bridges: &BTreeMap<String, Uuid>,
-) -> (Decision, Source) {
-    let container = guests.containers.get(name);
-    if let Some(c) = container {
-        let source = Source::Lxc(c.name.clone());
-        let conf = match &c.config {
-            Err(e) => {
-                return (
-                    Decision::Invalid(format!("LXC container {}: {e}", c.name)),
-                    source,
-                );
-            }
-            Ok(conf) => conf.as_ref(),
-        };
-        let entry = conf.and_then(|conf| conf.entry_for(name, &c.siblings));
-        if let Some((n, net)) = entry
-            && let Some(link) = &net.link
-        {
-            let decision = match net.ovs_vlan() {
-                Err(e) => Decision::Invalid(format!("{} {e}", c.path)),
-                Ok(_) if !bridges.contains_key(link) => Decision::Detach(format!(
-                    "{} lxc.net.{n}.link {link} is not an OVS bridge",
-                    c.path
+    seen: Seen<'_>,
+) -> (Decision, Option<Source>) {
+    let name = link.name.as_str();
+    let on_port = link.master == Master::Ovs || seen.observed.ports.contains_key(name);
+    let bridges = &seen.observed.bridges;
+    let container = match guests.containers.get(name) {
+        Some(Lookup::Unknown(why)) if on_port => {
+            return (
+                Decision::Ignore(format!(
+                    "its LXC container is not known right now ({why}): left on its port"
                 )),
-                Ok(vlan) => Decision::Attach(Target::plain(link.clone(), vlan)),
-            };
-            return (decision, source);
+                None,
+            );
         }
-    }
+        Some(Lookup::Found(c)) => {
+            if let Some(decision) = from_container(c, name, on_port, seen.plug, bridges) {
+                return (decision, Some(Source::Lxc(c.name.clone())));
+            }
+            Some(c)
+        }
+        _ => None,
+    };
     let owner = container.map(|c| c.name.as_str());
     let (place, source) = match config.raw.iter().position(|r| r.matches(name, owner)) {
         Some(i) => (config.raw[i].place(), Source::Rule(i + 1)),
@@ -459,11 +478,67 @@ fn raw(
                         config.bridge
                     ))
                 };
-                return (decision, Source::DefaultBridge);
+                return (decision, Some(Source::DefaultBridge));
             }
         },
     };
-    (configured(&place, &source, bridges), source)
+    (configured(&place, &source, bridges), Some(source))
+}
+
+/// What container `c`'s configuration says of its host end `name`; `None` when it says nothing
+/// (no configuration, or the entry names no bridge) and the rules decide.
+fn from_container(
+    c: &Container,
+    name: &str,
+    on_port: bool,
+    plug: bool,
+    bridges: &BTreeMap<String, Uuid>,
+) -> Option<Decision> {
+    let conf = match &c.config {
+        Err(e) => return Some(Decision::Invalid(format!("LXC container {}: {e}", c.name))),
+        Ok(conf) => conf.as_ref()?,
+    };
+    let Some((n, net)) = conf.entry_for(name, &c.siblings) else {
+        return (on_port && conf.places_unnamed()).then(|| {
+            Decision::Ignore(format!(
+                "{}: which lxc.net entry made this NIC cannot be told (a veth added by other means?): left on its port",
+                c.path
+            ))
+        });
+    };
+    let mode = match net.mode {
+        VethMode::Bridge => None,
+        VethMode::Router => Some("router"),
+        VethMode::Cleared => Some("empty"),
+    };
+    if let Some(mode) = mode {
+        return Some(Decision::Ignore(format!(
+            "{} lxc.net.{n}.veth.mode is {mode}: LXC attaches it to no bridge",
+            c.path
+        )));
+    }
+    let link = net.link.as_ref()?;
+    Some(match net.ovs_vlan() {
+        Err(e) => Decision::Invalid(format!("{} {e}", c.path)),
+        Ok(_) if !bridges.contains_key(link) => Decision::Detach(format!(
+            "{} lxc.net.{n}.link {link} is not an OVS bridge",
+            c.path
+        )),
+        // LXC adds the port itself (`ovs-vsctl add-port` without `--may-exist`, which fails
+        // when the port is there first): a NIC just made, or one of a container LXC is still
+        // setting up, is LXC's to plug. Later, only a NIC on no port (an ifreload dropped it)
+        // is put back, as LXC would have.
+        Ok(_) if plug || (c.starting && !on_port) => Decision::Ignore(format!(
+            "LXC plugs it itself ({} lxc.net.{n}.link {link}{})",
+            c.path,
+            if plug {
+                ""
+            } else {
+                "; the container is starting"
+            }
+        )),
+        Ok(vlan) => Decision::Attach(Target::plain(link.clone(), vlan)),
+    })
 }
 
 /// A place from the tool's configuration (checked when it was loaded).
@@ -668,6 +743,7 @@ mod tests {
             observed,
             record: &Record::new(),
             busy: &BTreeSet::new(),
+            plug: false,
         };
         build(config, links, guests, seen)
     }
@@ -911,6 +987,7 @@ mod tests {
                 observed: &o,
                 record: &record,
                 busy: &BTreeSet::new(),
+                plug: false,
             };
             build(
                 &Config::default(),
@@ -975,6 +1052,7 @@ mod tests {
                 observed: &o,
                 record: &Record::new(),
                 busy: &BTreeSet::new(),
+                plug: false,
             };
             build(&Config::default(), &[link("tap100i0")], &guests, seen)
         };
@@ -1150,6 +1228,7 @@ mod tests {
             observed: &o,
             record: &Record::new(),
             busy: &busy,
+            plug: false,
         };
         let d = build(&Config::default(), &links, &guests, seen);
         assert!(
@@ -1230,11 +1309,14 @@ mod tests {
     fn raw_nics_are_placed_by_their_container_then_the_rules() {
         use crate::decide::config::{RawPlace, RawRule};
         use crate::decide::vlan::VlanMode;
-        let ct = |name: &str, text: Option<&str>, siblings: &[&str]| Container {
-            name: name.into(),
-            path: format!("/var/lib/lxc/{name}/config"),
-            config: Ok(text.map(LxcConfig::parse)),
-            siblings: siblings.iter().map(|s| s.to_string()).collect(),
+        let ct = |name: &str, text: Option<&str>, siblings: &[&str]| {
+            Lookup::Found(Container {
+                name: name.into(),
+                path: format!("/var/lib/lxc/{name}/config"),
+                starting: false,
+                config: Ok(text.map(LxcConfig::parse)),
+                siblings: siblings.iter().map(|s| s.to_string()).collect(),
+            })
         };
         let rule = |container: Option<&str>, nic: Option<&str>, bridge: &str, tag: u16| RawRule {
             container: container.map(Into::into),
@@ -1345,5 +1427,130 @@ mod tests {
             &["ovsbr0"],
         );
         assert!(d.sources.is_empty());
+    }
+
+    /// A container's NIC that LXC plugs itself (`link` an OVS bridge) is LXC's while LXC may be
+    /// plugging it: `plug` never attaches it, nor `apply` while the container is starting; a
+    /// NIC on no port later is put back. A look that did not complete, an entry that cannot be
+    /// told and one whose veth routes leave a NIC on its port as it is.
+    #[test]
+    fn raw_nics_lxc_plugs_or_cannot_be_told_are_left_where_they_are() {
+        let ct = |text: &str, starting: bool, siblings: &[&str]| {
+            Lookup::Found(Container {
+                name: "ct1".into(),
+                path: "/var/lib/lxc/ct1/config".into(),
+                starting,
+                config: Ok(Some(LxcConfig::parse(text))),
+                siblings: siblings.iter().map(|s| s.to_string()).collect(),
+            })
+        };
+        let plugs = "lxc.net.0.type = veth\nlxc.net.0.link = vmbr1\nlxc.net.0.veth.vlan.id = 30\n";
+        let mut o = bridges(&["ovsbr0", "vmbr1"]);
+        o.ports.insert(
+            "vethOn".into(),
+            PortState {
+                uuid: "U".into(),
+                bridge: Some("vmbr1".into()),
+                vlan: Vlan::proxmox(Some(30), vec![]),
+                owned: true,
+            },
+        );
+        let on_port = HostLink {
+            master: Master::Ovs,
+            ..link("vethOn")
+        };
+        let decide = |lookup: Lookup, on: bool, plug: bool| {
+            let nic = if on { on_port.clone() } else { link("vethOff") };
+            let guests = Guests {
+                containers: [(nic.name.clone(), lookup)].into(),
+                ..Guests::default()
+            };
+            let seen = Seen {
+                observed: &o,
+                record: &Record::new(),
+                busy: &BTreeSet::new(),
+                plug,
+            };
+            build(
+                &Config::default(),
+                std::slice::from_ref(&nic),
+                &guests,
+                seen,
+            )
+            .nics[&nic.name]
+                .clone()
+        };
+        let ignored = |d: Decision, says: &str| {
+            assert!(
+                matches!(&d, Decision::Ignore(why) if why.contains(says)),
+                "{d:?}"
+            );
+        };
+        let access30 = Vlan {
+            tag: Some(30),
+            trunks: vec![],
+            mode: Some(crate::decide::vlan::VlanMode::Access),
+        };
+        // LXC plugs it: plug leaves it, on a port or not.
+        ignored(
+            decide(ct(plugs, false, &["vethOff"]), false, true),
+            "LXC plugs it itself",
+        );
+        ignored(
+            decide(ct(plugs, false, &["vethOn"]), true, true),
+            "LXC plugs it itself",
+        );
+        // apply: not while the container is starting; afterwards, put back or kept in step.
+        ignored(
+            decide(ct(plugs, true, &["vethOff"]), false, false),
+            "the container is starting",
+        );
+        assert_eq!(
+            decide(ct(plugs, false, &["vethOff"]), false, false),
+            attach("vmbr1", access30.clone())
+        );
+        assert_eq!(
+            decide(ct(plugs, true, &["vethOn"]), true, false),
+            attach("vmbr1", access30)
+        );
+        // Router mode: never a bridge port, whatever link says.
+        let router =
+            "lxc.net.0.type = veth\nlxc.net.0.veth.mode = router\nlxc.net.0.link = vmbr1\n";
+        ignored(
+            decide(ct(router, false, &["vethOff"]), false, false),
+            "veth.mode is router: LXC attaches it to no bridge",
+        );
+        // A look that did not complete: on a port, left; on none, the rules (default bridge).
+        let unknown = || Lookup::Unknown("the scan took too long".into());
+        ignored(
+            decide(unknown(), true, false),
+            "not known right now (the scan took too long)",
+        );
+        assert_eq!(
+            decide(unknown(), false, false),
+            attach("ovsbr0", Vlan::default())
+        );
+        // A completed look without a container: the rules.
+        assert_eq!(
+            decide(Lookup::NoContainer, true, false),
+            attach("ovsbr0", Vlan::default())
+        );
+        // One veth more than the configuration accounts for: which entry is whose cannot be
+        // told; a NIC on a port stays, a new one goes by the rules.
+        let two = ["vethOn", "vethOff"];
+        ignored(
+            decide(ct(plugs, false, &two), true, false),
+            "cannot be told",
+        );
+        assert_eq!(
+            decide(ct(plugs, false, &two), false, false),
+            attach("ovsbr0", Vlan::default())
+        );
+        // ... unless no entry LXC names the host end of places it: nothing to tell apart.
+        let unplaced = "lxc.net.0.type = veth\n";
+        assert_eq!(
+            decide(ct(unplaced, false, &two), true, false),
+            attach("ovsbr0", Vlan::default())
+        );
     }
 }

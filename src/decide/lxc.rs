@@ -8,7 +8,10 @@
 //!   around the value. Lines starting with `#` and lines whose key does not start with `lxc.`
 //!   are skipped, as LXC skips them. `lxc.include` is not followed.
 //! - An empty value clears the key (`lxc.net =` clears every network, `lxc.net.N.veth.vlan.tagged.id =`
-//!   the list so far), as LXC's `clr_config_*` do.
+//!   the list so far), as LXC's `clr_config_*` do. A `lxc.net.N.type` line starts entry N
+//!   afresh (`lxc_clear_netdev`).
+//! - A `veth.*` key of an entry that is not (yet) `type = veth` is an error LXC stops at, as is
+//!   a `veth.mode` other than `bridge` or `router`.
 //! - `veth.vlan.id` is `none` or an unsigned number (C's `strtoul` base 0: `0x1e` and `036`
 //!   are hexadecimal and octal) up to 4094; `veth.vlan.tagged.id` one such number a line.
 
@@ -27,6 +30,18 @@ pub enum VlanId {
     Id(u16),
 }
 
+/// `lxc.net.N.veth.mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VethMode {
+    #[default]
+    Bridge,
+    /// `router`: LXC routes for the container through the host end.
+    Router,
+    /// An empty value: LXC is left with no mode (`clr_config_net_veth_mode`), and attaches the
+    /// host end to no bridge either.
+    Cleared,
+}
+
 /// One `lxc.net.N` entry.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Net {
@@ -36,7 +51,12 @@ pub struct Net {
     pub link: Option<String>,
     /// `lxc.net.N.veth.pair`: the host end's name, when the configuration chooses it.
     pub pair: Option<String>,
+    /// `lxc.net.N.veth.mode`: LXC attaches the host end to `link` in mode `bridge` (the
+    /// default) only (`netdev_configure_server_veth`).
+    pub mode: VethMode,
     pub vlan_id: Option<VlanId>,
+    /// The line of the `veth.vlan.id` in force, for messages.
+    pub vlan_id_line: usize,
     /// `lxc.net.N.veth.vlan.tagged.id`, in the order of the lines.
     pub tagged: Vec<u16>,
     /// The first value LXC would refuse, with its line: LXC does not start such a container.
@@ -81,6 +101,9 @@ impl LxcConfig {
                 continue;
             }
             let net = config.nets.entry(index).or_default();
+            if sub == "veth.vlan.id" {
+                net.vlan_id_line = i + 1;
+            }
             if let Err(e) = net.set(sub, value) {
                 net.error
                     .get_or_insert_with(|| format!("line {}: {key}: {e}", i + 1));
@@ -116,13 +139,46 @@ impl LxcConfig {
     }
 }
 
+impl LxcConfig {
+    /// Whether a veth entry whose host end LXC names itself (no `veth.pair`) places its NIC
+    /// (a `link`, or router mode): when [`LxcConfig::entry_for`] cannot choose, the choice
+    /// would matter.
+    pub fn places_unnamed(&self) -> bool {
+        self.nets.values().any(|n| {
+            n.kind.as_deref() == Some("veth")
+                && n.pair.is_none()
+                && (n.link.is_some() || n.mode != VethMode::Bridge)
+        })
+    }
+}
+
 impl Net {
     fn set(&mut self, sub: &str, value: &str) -> Result<(), String> {
         let text = (!value.is_empty()).then(|| value.to_string());
+        if sub.starts_with("veth.") && self.kind.as_deref() != Some("veth") {
+            return Err("a veth key before lxc.net.N.type = veth (LXC refuses it)".into());
+        }
         match sub {
-            "type" => self.kind = text,
+            // `set_config_net_type` clears the whole entry first (`lxc_clear_netdev`); a value
+            // LXC refused before still stops the container.
+            "type" => {
+                let error = self.error.take();
+                *self = Net {
+                    kind: text,
+                    error,
+                    ..Net::default()
+                };
+            }
             "link" => self.link = text,
             "veth.pair" => self.pair = text,
+            "veth.mode" => {
+                self.mode = match value {
+                    "" => VethMode::Cleared,
+                    "bridge" => VethMode::Bridge,
+                    "router" => VethMode::Router,
+                    v => return Err(format!("{v:?} is no veth mode (bridge or router)")),
+                }
+            }
             "veth.vlan.id" => {
                 self.vlan_id = match value {
                     "" => None,
@@ -150,16 +206,13 @@ impl Net {
         trunks.sort_unstable();
         trunks.dedup();
         let tag = match self.vlan_id {
-            Some(VlanId::Id(0)) => {
-                return Err(
-                    "veth.vlan.id 0 is no VLAN this tool sets (use 1-4094, or none)".into(),
-                );
-            }
+            // LXC sets `tag=0 vlan_mode=access` for `vlan.id = 0`, as for any other ID.
             Some(VlanId::Id(id)) => Some(id),
             Some(VlanId::None) if trunks.is_empty() => {
-                return Err(
-                    "veth.vlan.id none without veth.vlan.tagged.id: LXC refuses that on an Open vSwitch bridge".into(),
-                );
+                return Err(format!(
+                    "line {}: veth.vlan.id none without veth.vlan.tagged.id: LXC refuses that on an Open vSwitch bridge",
+                    self.vlan_id_line
+                ));
             }
             Some(VlanId::None) | None => None,
         };
@@ -205,36 +258,71 @@ fn unquote(value: &str) -> &str {
     value
 }
 
-/// The container names a payload cgroup path component `lxc.payload.<name>` may stand for. LXC
-/// names a container's cgroup `lxc.payload.<name>`, and `lxc.payload.<name>-<k>` when that one
-/// is taken (`CGROUP_CREATE_RETRY`); a name may end in `-<digits>` itself, so both are
-/// candidates, the whole name first. `None` when no component of `path` is a payload cgroup;
-/// the last one counts (a container nested in another).
-pub fn payload_names(path: &str) -> Option<Vec<String>> {
-    let name = path
-        .split('/')
-        .filter_map(|c| c.strip_prefix("lxc.payload."))
-        .rfind(|n| !n.is_empty())?;
-    let mut names = vec![name.to_string()];
-    if let Some((base, k)) = name.rsplit_once('-')
-        && !base.is_empty()
-        && !k.is_empty()
-        && k.bytes().all(|b| b.is_ascii_digit())
-    {
-        names.push(base.to_string());
+/// A container name as LXC makes one: not empty, not `.` or `..`, at most 255 bytes (a
+/// directory name under the lxcpath), no `/`, no whitespace or control character (the monitor's
+/// title `[lxc monitor] <lxcpath> <name>` is split at its last blank).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= 255
+        && !name
+            .chars()
+            .any(|c| c == '/' || c.is_whitespace() || c.is_control())
+}
+
+/// What a cgroup path says of the LXC container a process runs in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// The path's outermost component `lxc.payload.<name>` (LXC's payload cgroup): `dir` is the
+    /// path up to and including it (whose owner the adapters check), `names` the container
+    /// names it may stand for. LXC names the cgroup `lxc.payload.<name>`, and
+    /// `lxc.payload.<name>-<k>` when that one is taken (`CGROUP_CREATE_RETRY`); a name may end
+    /// in `-<digits>` itself, so both are candidates, the whole name first.
+    Named { dir: String, names: Vec<String> },
+    /// A payload component whose name LXC would not create ([`valid_name`]).
+    Refused(String),
+}
+
+/// The payload cgroup of one line of `/proc/<pid>/cgroup` (`0::/lxc.payload.ct1/...`), `None`
+/// when it names none. The outermost one counts: a container's root owns the cgroups below its
+/// own, and may name one `lxc.payload.<another container>` (a container nested in another is
+/// found by its own monitor, see [`monitor`]).
+pub fn payload(line: &str) -> Option<Payload> {
+    let path = line.splitn(3, ':').nth(2)?;
+    let mut dir = String::new();
+    for component in path.split('/').filter(|c| !c.is_empty()) {
+        dir.push('/');
+        dir.push_str(component);
+        let Some(name) = component.strip_prefix("lxc.payload.") else {
+            continue;
+        };
+        if !valid_name(name) {
+            return Some(Payload::Refused(name.escape_debug().to_string()));
+        }
+        let mut names = vec![name.to_string()];
+        if let Some((base, k)) = name.rsplit_once('-')
+            && valid_name(base)
+            && !k.is_empty()
+            && k.bytes().all(|b| b.is_ascii_digit())
+        {
+            names.push(base.to_string());
+        }
+        return Some(Payload::Named { dir, names });
     }
-    Some(names)
+    None
 }
 
 /// The container an LXC monitor process watches, from its command line: `lxc-start` names its
-/// monitor `[lxc monitor] <lxcpath> <name>` (`lxc_setproctitle`), and the monitor is the parent
-/// of the container's init. This finds containers that run in no payload cgroup of their own
-/// (LXC started where it cannot create cgroups).
-pub fn monitor_name(cmdline: &[u8]) -> Option<String> {
+/// monitor `[lxc monitor] <lxcpath> <name>` (`lxc_setproctitle` in `lxccontainer.c`), and the
+/// monitor is the parent of the container's init. The lxcpath (absolute; it may hold blanks)
+/// and the name, when both are ones LXC makes.
+pub fn monitor(cmdline: &[u8]) -> Option<(String, String)> {
     let text = std::str::from_utf8(cmdline).ok()?;
     let rest = text.trim_end_matches('\0').strip_prefix("[lxc monitor] ")?;
-    let (_, name) = rest.rsplit_once(' ')?;
-    (!name.is_empty() && !name.contains(['/', '\0'])).then(|| name.to_string())
+    let (path, name) = rest.rsplit_once(' ')?;
+    (path.starts_with('/') && !path.contains('\0') && valid_name(name))
+        .then(|| (path.to_string(), name.to_string()))
 }
 
 #[cfg(test)]
@@ -279,19 +367,44 @@ mod tests {
         let untagged = net("lxc.net.0.type = veth\n");
         assert_eq!(untagged.ovs_vlan(), Ok(Vlan::default()));
         let native = net(
-            "lxc.net.0.veth.vlan.id = 5\nlxc.net.0.veth.vlan.tagged.id = 7\nlxc.net.0.veth.vlan.tagged.id = 6\n",
+            "lxc.net.0.type = veth\nlxc.net.0.veth.vlan.id = 5\nlxc.net.0.veth.vlan.tagged.id = 7\nlxc.net.0.veth.vlan.tagged.id = 6\n",
         );
         assert_eq!(
             native.ovs_vlan(),
             Ok(vlan(Some(5), &[6, 7], Some(VlanMode::NativeUntagged)))
         );
-        let none_trunk = net("lxc.net.0.veth.vlan.id = none\nlxc.net.0.veth.vlan.tagged.id = 7\n");
+        let none_trunk = net(
+            "lxc.net.0.type = veth\nlxc.net.0.veth.vlan.id = none\nlxc.net.0.veth.vlan.tagged.id = 7\n",
+        );
         assert_eq!(
             none_trunk.ovs_vlan(),
             Ok(vlan(None, &[7], Some(VlanMode::Trunk)))
         );
-        assert!(net("lxc.net.0.veth.vlan.id = none\n").ovs_vlan().is_err());
-        let reset = net("lxc.net.0.veth.vlan.tagged.id = 7\nlxc.net.0.veth.vlan.tagged.id =\n");
+        assert!(
+            net("lxc.net.0.type = veth\nlxc.net.0.veth.vlan.id = none\n")
+                .ovs_vlan()
+                .is_err()
+        );
+        let reset = net(
+            "lxc.net.0.type = veth\nlxc.net.0.veth.vlan.tagged.id = 7\nlxc.net.0.veth.vlan.tagged.id =\n",
+        );
+        // LXC sets tag 0 as any other: an access port of VLAN 0.
+        assert_eq!(
+            net("lxc.net.0.type = veth\nlxc.net.0.veth.vlan.id = 0\n").ovs_vlan(),
+            Ok(vlan(Some(0), &[], Some(VlanMode::Access)))
+        );
+        // A type line starts the entry afresh.
+        let retyped = net(
+            "lxc.net.0.type = veth\nlxc.net.0.link = br9\nlxc.net.0.veth.vlan.tagged.id = 7\nlxc.net.0.veth.mode = router\nlxc.net.0.type = veth\n",
+        );
+        assert_eq!(
+            (retyped.link, retyped.tagged.len(), retyped.mode),
+            (None, 0, VethMode::Bridge)
+        );
+        let router = net("lxc.net.0.type = veth\nlxc.net.0.veth.mode = router\n");
+        assert_eq!(router.mode, VethMode::Router);
+        let cleared = net("lxc.net.0.type = veth\nlxc.net.0.veth.mode =\n");
+        assert_eq!(cleared.mode, VethMode::Cleared);
         assert_eq!(reset.ovs_vlan(), Ok(Vlan::default()));
     }
 
@@ -303,12 +416,29 @@ mod tests {
                 "line 2: lxc.net.0.veth.vlan.id: VLAN ID 4095 is above 4094",
             ),
             (
-                "lxc.net.0.veth.vlan.tagged.id = ten\n",
-                "line 1: lxc.net.0.veth.vlan.tagged.id: \"ten\" is not a VLAN ID",
+                "lxc.net.0.type = veth\nlxc.net.0.veth.vlan.tagged.id = ten\n",
+                "line 2: lxc.net.0.veth.vlan.tagged.id: \"ten\" is not a VLAN ID",
             ),
-            ("lxc.net.0.veth.vlan.id = 09\n", "\"09\" is not a VLAN ID"),
-            ("lxc.net.0.veth.vlan.id = -1\n", "is not a VLAN ID"),
-            ("lxc.net.0.veth.vlan.id = 0\n", "0 is no VLAN"),
+            (
+                "lxc.net.0.type = veth\nlxc.net.0.veth.vlan.id = 09\n",
+                "\"09\" is not a VLAN ID",
+            ),
+            (
+                "lxc.net.0.type = veth\nlxc.net.0.veth.vlan.id = -1\n",
+                "is not a VLAN ID",
+            ),
+            (
+                "lxc.net.0.type = veth\n\nlxc.net.0.veth.vlan.id = none\n",
+                "line 3: veth.vlan.id none without veth.vlan.tagged.id",
+            ),
+            (
+                "lxc.net.0.veth.vlan.id = 30\nlxc.net.0.type = veth\n",
+                "line 1: lxc.net.0.veth.vlan.id: a veth key before lxc.net.N.type = veth",
+            ),
+            (
+                "lxc.net.0.type = veth\nlxc.net.0.veth.mode = l2\nlxc.net.0.type = veth\n",
+                "line 2: lxc.net.0.veth.mode: \"l2\" is no veth mode",
+            ),
         ] {
             let e = LxcConfig::parse(text).nets[&0].ovs_vlan().unwrap_err();
             assert!(e.contains(says), "{text:?}: {e}");
@@ -339,34 +469,77 @@ mod tests {
 
     #[test]
     fn monitors_name_their_container() {
+        let m = |t: &[u8]| monitor(t);
+        let pair = |p: &str, n: &str| Some((p.to_string(), n.to_string()));
         assert_eq!(
-            monitor_name(b"[lxc monitor] /var/lib/lxc ct1\0"),
-            Some("ct1".into())
+            m(b"[lxc monitor] /var/lib/lxc ct1\0"),
+            pair("/var/lib/lxc", "ct1")
         );
         assert_eq!(
-            monitor_name(b"[lxc monitor] /srv/my lxc web-1"),
-            Some("web-1".into())
+            m(b"[lxc monitor] /srv/my lxc web-1"),
+            pair("/srv/my lxc", "web-1")
         );
-        assert_eq!(monitor_name(b"lxc-start\0-n\0ct1\0"), None);
-        assert_eq!(monitor_name(b"[lxc monitor] /var/lib/lxc"), None);
-        assert_eq!(monitor_name(b"[lxc monitor] x \0"), None);
+        assert_eq!(m(b"lxc-start\0-n\0ct1\0"), None);
+        assert_eq!(m(b"[lxc monitor] /var/lib/lxc"), None);
+        assert_eq!(m(b"[lxc monitor] x \0"), None);
+        assert_eq!(m(b"[lxc monitor] relative ct1"), None);
+        assert_eq!(m(b"[lxc monitor] /var/lib/lxc .."), None);
+        assert_eq!(m(b"[lxc monitor] /var/lib/lxc ."), None);
     }
 
     #[test]
     fn payload_cgroups_name_their_container() {
+        let named = |dir: &str, names: &[&str]| {
+            Some(Payload::Named {
+                dir: dir.into(),
+                names: names.iter().map(|n| n.to_string()).collect(),
+            })
+        };
         assert_eq!(
-            payload_names("0::/lxc.payload.ct1"),
-            Some(vec!["ct1".to_string()])
+            payload("0::/lxc.payload.ct1"),
+            named("/lxc.payload.ct1", &["ct1"])
         );
         assert_eq!(
-            payload_names("0::/lxc.payload.web-2/init.scope"),
-            Some(vec!["web-2".to_string(), "web".to_string()])
+            payload("0::/lxc.payload.web-2/init.scope"),
+            named("/lxc.payload.web-2", &["web-2", "web"])
+        );
+        // The outermost payload cgroup counts: the ones below it are the container's own.
+        assert_eq!(
+            payload("0::/lxc.payload.ct1/lxc.payload.db"),
+            named("/lxc.payload.ct1", &["ct1"])
         );
         assert_eq!(
-            payload_names("0::/lxc.payload.a/lxc.payload.b"),
-            Some(vec!["b".to_string()])
+            payload("0::/user.slice/lxc.payload.u1/x"),
+            named("/user.slice/lxc.payload.u1", &["u1"])
         );
-        assert_eq!(payload_names("0::/lxc.monitor.ct1"), None);
-        assert_eq!(payload_names("0::/system.slice/x.service"), None);
+        for bad in [
+            "0::/lxc.payload..",
+            "0::/lxc.payload...",
+            "0::/lxc.payload.",
+            "0::/lxc.payload.a b",
+        ] {
+            assert!(matches!(payload(bad), Some(Payload::Refused(_))), "{bad}");
+        }
+        assert_eq!(payload("0::/lxc.monitor.ct1"), None);
+        assert_eq!(payload("0::/system.slice/x.service"), None);
+    }
+
+    #[test]
+    fn names_are_lxcs() {
+        for ok in ["ct1", "web-2", "a.b", "x_y"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a b",
+            "a\0b",
+            "a\nb",
+            &"x".repeat(256),
+        ] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
     }
 }

@@ -31,7 +31,7 @@ const LIBRARY: &str = concat!(
     "/target/release/libovs_autoattach_preload.so"
 );
 
-fn library() -> String {
+pub(crate) fn library() -> String {
     let path = std::env::var("OVS_AUTOATTACH_TEST_LIBRARY").unwrap_or_else(|_| LIBRARY.to_string());
     assert!(
         Path::new(&path).is_file(),

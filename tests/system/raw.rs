@@ -29,27 +29,30 @@ fn cgroup2_root() -> PathBuf {
 }
 
 /// A stand-in for a running LXC container's init: a process in network namespace `ns` and in
-/// the cgroup `lxc.payload.<name>`. The process and the cgroup go on drop.
+/// the cgroup `lxc.payload.<name>`. The process and the cgroups it was put in go on drop.
 struct Payload {
     child: Child,
-    cgroup: PathBuf,
+    /// Every cgroup made for it, innermost first.
+    cgroups: Vec<PathBuf>,
 }
 
 impl Payload {
     fn start(ns: &str, name: &str) -> Payload {
-        let cgroup = cgroup2_root().join(format!("lxc.payload.{name}"));
-        fs::create_dir_all(&cgroup).unwrap();
+        Payload::in_cgroup(ns, &format!("lxc.payload.{name}"))
+    }
+
+    /// The process in the cgroup `rel` (a path below the cgroup2 root).
+    fn in_cgroup(ns: &str, rel: &str) -> Payload {
         let child = Command::new("ip")
             .args(["netns", "exec", ns, "sleep", "600"])
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
-        let payload = Payload { child, cgroup };
-        fs::write(
-            payload.cgroup.join("cgroup.procs"),
-            payload.child.id().to_string(),
-        )
-        .unwrap();
+        let mut payload = Payload {
+            child,
+            cgroups: vec![],
+        };
+        payload.move_to(rel);
         // `ip netns exec` enters the namespace, then execs `sleep` in the same process.
         let comm = format!("/proc/{}/comm", payload.child.id());
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -59,18 +62,37 @@ impl Payload {
         }
         payload
     }
+
+    /// Moves the process to the cgroup `rel`, made if need be.
+    fn move_to(&mut self, rel: &str) {
+        let root = cgroup2_root();
+        let cgroup = root.join(rel);
+        let mut made = vec![];
+        let mut p = cgroup.clone();
+        while p != root && !p.exists() {
+            made.push(p.clone());
+            p = p.parent().unwrap().to_path_buf();
+        }
+        fs::create_dir_all(&cgroup).unwrap();
+        made.extend(std::mem::take(&mut self.cgroups));
+        made.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        self.cgroups = made;
+        fs::write(cgroup.join("cgroup.procs"), self.child.id().to_string()).unwrap();
+    }
 }
 
 impl Drop for Payload {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // The cgroup can be removed once the kernel has taken the dead process out of it.
-        for _ in 0..100 {
-            if fs::remove_dir(&self.cgroup).is_ok() || !self.cgroup.exists() {
-                return;
+        // A cgroup can be removed once the kernel has taken the dead process out of it.
+        for cgroup in &self.cgroups {
+            for _ in 0..100 {
+                if fs::remove_dir(cgroup).is_ok() || !cgroup.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
@@ -220,7 +242,8 @@ fn without_raw_default_the_default_bridge_untagged() {
 
 /// A real LXC container (no `lxc.net.0.link`, so LXC plugs nothing): once its configuration
 /// names an OVS bridge and a VLAN, as if LXC had plugged it and the port had been lost since,
-/// `apply` puts its veth there.
+/// `apply` puts its veth there. Its configuration is found under the lxcpath its monitor
+/// names (`lxc-start -P`), not the configured `lxc_path`.
 #[test]
 fn a_real_lxc_containers_veth_lands_where_its_config_says() {
     if common::without_root() {
@@ -279,7 +302,11 @@ fn a_real_lxc_containers_veth_lands_where_its_config_says() {
     let mut text = fs::read_to_string(&config).unwrap();
     text.push_str("lxc.net.0.link = vmbr1\nlxc.net.0.veth.vlan.id = 30\n");
     fs::write(&config, text).unwrap();
-    ovs.write_config(&format!("lxc_path: {}\n", dir.path().display()));
+    // The container runs under `-P <dir>`, not under the configured lxc_path: its root-run
+    // monitor names its lxcpath.
+    let elsewhere = ovs.dir.join("lxc-elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    ovs.write_config(&format!("lxc_path: {}\n", elsewhere.display()));
     let veth = ovs
         .sh("ip -o link show type veth")
         .lines()
@@ -293,4 +320,286 @@ fn a_real_lxc_containers_veth_lands_where_its_config_says() {
     let out = ovs.tool(&["status", "--json"]);
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(nic(&doc, &veth)["source"], format!("lxc config {name}"));
+}
+
+/// Where a NIC is: `<bridge> <tag trunks vlan_mode> owner=<owner>`.
+fn placed(ovs: &Ovs, nic: &str) -> String {
+    format!(
+        "{} {} owner={}",
+        ovs.bridge_of(nic).unwrap_or_default(),
+        ovs.vlan(nic),
+        ovs.owner(nic).unwrap_or_default()
+    )
+}
+
+/// The reason `status --json` gives for a NIC.
+fn reason(ovs: &Ovs, name: &str) -> String {
+    let out = ovs.tool(&["status", "--json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    nic(&doc, name).to_string()
+}
+
+/// A container's root owns the cgroups below its own and may name one after another container
+/// (`lxc.payload.<ct>/lxc.payload.<db>`): the outermost payload cgroup names the container.
+/// A payload cgroup named `.` (which would make `<lxc_path>/./config` its configuration) names
+/// none.
+#[test]
+fn a_payload_cgroup_below_a_containers_own_does_not_name_it() {
+    if common::without_root() {
+        return;
+    }
+    let ovs = Ovs::start();
+    ovs.add_bridge("vmbr1");
+    ovs.add_bridge("vmbr2");
+    let lxc_path = ovs.dir.join("lxc");
+    let id = std::process::id();
+    let (ct, db) = (format!("oaa{id}ct"), format!("oaa{id}db"));
+    lxc_config(&lxc_path, &ct, "lxc.net.0.type = veth\n");
+    // What `lxc.payload..` would read as its configuration.
+    fs::write(
+        lxc_path.join("config"),
+        "lxc.net.0.type = veth\nlxc.net.0.link = vmbr2\nlxc.net.0.veth.vlan.id = 66\n",
+    )
+    .unwrap();
+    let ns = raw_nic(&ovs, "vethSpf01");
+    let _nested = Payload::in_cgroup(&ns, &format!("lxc.payload.{ct}/lxc.payload.{db}"));
+    let dots = raw_nic(&ovs, "vethDot01");
+    let _dots = Payload::in_cgroup(&dots, "lxc.payload..");
+    ovs.write_config(&format!(
+        "lxc_path: {}\nraw:\n  - {{container: {ct}, bridge: vmbr1, tag: 10}}\n  - {{container: {db}, bridge: vmbr2, tag: 20}}\nraw_default: {{bridge: ovsbr0, tag: 999}}\n",
+        lxc_path.display()
+    ));
+    ovs.tool_ok(&["apply"]);
+    assert_eq!(
+        placed(&ovs, "vethSpf01"),
+        "vmbr1 10 [] [] owner=ovs-autoattach"
+    );
+    assert!(reason(&ovs, "vethSpf01").contains("\"rule 1\""));
+    // Not `<lxc_path>/config`'s vmbr2 tag 66: the lookup is incomplete, and a NIC on no port
+    // goes by the rules.
+    assert_eq!(
+        placed(&ovs, "vethDot01"),
+        "ovsbr0 999 [] [] owner=ovs-autoattach"
+    );
+}
+
+/// A look that does not complete (here: the container's processes end up in a payload cgroup
+/// named the way LXC names nothing; in the field a scan that does not answer in time or a
+/// namespace id that cannot be asked for) leaves a placed NIC where it is instead of moving it
+/// to the fallback.
+#[test]
+fn an_incomplete_container_lookup_moves_no_placed_nic() {
+    if common::without_root() {
+        return;
+    }
+    let ovs = Ovs::start();
+    ovs.add_bridge("vmbr1");
+    let lxc_path = ovs.dir.join("lxc");
+    let ct = format!("oaa{}own", std::process::id());
+    lxc_config(
+        &lxc_path,
+        &ct,
+        "lxc.net.0.type = veth\nlxc.net.0.link = vmbr1\nlxc.net.0.veth.vlan.id = 30\n",
+    );
+    let ns = raw_nic(&ovs, "vethMiss01");
+    let mut p = Payload::start(&ns, &ct);
+    ovs.write_config(&format!("lxc_path: {}\n", lxc_path.display()));
+    ovs.tool_ok(&["apply"]);
+    assert_eq!(
+        placed(&ovs, "vethMiss01"),
+        "vmbr1 30 [] access owner=ovs-autoattach"
+    );
+    p.move_to("lxc.payload..");
+    ovs.tool_ok(&["apply"]);
+    assert_eq!(
+        placed(&ovs, "vethMiss01"),
+        "vmbr1 30 [] access owner=ovs-autoattach"
+    );
+    assert!(
+        reason(&ovs, "vethMiss01").contains("its LXC container is not known right now"),
+        "{}",
+        reason(&ovs, "vethMiss01")
+    );
+}
+
+/// A veth added to a running container by other means (`lxc-device add` of one end of an
+/// admin's pair): which entry made which NIC cannot be told any more, and the container's NIC
+/// stays where it is.
+#[test]
+fn an_extra_veth_in_a_container_moves_no_placed_nic() {
+    if common::without_root() {
+        return;
+    }
+    let ovs = Ovs::start();
+    ovs.add_bridge("vmbr1");
+    let lxc_path = ovs.dir.join("lxc");
+    let ct = format!("oaa{}two", std::process::id());
+    lxc_config(
+        &lxc_path,
+        &ct,
+        "lxc.net.0.type = veth\nlxc.net.0.link = vmbr1\nlxc.net.0.veth.vlan.id = 30\n",
+    );
+    let ns = raw_nic(&ovs, "vethTwo01");
+    let _p = Payload::start(&ns, &ct);
+    ovs.write_config(&format!("lxc_path: {}\n", lxc_path.display()));
+    ovs.tool_ok(&["apply"]);
+    assert_eq!(
+        placed(&ovs, "vethTwo01"),
+        "vmbr1 30 [] access owner=ovs-autoattach"
+    );
+    ovs.sh(&format!(
+        "ip link add vethAdm01 type veth peer name vethAdm02; ip link set vethAdm02 netns {ns}; ip link set vethAdm01 up"
+    ));
+    ovs.tool_ok(&["apply"]);
+    assert_eq!(
+        placed(&ovs, "vethTwo01"),
+        "vmbr1 30 [] access owner=ovs-autoattach"
+    );
+    assert!(reason(&ovs, "vethTwo01").contains("cannot be told"));
+}
+
+/// A container configuration that is a FIFO (or anything whose read blocks) does not hold
+/// `apply`: only a regular file is read, on a thread the run waits for a bounded time.
+#[test]
+fn a_fifo_as_a_containers_configuration_does_not_hold_apply() {
+    if common::without_root() {
+        return;
+    }
+    let ovs = Ovs::start();
+    let lxc_path = ovs.dir.join("lxc");
+    let ct = format!("oaa{}fifo", std::process::id());
+    fs::create_dir_all(lxc_path.join(&ct)).unwrap();
+    common::check(Command::new("mkfifo").arg(lxc_path.join(&ct).join("config")));
+    let ns = raw_nic(&ovs, "vethFifo01");
+    let _p = Payload::start(&ns, &ct);
+    ovs.write_config(&format!("lxc_path: {}\n", lxc_path.display()));
+    let mut child = ovs
+        .tool_cmd(&["apply"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let finished = loop {
+        if child.try_wait().unwrap().is_some() {
+            break true;
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(finished, "apply still runs after {:?}", t.elapsed());
+    assert!(reason(&ovs, "vethFifo01").contains("is not a regular file"));
+}
+
+/// A real LXC container that plugs its veth into OVS itself (`link = vmbr1`, `vlan.id = 30`),
+/// started with the preload library as `docs/preload.md` says: LXC's `ovs-vsctl add-port`
+/// (without `--may-exist`) must never find the port made by the tool first. Every start
+/// succeeds, and the port is LXC's.
+#[test]
+fn a_real_lxc_container_plugging_itself_starts_with_the_preload_library() {
+    if common::without_root() {
+        return;
+    }
+    if Command::new("lxc-start").arg("--version").output().is_err() {
+        panic!("lxc-start is missing: run scripts/deps (it installs lxc and busybox-static)");
+    }
+    let library = crate::lxc::library();
+    let ovs = Ovs::start();
+    ovs.add_bridge("vmbr1");
+    let dir = tempfile::Builder::new()
+        .prefix("oaa-lxcplug-")
+        .tempdir()
+        .unwrap();
+    let name = format!("oaa{}pl", std::process::id());
+    let conf = dir.path().join("ct.conf");
+    fs::write(
+        &conf,
+        "lxc.net.0.type = veth\nlxc.net.0.flags = up\nlxc.net.0.name = eth0\nlxc.net.0.link = vmbr1\nlxc.net.0.veth.vlan.id = 30\nlxc.apparmor.profile = unconfined\n",
+    )
+    .unwrap();
+    common::check(
+        Command::new("lxc-create")
+            .arg("-P")
+            .arg(dir.path())
+            .args(["-n", &name, "-t", "busybox", "-f"])
+            .arg(&conf),
+    );
+    let lxc = |tool: &str, args: &[&str], env: &[(&str, String)]| {
+        common::run(
+            Command::new("ip")
+                .args(["netns", "exec", &ovs.ns, "env"])
+                .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+                .arg(tool)
+                .arg("-P")
+                .arg(dir.path())
+                .args(["-n", &name])
+                .args(args),
+        )
+    };
+    struct Destroy<'a>(&'a dyn Fn());
+    impl Drop for Destroy<'_> {
+        fn drop(&mut self) {
+            (self.0)();
+        }
+    }
+    let destroy = || {
+        let _ = lxc("lxc-stop", &["-k"], &[]);
+        let _ = lxc("lxc-destroy", &["-f"], &[]);
+    };
+    let _destroy = Destroy(&destroy);
+    ovs.write_config(&format!("lxc_path: {}\n", dir.path().display()));
+    let env = vec![
+        ("LD_PRELOAD", library),
+        ("OVS_AUTOATTACH_BIN", common::BIN.to_string()),
+        (
+            "OVS_AUTOATTACH_CONFIG",
+            ovs.config_path().display().to_string(),
+        ),
+        ("OVS_RUNDIR", ovs.dir.display().to_string()),
+    ];
+    let log = dir.path().join("lxc.log");
+    let veth = || {
+        ovs.sh("ip -o link show type veth")
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or_default().to_string())
+            .next()
+    };
+    for i in 0..8 {
+        let out = lxc(
+            "lxc-start",
+            &["-d", "-l", "INFO", "-o", &log.display().to_string()],
+            &env,
+        );
+        let started = out.status.success()
+            && lxc("lxc-wait", &["-s", "RUNNING", "-t", "10"], &[])
+                .status
+                .success();
+        let errors: Vec<String> = fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("ERROR"))
+            .map(String::from)
+            .collect();
+        assert!(
+            started && errors.is_empty(),
+            "start {i}: {}\n{}",
+            common::text(&out.stderr),
+            errors.join("\n")
+        );
+        let nic = veth().expect("the container's host veth");
+        assert_eq!(placed(&ovs, &nic), "vmbr1 30 [] access owner=", "start {i}");
+        // apply leaves LXC's port as LXC made it.
+        ovs.tool_ok(&["apply"]);
+        assert_eq!(placed(&ovs, &nic), "vmbr1 30 [] access owner=", "start {i}");
+        let _ = lxc("lxc-stop", &["-k"], &[]);
+        let _ = lxc("lxc-wait", &["-s", "STOPPED", "-t", "10"], &[]);
+        for p in ovs.ports("vmbr1") {
+            ovs.vsctl(&["--if-exists", "del-port", &p]);
+        }
+    }
 }

@@ -76,6 +76,7 @@ impl Host {
             observed: &observed,
             record: &desired::Record::new(),
             busy: &BTreeSet::new(),
+            plug: false,
         };
         let desired = desired::build(&self.config, &self.links, &guests, seen);
         let live: BTreeSet<String> = self.links.iter().map(|l| l.name.clone()).collect();
