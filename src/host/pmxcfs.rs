@@ -69,6 +69,8 @@ pub fn summary_path(pve_dir: &Path, node: &str) -> PathBuf {
 pub const CURRENT: i32 = 10;
 /// The child's exit status: pmxcfs (or a read-only mount) refused the write.
 pub const REFUSED: i32 = 11;
+/// The child's exit status: this node's name has no directory in the cluster file system.
+pub const NO_NODE: i32 = 12;
 
 /// Writes `summary` to its node's file if it [`Summary::replaces`] what is there; never fails
 /// and never holds up the run. The write is made by a child process (`publish-summary`, this
@@ -83,6 +85,10 @@ pub(crate) fn publish(pve_dir: &Path, summary: Summary) {
         Ok(Some(CURRENT)) => log::debug!("the cluster summary {} is current", path.display()),
         Ok(Some(REFUSED)) => log::debug!(
             "cluster summary {} not written (read-only, no quorum?)",
+            path.display()
+        ),
+        Ok(Some(NO_NODE)) => log::debug!(
+            "cluster summary {} not written: no such node directory (pmxcfs makes them)",
             path.display()
         ),
         Ok(Some(code)) => log::warn!(
@@ -133,7 +139,8 @@ fn spawn_writer(path: &Path, text: &str) -> anyhow::Result<Option<i32>> {
 }
 
 /// `publish-summary PATH`: writes the summary `text` to `path` if it replaces what is there.
-/// The exit status says what happened: 0 written, [`CURRENT`], [`REFUSED`], 1 another error.
+/// The exit status says what happened: 0 written, [`CURRENT`], [`REFUSED`], [`NO_NODE`], 1
+/// another error.
 pub(crate) fn write_summary(path: &Path, text: &str) -> i32 {
     let summary = match Summary::parse(text) {
         Ok(s) => s,
@@ -142,6 +149,9 @@ pub(crate) fn write_summary(path: &Path, text: &str) -> i32 {
             return 1;
         }
     };
+    if !path.parent().is_some_and(Path::is_dir) {
+        return NO_NODE;
+    }
     match write(path, &summary) {
         Ok(true) => 0,
         Ok(false) => CURRENT,
@@ -175,7 +185,11 @@ fn write(path: &Path, summary: &Summary) -> anyhow::Result<bool> {
         return Ok(false);
     }
     let dir = path.parent().context("a summary path has a directory")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // pmxcfs makes a node's directory when the node joins; a name that has none (a host renamed
+    // outside Proxmox's procedure) must not create one, replicated to every node.
+    if !dir.is_dir() {
+        anyhow::bail!("{} is no node directory of this cluster", dir.display());
+    }
     let what = || format!("writing {}", path.display());
     let mut tmp = tempfile::Builder::new()
         .prefix(".ovs-autoattach.json.")
