@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::files::{self, Links};
-use crate::decide::status::cluster::{Entry, Summary};
+use crate::decide::status::cluster::{self, Entry, Summary};
 
 /// The summary's file name in a node directory.
 pub const FILE: &str = "ovs-autoattach.json";
@@ -30,22 +30,7 @@ const MAX_BYTES: u64 = 64 * 1024;
 /// `/dev/fuse on /etc/pve type fuse`; a subtype, `fuse.pve`, is accepted too).
 pub fn is_pmxcfs(dir: &Path) -> bool {
     std::fs::read_to_string("/proc/self/mountinfo")
-        .is_ok_and(|info| mounted(&info, &dir.to_string_lossy()))
-}
-
-/// Whether `/proc/self/mountinfo` text shows pmxcfs mounted at `dir`.
-fn mounted(mountinfo: &str, dir: &str) -> bool {
-    mountinfo.lines().any(|line| {
-        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(dash) = fields.iter().position(|f| *f == "-") else {
-            return false;
-        };
-        let fstype = fields.get(dash + 1).copied().unwrap_or_default();
-        fields.get(4) == Some(&dir)
-            && (fstype == "fuse" || fstype.starts_with("fuse."))
-            && fields.get(dash + 2) == Some(&"/dev/fuse")
-    })
+        .is_ok_and(|info| cluster::is_pmxcfs_mount(&info, &dir.to_string_lossy()))
 }
 
 /// This node's name as Proxmox names its directory: the short host name.
@@ -221,27 +206,4 @@ pub(crate) fn read_all(pve_dir: &Path) -> anyhow::Result<Vec<(String, Entry)>> {
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pmxcfs_in_mountinfo() {
-        let info = "22 1 0:21 / /proc rw,nosuid - proc proc rw\n\
-            45 25 0:40 / /var/lib/lxcfs rw,nosuid,nodev - fuse.lxcfs lxcfs rw,user_id=0\n\
-            48 25 0:42 / /etc/pve rw,nosuid,nodev,relatime shared:27 - fuse /dev/fuse rw,user_id=0,group_id=0,default_permissions,allow_other\n";
-        assert!(mounted(info, "/etc/pve"));
-        assert!(!mounted(info, "/etc"));
-        assert!(!mounted(info, "/var/lib/lxcfs"), "FUSE, but not /dev/fuse");
-        assert!(mounted(
-            &info.replace(" - fuse /dev/fuse", " - fuse.pve /dev/fuse"),
-            "/etc/pve"
-        ));
-        assert!(!mounted(
-            "48 25 0:42 / /etc/pve rw - ext4 /dev/sda1 rw\n",
-            "/etc/pve"
-        ));
-    }
 }

@@ -255,6 +255,21 @@ fn nonzero(counts: &BTreeMap<String, usize>) -> String {
     }
 }
 
+/// Whether `/proc/self/mountinfo` text shows pmxcfs mounted at `dir`.
+pub(crate) fn is_pmxcfs_mount(mountinfo: &str, dir: &str) -> bool {
+    mountinfo.lines().any(|line| {
+        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(dash) = fields.iter().position(|f| *f == "-") else {
+            return false;
+        };
+        let fstype = fields.get(dash + 1).copied().unwrap_or_default();
+        fields.get(4) == Some(&dir)
+            && (fstype == "fuse" || fstype.starts_with("fuse."))
+            && fields.get(dash + 2) == Some(&"/dev/fuse")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests_support::sample;
@@ -320,5 +335,26 @@ mod tests {
         assert_eq!(doc["nodes"][1]["state"], "stale");
         assert_eq!(doc["nodes"][0]["summary"]["node"], "pve1");
         assert!(doc["nodes"][3]["summary"].is_null());
+    }
+
+    #[test]
+    fn pmxcfs_in_mountinfo() {
+        let info = "22 1 0:21 / /proc rw,nosuid - proc proc rw\n\
+            45 25 0:40 / /var/lib/lxcfs rw,nosuid,nodev - fuse.lxcfs lxcfs rw,user_id=0\n\
+            48 25 0:42 / /etc/pve rw,nosuid,nodev,relatime shared:27 - fuse /dev/fuse rw,user_id=0,group_id=0,default_permissions,allow_other\n";
+        assert!(is_pmxcfs_mount(info, "/etc/pve"));
+        assert!(!is_pmxcfs_mount(info, "/etc"));
+        assert!(
+            !is_pmxcfs_mount(info, "/var/lib/lxcfs"),
+            "FUSE, but not /dev/fuse"
+        );
+        assert!(is_pmxcfs_mount(
+            &info.replace(" - fuse /dev/fuse", " - fuse.pve /dev/fuse"),
+            "/etc/pve"
+        ));
+        assert!(!is_pmxcfs_mount(
+            "48 25 0:42 / /etc/pve rw - ext4 /dev/sda1 rw\n",
+            "/etc/pve"
+        ));
     }
 }

@@ -60,32 +60,26 @@ pub fn ints(v: &Value) -> Vec<i64> {
     set_items(v).into_iter().filter_map(Value::as_i64).collect()
 }
 
-/// The value under `key` in a string-to-string map column.
-pub fn map_get<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+/// The value under `key` in a map column keyed by strings.
+fn map_value<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     let a = v.as_array()?;
     if a.len() != 2 || a[0] != "map" {
         return None;
     }
     a[1].as_array()?.iter().find_map(|pair| {
         let p = pair.as_array()?;
-        (p.len() == 2 && p[0] == key)
-            .then(|| p[1].as_str())
-            .flatten()
+        (p.len() == 2 && p[0] == key).then(|| &p[1])
     })
+}
+
+/// The value under `key` in a string-to-string map column.
+pub fn map_get<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    map_value(v, key)?.as_str()
 }
 
 /// The value under `key` in a string-to-integer map column (`Mirror.statistics`).
 pub fn map_int(v: &Value, key: &str) -> Option<i64> {
-    let a = v.as_array()?;
-    if a.len() != 2 || a[0] != "map" {
-        return None;
-    }
-    a[1].as_array()?.iter().find_map(|pair| {
-        let p = pair.as_array()?;
-        (p.len() == 2 && p[0] == key)
-            .then(|| p[1].as_i64())
-            .flatten()
-    })
+    map_value(v, key)?.as_i64()
 }
 
 #[cfg(test)]
