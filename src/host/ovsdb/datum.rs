@@ -60,26 +60,26 @@ pub fn ints(v: &Value) -> Vec<i64> {
     set_items(v).into_iter().filter_map(Value::as_i64).collect()
 }
 
-/// The value under `key` in a map column keyed by strings.
-fn map_value<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+/// The first value under `key` in a map column keyed by strings that `read` accepts.
+fn map_find<'a, T>(v: &'a Value, key: &str, read: impl Fn(&'a Value) -> Option<T>) -> Option<T> {
     let a = v.as_array()?;
     if a.len() != 2 || a[0] != "map" {
         return None;
     }
     a[1].as_array()?.iter().find_map(|pair| {
         let p = pair.as_array()?;
-        (p.len() == 2 && p[0] == key).then(|| &p[1])
+        (p.len() == 2 && p[0] == key).then(|| read(&p[1])).flatten()
     })
 }
 
 /// The value under `key` in a string-to-string map column.
 pub fn map_get<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    map_value(v, key)?.as_str()
+    map_find(v, key, Value::as_str)
 }
 
 /// The value under `key` in a string-to-integer map column (`Mirror.statistics`).
 pub fn map_int(v: &Value, key: &str) -> Option<i64> {
-    map_value(v, key)?.as_i64()
+    map_find(v, key, Value::as_i64)
 }
 
 #[cfg(test)]
