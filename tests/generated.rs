@@ -571,3 +571,40 @@ fn the_core_imports_nothing_outside_itself_and_has_no_cycle() {
     }
     assert!(uses.len() > 10, "{uses:?}");
 }
+
+/// Every command reads top to bottom in short steps: no function in `src/commands/` is longer
+/// than 60 lines (from its `fn` line to its closing brace).
+#[test]
+fn no_command_function_is_longer_than_60_lines() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/commands");
+    let mut long = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (at, line) in lines.iter().enumerate() {
+            let body = line.trim_start();
+            let indent = &line[..line.len() - body.len()];
+            let is_fn = ["fn ", "pub fn ", "pub(super) fn ", "pub(crate) fn "]
+                .iter()
+                .any(|p| body.starts_with(p));
+            if !is_fn || body.ends_with(';') {
+                continue;
+            }
+            let close = format!("{indent}}}");
+            let end = lines[at..]
+                .iter()
+                .position(|l| *l == close)
+                .map_or(lines.len(), |n| at + n);
+            if end - at + 1 > 60 {
+                long.push(format!(
+                    "{}:{}: {} lines",
+                    path.file_name().unwrap().to_string_lossy(),
+                    at + 1,
+                    end - at + 1
+                ));
+            }
+        }
+    }
+    assert!(long.is_empty(), "functions over 60 lines: {long:?}");
+}
