@@ -61,6 +61,8 @@ pub(super) fn observe(config: &Config, ovs: &mut Vswitch) -> anyhow::Result<(Hos
 pub(super) struct Host {
     pub links: Vec<HostLink>,
     pub guests: Guests,
+    /// The guest configurations' stamps when they were read.
+    pub stamps: pve::Stamps,
     pub names: BTreeSet<String>,
     /// The guest NICs among the links (see [`desired::candidates`]), computed once: the host
     /// files filter every OVS port through it.
@@ -92,7 +94,7 @@ impl Host {
                 name.escape_debug()
             );
         }
-        let mut guests = read_guests(config, &desired::guests_to_read(config, &links));
+        let (mut guests, stamps) = read_guests(config, &desired::guests_to_read(config, &links));
         let raw: BTreeSet<&str> = desired::raw_nics(config, &links).collect();
         guests.containers = lxc::containers(config, &mut rtnl, &all, &raw);
         Ok(Host {
@@ -108,6 +110,7 @@ impl Host {
             states: link_states(config, &all, Some(&limited)),
             links,
             guests,
+            stamps,
         })
     }
 
@@ -188,13 +191,17 @@ pub(super) fn host_link(link: &Link, master: Option<&Link>, addressed: bool) -> 
     }
 }
 
-/// Reads each guest configuration once (see [`pve`] for where they are looked up).
-pub(super) fn read_guests(config: &Config, ids: &BTreeSet<GuestId>) -> Guests {
-    Guests {
+/// Reads each guest configuration once (see [`pve`] for where they are looked up), with their
+/// stamps taken before, so that a change made meanwhile is seen before acting
+/// ([`pve::Stamps::changed`]).
+pub(super) fn read_guests(config: &Config, ids: &BTreeSet<GuestId>) -> (Guests, pve::Stamps) {
+    let stamps = pve::Stamps::take(&config.pve_config_dir, ids);
+    let guests = Guests {
         proxmox: pve::present(&config.pve_config_dir),
         files: pve::read_guests(&config.pve_config_dir, ids),
         containers: BTreeMap::new(),
-    }
+    };
+    (guests, stamps)
 }
 
 /// What a full pass decides: `apply` carries it out, `status` reports it. One function, so that
@@ -248,10 +255,9 @@ pub(super) fn decide_leaving_busy(
     rules: &Mirrors,
 ) -> anyhow::Result<Decided> {
     let decided = decide_full(config, host, observed, rules, &BTreeSet::new())?;
-    let busy = pve::busy(
-        Some(&config.pve_lock_dir),
-        &touched_guests(&decided.plan, &decided.release),
-    );
+    let touched = touched_guests(&decided.plan, &decided.release);
+    let mut busy = pve::busy(Some(&config.pve_lock_dir), &touched);
+    busy.extend(host.stamps.changed(&config.pve_config_dir, &touched));
     if busy.is_empty() {
         Ok(decided)
     } else {

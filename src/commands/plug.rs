@@ -85,6 +85,8 @@ struct Seen1 {
     observed: Observed,
     links: [HostLink; 1],
     guests: Guests,
+    /// The guest configurations' stamps when they were read.
+    stamps: pve::Stamps,
     record: Record,
     /// The NIC and its fwbr and fwln, as the kernel-side decisions see them.
     neighbours: BTreeMap<String, LinkState>,
@@ -183,7 +185,7 @@ impl Run<'_> {
         };
         let addressed = link.peer_elsewhere && self.rtnl.addressed()?.contains(&link.index);
         let links = [pass::host_link(&link, master.as_ref(), addressed)];
-        let mut guests =
+        let (mut guests, stamps) =
             pass::read_guests(self.config, &desired::guests_to_read(self.config, &links));
         // A raw container's NIC: its container's other host ends count too (one dump).
         let raw: BTreeSet<&str> = desired::raw_nics(self.config, &links).collect();
@@ -195,6 +197,7 @@ impl Run<'_> {
             observed,
             links,
             guests,
+            stamps,
             record: hostfiles::record(self.config),
             neighbours: pass::plug_links(self.config, self.rtnl, iface)?,
         }))
@@ -217,7 +220,9 @@ impl Run<'_> {
         };
         let (mut desired, mut plan, mut release) = decide(&BTreeSet::new());
         let lock_dir = (!self.lock_held).then_some(self.config.pve_lock_dir.as_path());
-        let busy = pve::busy(lock_dir, &pass::touched_guests(&plan, &release));
+        let touched = pass::touched_guests(&plan, &release);
+        let mut busy = pve::busy(lock_dir, &touched);
+        busy.extend(seen.stamps.changed(&self.config.pve_config_dir, &touched));
         if !busy.is_empty() {
             (desired, plan, release) = decide(&busy);
         }

@@ -29,6 +29,50 @@ pub fn read_guests(dir: &Path, ids: &BTreeSet<GuestId>) -> BTreeMap<GuestId, Gue
     ids.iter().map(|id| (*id, read_guest(dir, *id))).collect()
 }
 
+/// What the guest configuration files were when a run read them: each local file's identity,
+/// size and modification time, taken before the read. Proxmox writes a configuration by
+/// renaming a new file over it, so a change shows in these even when the size stays.
+#[derive(Clone, Debug, Default)]
+pub struct Stamps(BTreeMap<GuestId, Option<Stamp>>);
+
+/// A file's device, inode, size and modification time (seconds, nanoseconds).
+type Stamp = (u64, u64, u64, i64, i64);
+
+impl Stamps {
+    /// The stamps of the configurations of `ids` under `dir`, as they are now.
+    pub fn take(dir: &Path, ids: &BTreeSet<GuestId>) -> Stamps {
+        Stamps(ids.iter().map(|id| (*id, stamp(dir, *id))).collect())
+    }
+
+    /// The guests among `ids` whose configuration changed since the stamps were taken: a run
+    /// that read the old configuration must not act on it. Proxmox's live change (`qm set` on
+    /// a running guest) re-plugs the NIC and writes the configuration under the guest's lock; a
+    /// run that read the configuration before the write and probes the lock after it finds the
+    /// lock free, and would put the NIC back where the old configuration says.
+    pub fn changed(&self, dir: &Path, ids: &BTreeSet<GuestId>) -> BTreeSet<GuestId> {
+        ids.iter()
+            .copied()
+            .filter(|id| {
+                let then = self.0.get(id).copied().flatten();
+                let changed = self.0.contains_key(id) && stamp(dir, *id) != then;
+                if changed {
+                    log::debug!(
+                        "the configuration of guest {} changed while this run read it; left to the next run",
+                        id.vmid
+                    );
+                }
+                changed
+            })
+            .collect()
+    }
+}
+
+fn stamp(dir: &Path, id: GuestId) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(id.config_path(dir)).ok()?;
+    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
 /// The guests among `ids` that Proxmox is working on now: a plug script of Proxmox's runs for
 /// them ([`plugging`]), or another process holds their configuration lock (unless `lock_dir` is
 /// `None`: the caller holds the lock itself).
@@ -258,5 +302,43 @@ mod tests {
         assert!(
             matches!(&read_guests(tmp.path(), &[id].into())[&id], GuestFile::Unreadable(e) if e.contains("larger"))
         );
+    }
+
+    #[test]
+    fn a_configuration_written_after_its_stamp_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("qemu-server");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(conf.join("100.conf"), "net0: virtio,bridge=vmbr0,tag=10\n").unwrap();
+        let ids: BTreeSet<GuestId> = [100, 101]
+            .map(|vmid| GuestId {
+                kind: Kind::Qemu,
+                vmid,
+            })
+            .into();
+        let stamps = Stamps::take(dir.path(), &ids);
+        assert!(stamps.changed(dir.path(), &ids).is_empty());
+        // Proxmox's write: a new file renamed over the old one, same size.
+        std::fs::write(
+            conf.join("100.conf.tmp"),
+            "net0: virtio,bridge=vmbr0,tag=12\n",
+        )
+        .unwrap();
+        std::fs::rename(conf.join("100.conf.tmp"), conf.join("100.conf")).unwrap();
+        // 101 appears: changed too.
+        std::fs::write(conf.join("101.conf"), "").unwrap();
+        let changed: Vec<u32> = stamps
+            .changed(dir.path(), &ids)
+            .iter()
+            .map(|g| g.vmid)
+            .collect();
+        assert_eq!(changed, [100, 101]);
+        // A guest not stamped is not judged.
+        let other = [GuestId {
+            kind: Kind::Lxc,
+            vmid: 200,
+        }]
+        .into();
+        assert!(stamps.changed(dir.path(), &other).is_empty());
     }
 }
