@@ -90,11 +90,15 @@ pub(crate) fn publish(pve_dir: &Path, summary: Summary) {
 }
 
 /// Starts the writer child with `text` on its standard input and waits for it at most
-/// [`WRITE_WAIT`]: its exit status, or `None` when it is still running (it is left to finish;
-/// init reaps it once this run has exited).
+/// [`WRITE_WAIT`]: its exit status, or `None` when it is still running. It is left to finish on
+/// its own; init reaps it once this run has exited, and the units say `KillMode=process`, so that
+/// systemd neither waits for it nor kills it when the unit stops.
 fn spawn_writer(path: &Path, text: &str) -> anyhow::Result<Option<i32>> {
-    let exe = std::env::current_exe().context("finding this program's path")?;
-    let mut child = std::process::Command::new(&exe)
+    use std::os::unix::process::CommandExt as _;
+    // This very binary, even when a package upgrade has replaced the file meanwhile.
+    let exe = Path::new("/proc/self/exe");
+    let mut child = std::process::Command::new(exe)
+        .arg0("ovs-autoattach")
         .arg("publish-summary")
         .arg(path)
         .stdin(std::process::Stdio::piped())
