@@ -6,9 +6,11 @@
 //! Everything is torn down on drop (daemons by pid file, the namespaces, the directory), also
 //! when a test panics.
 
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -718,5 +720,99 @@ pub fn ovs_value(v: &serde_json::Value, always_set: bool) -> String {
         (0, _) => "[]".into(),
         (1, false) => items[0].clone(),
         _ => format!("[{}]", items.join(", ")),
+    }
+}
+
+/// The preload library under test: the release build, or the file `OVS_AUTOATTACH_TEST_LIBRARY`
+/// names (another build, e.g. an older one, to see which tests it fails).
+pub fn preload_library() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let path = PATH.get_or_init(|| {
+        std::env::var("OVS_AUTOATTACH_TEST_LIBRARY").unwrap_or_else(|_| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/target/release/libovs_autoattach_preload.so"
+            )
+            .to_string()
+        })
+    });
+    assert!(
+        Path::new(path).is_file(),
+        "{path} is missing: build it first with `cargo build --release -p ovs-autoattach-preload`"
+    );
+    path
+}
+
+/// Polls `f` every 10 ms until it holds or `limit` has passed.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A stand-in for the syslog daemon: a datagram socket the tool is pointed at with
+/// `OVS_AUTOATTACH_SYSLOG_SOCKET` (the library passes the tool's variables on), read on a
+/// thread of its own so that the tool never waits for a full queue.
+pub struct Syslog {
+    _dir: tempfile::TempDir,
+    path: String,
+    lines: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Syslog {
+    pub fn bind() -> Syslog {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, s) = (lines.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = vec![0; 65536];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    l.lock().unwrap().push(line);
+                }
+            }
+        });
+        Syslog {
+            path: path.to_str().unwrap().to_string(),
+            _dir: dir,
+            lines,
+            stop,
+        }
+    }
+
+    /// The variable that points the tool here.
+    pub fn var(&self) -> (&'static str, &str) {
+        ("OVS_AUTOATTACH_SYSLOG_SOCKET", &self.path)
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Every datagram so far, once one contains `needle` or `limit` has passed.
+    pub fn wait_for(&self, needle: &str, limit: Duration) -> Vec<String> {
+        wait_until(limit, || self.lines().iter().any(|l| l.contains(needle)));
+        self.lines()
+    }
+}
+
+impl Drop for Syslog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }

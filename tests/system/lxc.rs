@@ -17,92 +17,14 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::Read;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 
 use common::Ovs;
 
-const LIBRARY: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/target/release/libovs_autoattach_preload.so"
-);
-
-pub(crate) fn library() -> String {
-    let path = std::env::var("OVS_AUTOATTACH_TEST_LIBRARY").unwrap_or_else(|_| LIBRARY.to_string());
-    assert!(
-        Path::new(&path).is_file(),
-        "{path} is missing: build it first with `cargo build --release -p ovs-autoattach-preload`"
-    );
-    path
-}
-
 const STARTS: usize = 10;
-
-/// Polls `f` every 10 ms until it holds or `limit` has passed.
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// A stand-in for the syslog daemon (as in `tests/system/preload.rs`): a datagram socket the tool is
-/// pointed at with `OVS_AUTOATTACH_SYSLOG_SOCKET`, read on a thread of its own.
-struct Syslog {
-    _dir: tempfile::TempDir,
-    path: String,
-    lines: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Syslog {
-    fn bind() -> Syslog {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        let socket = UnixDatagram::bind(&path).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (l, s) = (lines.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut buf = vec![0; 65536];
-            while !s.load(Ordering::Relaxed) {
-                if let Ok(n) = socket.recv(&mut buf) {
-                    let line = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    l.lock().unwrap().push(line);
-                }
-            }
-        });
-        Syslog {
-            path: path.to_str().unwrap().to_string(),
-            _dir: dir,
-            lines,
-            stop,
-        }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Syslog {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
 
 /// The syslog severity (0 emergency … 7 debug) of a datagram `<PRI>ovs-autoattach[PID]: …`.
 fn severity(line: &str) -> u8 {
@@ -252,7 +174,7 @@ fn a_real_lxc_container_gets_its_host_veth_attached_ten_times_and_nothing_else()
     }
     let ovs = Ovs::start();
     let ct = Container::create(&ovs.ns);
-    let syslog = Syslog::bind();
+    let syslog = common::Syslog::bind();
 
     // The tool's files and lock directory also exist under the container's root file system:
     // a tool that ran after LXC's pivot_root would write there.
@@ -262,12 +184,12 @@ fn a_real_lxc_container_gets_its_host_veth_attached_ten_times_and_nothing_else()
     }
 
     let config = ovs.config_path().display().to_string();
-    let library = library();
+    let library = common::preload_library();
     let env = [
-        ("LD_PRELOAD", library.as_str()),
+        ("LD_PRELOAD", library),
         ("OVS_AUTOATTACH_BIN", common::BIN),
         ("OVS_AUTOATTACH_CONFIG", &config),
-        ("OVS_AUTOATTACH_SYSLOG_SOCKET", &syslog.path),
+        syslog.var(),
     ];
     let monitor = ovs.monitor_ports();
     let mut host_veths = Vec::new();
@@ -277,7 +199,7 @@ fn a_real_lxc_container_gets_its_host_veth_attached_ten_times_and_nothing_else()
         let now = veths(&ovs);
         assert_eq!(now.len(), 1, "start {start}: veths {now:?}");
         let veth = now[0].clone();
-        let attached = wait_until(Duration::from_secs(5), || {
+        let attached = common::wait_until(Duration::from_secs(5), || {
             ovs.bridge_of(&veth).as_deref() == Some("ovsbr0")
         });
         assert!(
@@ -296,7 +218,7 @@ fn a_real_lxc_container_gets_its_host_veth_attached_ten_times_and_nothing_else()
                 .count()
         };
         assert!(
-            wait_until(Duration::from_secs(5), || summaries() >= start),
+            common::wait_until(Duration::from_secs(5), || summaries() >= start),
             "start {start}: {:#?}",
             syslog.lines()
         );
@@ -319,7 +241,7 @@ fn a_real_lxc_container_gets_its_host_veth_attached_ten_times_and_nothing_else()
 
         ct.stop();
         assert!(
-            wait_until(Duration::from_secs(10), || veths(&ovs).is_empty()),
+            common::wait_until(Duration::from_secs(10), || veths(&ovs).is_empty()),
             "start {start}: the veth outlived the container: {:?}",
             veths(&ovs)
         );

@@ -1,7 +1,7 @@
 //! The LD_PRELOAD library (`preload/`) in real processes: `ip` against a real Open vSwitch, and
 //! a small C program (`preload/testdata/probe.c`) that calls the interposed functions in known
 //! ways, with a stub in place of the tool to count and inspect what gets started. The real tool
-//! logs to a test socket standing in for `/dev/log` ([`Syslog`]).
+//! logs to a test socket standing in for `/dev/log` ([`common::Syslog`]).
 //!
 //! The library must be built first: `cargo build --release -p ovs-autoattach-preload`
 //! (`OVS_AUTOATTACH_TEST_LIBRARY` points the tests at another build).
@@ -11,34 +11,15 @@ use crate::common;
 use std::fs::{self, File};
 use std::io::{Read, Seek};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Ovs;
 
-const LIBRARY: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/target/release/libovs_autoattach_preload.so"
-);
 const PROBE_C: &str = include_str!("../../preload/testdata/probe.c");
-
-/// The release build of the library, or the file `OVS_AUTOATTACH_TEST_LIBRARY` names (another
-/// build, e.g. an older one, to see which tests it fails).
-fn library() -> &'static str {
-    static PATH: OnceLock<String> = OnceLock::new();
-    let path = PATH.get_or_init(|| {
-        std::env::var("OVS_AUTOATTACH_TEST_LIBRARY").unwrap_or_else(|_| LIBRARY.to_string())
-    });
-    assert!(
-        Path::new(path).is_file(),
-        "{path} is missing: build it first with `cargo build --release -p ovs-autoattach-preload`"
-    );
-    path
-}
 
 /// The probe, compiled once per test run into cargo's scratch directory for tests (built under
 /// a private name, then renamed into place, so that concurrent runs never see half a binary).
@@ -93,7 +74,7 @@ impl Drop for Netns {
 fn preloaded(ns: &str, bin: &Path, vars: &[(&str, &str)], argv: &[&str]) -> Command {
     let mut c = Command::new("ip");
     c.args(["netns", "exec", ns, "env"])
-        .arg(format!("LD_PRELOAD={}", library()))
+        .arg(format!("LD_PRELOAD={}", common::preload_library()))
         .arg(format!("OVS_AUTOATTACH_BIN={}", bin.display()))
         .args(vars.iter().map(|(k, v)| format!("{k}={v}")))
         .args(argv);
@@ -164,80 +145,6 @@ fn started(stderr: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Polls `f` every 10 ms until it holds or `limit` has passed.
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// A stand-in for the syslog daemon: a datagram socket the tool is pointed at with
-/// `OVS_AUTOATTACH_SYSLOG_SOCKET` (the library passes the tool's variables on), read on a
-/// thread of its own so that the tool never waits for a full queue.
-struct Syslog {
-    _dir: tempfile::TempDir,
-    path: String,
-    lines: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Syslog {
-    fn bind() -> Syslog {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        let socket = UnixDatagram::bind(&path).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (l, s) = (lines.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut buf = vec![0; 65536];
-            while !s.load(Ordering::Relaxed) {
-                if let Ok(n) = socket.recv(&mut buf) {
-                    let line = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    l.lock().unwrap().push(line);
-                }
-            }
-        });
-        Syslog {
-            path: path.to_str().unwrap().to_string(),
-            _dir: dir,
-            lines,
-            stop,
-        }
-    }
-
-    /// The variable that points the tool here.
-    fn var(&self) -> (&'static str, &str) {
-        ("OVS_AUTOATTACH_SYSLOG_SOCKET", &self.path)
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// Every datagram so far, once one contains `needle` or `limit` has passed.
-    fn wait_for(&self, needle: &str, limit: Duration) -> Vec<String> {
-        wait_until(limit, || self.lines().iter().any(|l| l.contains(needle)));
-        self.lines()
-    }
-}
-
-impl Drop for Syslog {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 /// Splits a syslog datagram `<PRI>ovs-autoattach[PID]: message` into PRI and message.
 fn syslog_line(line: &str) -> (u8, &str) {
     let parse = || {
@@ -283,9 +190,9 @@ fn value(out: &str, key: &str) -> f64 {
 }
 
 /// Waits until `port` is on `bridge`; asserts it happens within a second.
-fn assert_attached_within_a_second(ovs: &Ovs, port: &str, ran: &Ran, syslog: &Syslog) {
+fn assert_attached_within_a_second(ovs: &Ovs, port: &str, ran: &Ran, syslog: &common::Syslog) {
     let since = Instant::now();
-    let attached = wait_until(Duration::from_secs(1), || {
+    let attached = common::wait_until(Duration::from_secs(1), || {
         ovs.bridge_of(port).as_deref() == Some("ovsbr0")
     });
     let elapsed = since.elapsed();
@@ -314,7 +221,7 @@ fn ip_link_set_up_attaches_the_veth() {
     );
     ovs.sh("ip link add veth123i0 type veth peer name p123i0");
     let config = ovs.config_path().display().to_string();
-    let syslog = Syslog::bind();
+    let syslog = common::Syslog::bind();
     let ran = run_ok(&mut preloaded(
         &ovs.ns,
         Path::new(common::BIN),
@@ -352,7 +259,7 @@ fn ip_tuntap_add_attaches_the_tap() {
         "net0: virtio=BC:24:11:00:01:24,bridge=ovsbr0\n",
     );
     let config = ovs.config_path().display().to_string();
-    let syslog = Syslog::bind();
+    let syslog = common::Syslog::bind();
     let ran = run_ok(&mut preloaded(
         &ovs.ns,
         Path::new(common::BIN),
@@ -387,7 +294,7 @@ fn the_callers_output_is_its_own_and_the_tools_lines_go_to_syslog() {
     );
     ovs.sh("ip link add veth127i0 type veth peer name p127i0");
     let config = ovs.config_path().display().to_string();
-    let syslog = Syslog::bind();
+    let syslog = common::Syslog::bind();
     let argv = [probe, "lookup", "veth127i0"];
 
     let without = run_ok(&mut plain(&ovs.ns, &argv));
@@ -467,7 +374,10 @@ fn a_hundred_thousand_lookups_start_the_tool_once_and_other_names_never() {
         &[probe, "loop", "veth125i0", "100000", "compare"],
     ));
     assert_eq!(started(&hooked.stderr).len(), 1, "{}", hooked.stderr);
-    assert!(wait_until(Duration::from_secs(5), || !calls(dir.path()).is_empty()));
+    assert!(common::wait_until(Duration::from_secs(5), || !calls(
+        dir.path()
+    )
+    .is_empty()));
 
     let other = run_ok(&mut preloaded(
         &ns.0,
@@ -530,7 +440,10 @@ fn threads_racing_on_one_name_start_the_tool_once() {
         &[probe, "threads", "veth126i0", "8", "2000"],
     ));
     assert_eq!(started(&ran.stderr).len(), 1, "{}", ran.stderr);
-    assert!(wait_until(Duration::from_secs(5), || !calls(dir.path()).is_empty()));
+    assert!(common::wait_until(Duration::from_secs(5), || !calls(
+        dir.path()
+    )
+    .is_empty()));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(calls(dir.path()), ["--log syslog plug veth126i0"]);
 }
@@ -569,8 +482,10 @@ fn return_values_and_errno_are_those_of_the_real_functions() {
     for (line, want) in lines.iter().zip(expected) {
         assert!(line.contains(want), "{line} should be about {want}");
     }
-    assert!(wait_until(Duration::from_secs(5), || calls(dir.path())
-        .len()
+    assert!(common::wait_until(Duration::from_secs(5), || calls(
+        dir.path()
+    )
+    .len()
         == 4));
     let mut got = calls(dir.path());
     got.sort();
@@ -719,7 +634,7 @@ fn the_tool_inherits_no_descriptors_and_the_caller_keeps_no_zombie() {
     }
     // And after its exec of sleep: exactly 0, 1, 2.
     let pid = stub_pid.expect("the stub wrote its pid");
-    assert!(wait_until(Duration::from_secs(2), || {
+    assert!(common::wait_until(Duration::from_secs(2), || {
         fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
     }));
     let mut now: Vec<u32> = fs::read_dir(format!("/proc/{pid}/fd"))
@@ -812,8 +727,10 @@ fn assert_inert_elsewhere(mode: &str, n: u32) {
         "{}",
         ran.stderr
     );
-    assert!(wait_until(Duration::from_secs(5), || calls(dir.path())
-        .len()
+    assert!(common::wait_until(Duration::from_secs(5), || calls(
+        dir.path()
+    )
+    .len()
         == 2));
     // Anything started late would have shown up by now.
     std::thread::sleep(Duration::from_millis(300));
@@ -914,7 +831,7 @@ fn a_child_subreaper_gets_no_child_and_no_sigchld() {
                 format!("--log syslog plug tap{n}i0"),
             ]
         };
-        wait_until(Duration::from_secs(5), || {
+        common::wait_until(Duration::from_secs(5), || {
             calls(dir.path()).len() == expected.len()
         });
         std::thread::sleep(Duration::from_millis(300));
@@ -949,6 +866,9 @@ fn inert_in_an_lxc_hook() {
         &[],
         &[probe, "loop", "veth170i0", "10"],
     ));
-    assert!(wait_until(Duration::from_secs(5), || !calls(dir.path()).is_empty()));
+    assert!(common::wait_until(Duration::from_secs(5), || !calls(
+        dir.path()
+    )
+    .is_empty()));
     assert_eq!(calls(dir.path()), ["--log syslog plug veth170i0"]);
 }

@@ -507,7 +507,7 @@ fn a_real_lxc_container_plugging_itself_starts_with_the_preload_library() {
     if Command::new("lxc-start").arg("--version").output().is_err() {
         panic!("lxc-start is missing: run scripts/deps (it installs lxc and busybox-static)");
     }
-    let library = crate::lxc::library();
+    let library = common::preload_library().to_string();
     let ovs = Ovs::start();
     ovs.add_bridge("vmbr1");
     let dir = tempfile::Builder::new()
