@@ -16,6 +16,7 @@
 //!   are hexadecimal and octal) up to 4094; `veth.vlan.tagged.id` one such number a line.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use crate::decide::vlan::{Vlan, VlanMode};
 
@@ -325,6 +326,150 @@ pub fn monitor(cmdline: &[u8]) -> Option<(String, String)> {
         .then(|| (path.to_string(), name.to_string()))
 }
 
+/// A container as a monitor or a payload cgroup names it: its lxcpath and the names it may have.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ident {
+    pub lxc_path: PathBuf,
+    pub names: Vec<String>,
+}
+
+/// What the processes of one network namespace say of their container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    Trusted(Ident),
+    /// Named the way LXC names nothing: the look is incomplete.
+    Refused(String),
+    /// Named by something the tool does not trust: no container.
+    Untrusted(String),
+}
+
+impl Claim {
+    /// Lower is better: a trusted claim over a refused one over an untrusted one.
+    pub fn rank(&self) -> u8 {
+        match self {
+            Claim::Trusted(_) => 0,
+            Claim::Refused(_) => 1,
+            Claim::Untrusted(_) => 2,
+        }
+    }
+}
+
+/// What an LXC monitor (process `pid`, watching container `name` of `lxc_path`) claims for its
+/// children: only a monitor run by root (`by_root`) in the host's PID and network namespaces
+/// (`on_host`) is trusted; another user's could name any container.
+pub fn monitor_claim(pid: u32, lxc_path: &str, name: &str, by_root: bool, on_host: bool) -> Claim {
+    if !by_root {
+        Claim::Untrusted(format!("LXC monitor {pid} of {name} is not run by root"))
+    } else if !on_host {
+        Claim::Untrusted(format!(
+            "LXC monitor {pid} of {name} runs in another namespace than the host's"
+        ))
+    } else {
+        Claim::Trusted(Ident {
+            lxc_path: PathBuf::from(lxc_path),
+            names: vec![name.to_string()],
+        })
+    }
+}
+
+/// What a process in payload cgroup `payload` claims: trusted when root owns that cgroup's
+/// directory (`owner`), or, where the hierarchy cannot be looked at (`None`), when it is at its
+/// top (only the host's root makes cgroups there; a delegated subtree lies deeper). Its
+/// container lives under `lxc_path`.
+pub fn payload_claim(payload: Payload, owner: Option<u32>, lxc_path: &Path) -> Claim {
+    match payload {
+        Payload::Refused(name) => Claim::Refused(format!(
+            "a process runs in an LXC payload cgroup named {name:?}, a name LXC does not make"
+        )),
+        Payload::Named { dir, names } => {
+            let top = dir.matches('/').count() == 1;
+            match owner {
+                Some(0) => Claim::Trusted(Ident {
+                    lxc_path: lxc_path.to_path_buf(),
+                    names,
+                }),
+                None if top => Claim::Trusted(Ident {
+                    lxc_path: lxc_path.to_path_buf(),
+                    names,
+                }),
+                _ => Claim::Untrusted(format!(
+                    "the payload cgroup {dir} is not root's, or cannot be looked at"
+                )),
+            }
+        }
+    }
+}
+
+/// The claims of the processes seen so far, by PID, each with whether a monitor made it.
+pub type Claims = BTreeMap<u32, (Claim, bool)>;
+
+/// Records `claim` for process `pid`: a process's better claim stays, and a monitor's on a tie,
+/// so that a monitor the tool does not trust takes nothing from a payload cgroup root owns.
+pub fn record(claims: &mut Claims, pid: u32, claim: Claim, from_monitor: bool) {
+    match claims.get(&pid) {
+        Some((have, _)) if have.rank() < claim.rank() => {}
+        Some((have, true)) if have.rank() == claim.rank() => {}
+        _ => {
+            claims.insert(pid, (claim, from_monitor));
+        }
+    }
+}
+
+/// One network namespace's claiming processes: one of them, what they claim, and whether all
+/// of them are still `lxc-start` (the container is being set up).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub pid: u32,
+    pub claim: Claim,
+    pub starting: bool,
+}
+
+/// A claiming process as the adapters saw it: its claim, whether a monitor made it, its network
+/// namespace and whether it is still `lxc-start`.
+pub struct Seen {
+    pub pid: u32,
+    pub claim: Claim,
+    pub from_monitor: bool,
+    pub netns: String,
+    pub setting_up: bool,
+}
+
+/// The processes grouped by network namespace: each group keeps its best claim (a monitor's on
+/// a tie), and is starting while every process of it is still `lxc-start`.
+pub fn groups(seen: Vec<Seen>) -> Vec<Group> {
+    let mut by_netns: BTreeMap<String, (Group, bool)> = BTreeMap::new();
+    for s in seen {
+        let better = |have: &(Group, bool)| {
+            (s.claim.rank(), !s.from_monitor) < (have.0.claim.rank(), !have.1)
+        };
+        match by_netns.get_mut(&s.netns) {
+            Some(have) => {
+                have.0.starting &= s.setting_up;
+                if better(have) {
+                    let starting = have.0.starting;
+                    *have = (
+                        Group {
+                            pid: s.pid,
+                            claim: s.claim,
+                            starting,
+                        },
+                        s.from_monitor,
+                    );
+                }
+            }
+            None => {
+                let group = Group {
+                    pid: s.pid,
+                    claim: s.claim,
+                    starting: s.setting_up,
+                };
+                by_netns.insert(s.netns, (group, s.from_monitor));
+            }
+        }
+    }
+    by_netns.into_values().map(|(g, _)| g).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,5 +686,97 @@ mod tests {
         ] {
             assert!(!valid_name(bad), "{bad:?}");
         }
+    }
+
+    fn ident(name: &str) -> Ident {
+        Ident {
+            lxc_path: PathBuf::from("/var/lib/lxc"),
+            names: vec![name.to_string()],
+        }
+    }
+
+    #[test]
+    fn only_roots_monitors_and_cgroups_are_trusted() {
+        assert_eq!(
+            monitor_claim(7, "/var/lib/lxc", "ct", true, true),
+            Claim::Trusted(ident("ct"))
+        );
+        assert_eq!(
+            monitor_claim(7, "/var/lib/lxc", "ct", false, true).rank(),
+            2
+        );
+        assert_eq!(
+            monitor_claim(7, "/var/lib/lxc", "ct", true, false).rank(),
+            2
+        );
+        let lxc = Path::new("/var/lib/lxc");
+        let named = |dir: &str| Payload::Named {
+            dir: dir.into(),
+            names: vec!["ct".into()],
+        };
+        assert_eq!(
+            payload_claim(named("/lxc.payload.ct"), Some(0), lxc),
+            Claim::Trusted(ident("ct"))
+        );
+        // Not root's, or deeper than the top where the owner cannot be seen: a delegated tree.
+        assert_eq!(
+            payload_claim(named("/lxc.payload.ct"), Some(1000), lxc).rank(),
+            2
+        );
+        assert_eq!(
+            payload_claim(named("/user.slice/lxc.payload.ct"), None, lxc).rank(),
+            2
+        );
+        assert_eq!(payload_claim(named("/lxc.payload.ct"), None, lxc).rank(), 0);
+        assert_eq!(
+            payload_claim(Payload::Refused("..".into()), Some(0), lxc).rank(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_better_claim_wins_a_monitors_on_a_tie() {
+        let mut claims = Claims::new();
+        let untrusted = Claim::Untrusted("not root".into());
+        record(&mut claims, 10, untrusted.clone(), true);
+        record(&mut claims, 10, Claim::Trusted(ident("a")), false);
+        assert_eq!(claims[&10], (Claim::Trusted(ident("a")), false));
+        // A worse claim never replaces a better one; a monitor's stays on a tie.
+        record(&mut claims, 10, untrusted, true);
+        record(&mut claims, 10, Claim::Trusted(ident("b")), true);
+        record(&mut claims, 10, Claim::Trusted(ident("c")), false);
+        assert_eq!(claims[&10], (Claim::Trusted(ident("b")), true));
+    }
+
+    #[test]
+    fn processes_group_by_namespace_and_start_while_all_set_up() {
+        let seen = |pid, netns: &str, claim: Claim, from_monitor, setting_up| Seen {
+            pid,
+            claim,
+            from_monitor,
+            netns: netns.into(),
+            setting_up,
+        };
+        let groups = groups(vec![
+            seen(1, "net:[1]", Claim::Untrusted("x".into()), false, true),
+            seen(2, "net:[1]", Claim::Trusted(ident("a")), true, false),
+            seen(3, "net:[2]", Claim::Trusted(ident("b")), false, true),
+            seen(4, "net:[2]", Claim::Trusted(ident("b2")), true, true),
+        ]);
+        assert_eq!(
+            groups,
+            [
+                Group {
+                    pid: 2,
+                    claim: Claim::Trusted(ident("a")),
+                    starting: false
+                },
+                Group {
+                    pid: 4,
+                    claim: Claim::Trusted(ident("b2")),
+                    starting: true
+                },
+            ]
+        );
     }
 }

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use crate::decide::config::Config;
 use crate::decide::desired::{Container, Lookup};
-use crate::decide::lxc::{self, LxcConfig, Payload};
+use crate::decide::lxc::{self, Claim, Group, Ident, LxcConfig, Payload};
 use crate::host::links::{Link, Rtnl};
 
 /// How long a run waits for its pass over `/proc`, and then for the configurations.
@@ -188,41 +188,6 @@ fn siblings(all: &[Link], netnsid: i32) -> Vec<String> {
     veths.into_iter().map(|l| l.name.clone()).collect()
 }
 
-/// A container as a monitor or a payload cgroup names it: its lxcpath and the names it may have.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Ident {
-    lxc_path: PathBuf,
-    names: Vec<String>,
-}
-
-/// What the processes of one network namespace say of their container.
-#[derive(Clone, Debug)]
-enum Claim {
-    Trusted(Ident),
-    /// Named the way LXC names nothing: the look is incomplete.
-    Refused(String),
-    /// Named by something the tool does not trust: no container.
-    Untrusted(String),
-}
-
-impl Claim {
-    fn rank(&self) -> u8 {
-        match self {
-            Claim::Trusted(_) => 0,
-            Claim::Refused(_) => 1,
-            Claim::Untrusted(_) => 2,
-        }
-    }
-}
-
-/// One network namespace's claiming processes: one of them, what they claim, and whether all
-/// of them are still `lxc-start` (the container is being set up).
-struct Group {
-    pid: u32,
-    claim: Claim,
-    starting: bool,
-}
-
 /// A container's name, configuration path and configuration.
 type Chosen = (String, PathBuf, Result<Option<LxcConfig>, String>);
 
@@ -282,7 +247,7 @@ fn scan_proc(lxc_path: &Path) -> Vec<Group> {
     };
     let own = Own::read();
     let cgroup_root = cgroup2_root();
-    let mut claims: BTreeMap<u32, (Claim, bool)> = BTreeMap::new();
+    let mut claims = lxc::Claims::new();
     for entry in procs.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -291,58 +256,30 @@ fn scan_proc(lxc_path: &Path) -> Vec<Group> {
         else {
             continue;
         };
-        // A process's better claim stays (a monitor's on a tie): a monitor the tool does not
-        // trust takes nothing from a payload cgroup root owns.
-        let mut claim_for = |pid: u32, claim: Claim, from_monitor: bool| match claims.get(&pid) {
-            Some((have, _)) if have.rank() < claim.rank() => {}
-            Some((have, true)) if have.rank() == claim.rank() => {}
-            _ => {
-                claims.insert(pid, (claim, from_monitor));
-            }
-        };
         if let Some((children, claim)) = monitored(pid, &own) {
             for child in children {
-                claim_for(child, claim.clone(), true);
+                lxc::record(&mut claims, child, claim.clone(), true);
             }
         } else if let Some(claim) = payload(&entry.path(), cgroup_root.as_deref(), lxc_path) {
-            claim_for(pid, claim, false);
+            lxc::record(&mut claims, pid, claim, false);
         }
     }
-    let mut by_netns: BTreeMap<std::ffi::OsString, (Group, bool)> = BTreeMap::new();
-    for (pid, (claim, from_monitor)) in claims {
-        let Ok(netns) = std::fs::read_link(format!("/proc/{pid}/ns/net")) else {
-            continue;
-        };
-        let setting_up = std::fs::read(format!("/proc/{pid}/comm"))
-            .is_ok_and(|c| c.trim_ascii_end() == b"lxc-start");
-        let better =
-            |have: &(Group, bool)| (claim.rank(), !from_monitor) < (have.0.claim.rank(), !have.1);
-        match by_netns.get_mut(netns.as_os_str()) {
-            Some(have) => {
-                have.0.starting &= setting_up;
-                if better(have) {
-                    let starting = have.0.starting;
-                    *have = (
-                        Group {
-                            pid,
-                            claim,
-                            starting,
-                        },
-                        from_monitor,
-                    );
-                }
-            }
-            None => {
-                let group = Group {
-                    pid,
-                    claim,
-                    starting: setting_up,
-                };
-                by_netns.insert(netns.into_os_string(), (group, from_monitor));
-            }
-        }
-    }
-    by_netns.into_values().map(|(g, _)| g).collect()
+    let seen = claims
+        .into_iter()
+        .filter_map(|(pid, (claim, from_monitor))| {
+            let netns = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+            let setting_up = std::fs::read(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim_ascii_end() == b"lxc-start");
+            Some(lxc::Seen {
+                pid,
+                claim,
+                from_monitor,
+                netns: netns.to_string_lossy().into_owned(),
+                setting_up,
+            })
+        })
+        .collect();
+    lxc::groups(seen)
 }
 
 /// This process's PID and network namespaces, which a trusted monitor shares.
@@ -374,18 +311,8 @@ fn monitored(pid: u32, own: &Own) -> Option<(Vec<u32>, Claim)> {
         .filter_map(|c| c.parse().ok())
         .collect();
     let ns = |kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok();
-    let claim = if !run_by_root(pid) {
-        Claim::Untrusted(format!("LXC monitor {pid} of {name} is not run by root"))
-    } else if own.pid_ns.is_none() || ns("pid") != own.pid_ns || ns("net") != own.net_ns {
-        Claim::Untrusted(format!(
-            "LXC monitor {pid} of {name} runs in another namespace than the host's"
-        ))
-    } else {
-        Claim::Trusted(Ident {
-            lxc_path: PathBuf::from(lxc_path),
-            names: vec![name],
-        })
-    };
+    let on_host = own.pid_ns.is_some() && ns("pid") == own.pid_ns && ns("net") == own.net_ns;
+    let claim = lxc::monitor_claim(pid, &lxc_path, &name, run_by_root(pid), on_host);
     Some((children, claim))
 }
 
@@ -412,30 +339,14 @@ fn payload(dir: &Path, cgroup_root: Option<&Path>, lxc_path: &Path) -> Option<Cl
     let cgroup = std::fs::read(dir.join("cgroup")).ok()?;
     let text = String::from_utf8_lossy(&cgroup);
     let line = text.lines().find(|l| l.starts_with("0::"))?;
-    match lxc::payload(line)? {
-        Payload::Refused(name) => Some(Claim::Refused(format!(
-            "a process runs in an LXC payload cgroup named {name:?}, a name LXC does not make"
-        ))),
-        Payload::Named { dir, names } => {
-            let owner = cgroup_root
-                .and_then(|root| std::fs::metadata(root.join(dir.trim_start_matches('/'))).ok())
-                .map(|m| m.uid());
-            let top = dir.matches('/').count() == 1;
-            Some(match owner {
-                Some(0) => Claim::Trusted(Ident {
-                    lxc_path: lxc_path.to_path_buf(),
-                    names,
-                }),
-                None if top => Claim::Trusted(Ident {
-                    lxc_path: lxc_path.to_path_buf(),
-                    names,
-                }),
-                _ => Claim::Untrusted(format!(
-                    "the payload cgroup {dir} is not root's, or cannot be looked at"
-                )),
-            })
-        }
-    }
+    let payload = lxc::payload(line)?;
+    let owner = match &payload {
+        Payload::Named { dir, .. } => cgroup_root
+            .and_then(|root| std::fs::metadata(root.join(dir.trim_start_matches('/'))).ok())
+            .map(|m| m.uid()),
+        Payload::Refused(_) => None,
+    };
+    Some(lxc::payload_claim(payload, owner, lxc_path))
 }
 
 /// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a
